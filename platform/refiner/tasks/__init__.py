@@ -1,0 +1,1 @@
+"""Tasks: the on-disk format, its validation, and the built-in task sources."""

@@ -1,0 +1,45 @@
+"""The task format: one row = one task (an input/target pair).
+
+| column       | type          | required | meaning                                                  |
+|--------------|---------------|----------|----------------------------------------------------------|
+| task_id      | string        | yes      | unique within a file                                     |
+| task_type    | string        | yes      | one of TASK_TYPES                                        |
+| input        | list<int32>   | yes      | token ids (see refiner.tokenizers), non-empty            |
+| target       | list<int32>   | yes      | token ids, non-empty                                     |
+| source       | string        | no ("")  | generator or benchmark: parity, sudoku, arc-agi-1, ...   |
+| group_id     | string        | no (=id) | tasks that belong together (the pairs of one ARC puzzle) |
+| split        | string        | no       | one of SPLITS, default "train"                           |
+| height       | int32, null   | grids    | grid rows; len(input) == len(target) == height * width   |
+| width        | int32, null   | grids    | grid columns                                             |
+| num_symbols  | int32         | no       | alphabet size: ids must be < NUM_SPECIAL + num_symbols   |
+
+Token ids are shared by all task types: ids below NUM_SPECIAL are special tokens (PAD,
+MASK, SEP, EOS), content symbol ``s`` is ``NUM_SPECIAL + s`` (bytes for text).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from refiner.tokenizers import MAX_SYMBOLS
+
+TASK_TYPES = ("sequence", "grid", "text")
+GRID_TASK_TYPES = ("grid",)
+SPLITS = ("train", "val", "test")
+
+TASK_SCHEMA = pa.schema(
+    [
+        pa.field("task_id", pa.string(), nullable=False),
+        pa.field("task_type", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("group_id", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("input", pa.list_(pa.int32()), nullable=False),
+        pa.field("target", pa.list_(pa.int32()), nullable=False),
+        pa.field("height", pa.int32(), nullable=True),
+        pa.field("width", pa.int32(), nullable=True),
+        pa.field("num_symbols", pa.int32(), nullable=False),
+    ]
+)
+REQUIRED_COLUMNS = ("task_id", "task_type", "input", "target")
+DEFAULT_NUM_SYMBOLS = MAX_SYMBOLS
