@@ -1,0 +1,199 @@
+"""MLflow: the only module that imports it.
+
+One training job = one MLflow run. The driver opens (or, for a resumed run name, reopens)
+the run and hands an ``MlflowTracker`` (picklable: a URI and a run id) to rank 0, which
+logs into that same run; the driver closes it as FINISHED, FAILED or KILLED. A sweep adds
+one parent run whose children are the trials (tag ``mlflow.parentRunId``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
+from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH
+
+from refiner.run_tracker import flatten
+
+RUN_NAME_TAG = "mlflow.runName"
+PARENT_TAG = "mlflow.parentRunId"
+_PARAMS_PER_BATCH = 100
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used (unreachable server, unwritable database path)."""
+
+
+def resolve_tracking_uri(explicit: str | None = None, cwd: str | os.PathLike | None = None) -> str:
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else an absolute SQLite file in cwd.
+
+    MLflow 3.17 refuses the plain file store, and a relative SQLite path would move with
+    the process's working directory (a Ray job's is a temporary folder).
+    """
+    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{Path(cwd or os.getcwd()).resolve() / 'mlflow.db'}"
+
+
+def check_tracking_store(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, before any compute, when the store cannot be reached or written."""
+    if uri.startswith(("http://", "https://")):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:
+                if response.status != 200:
+                    raise TrackingError(f"MLflow server {uri} answered {response.status} on /health")
+        except (urllib.error.URLError, OSError) as exc:
+            raise TrackingError(
+                f"MLflow tracking server {uri} is unreachable ({exc}); start it, fix "
+                "--tracking-uri / MLFLOW_TRACKING_URI, or port-forward it"
+            ) from None
+    elif uri.startswith("sqlite:///"):
+        db_dir = Path(uri[len("sqlite:///") :]).parent
+        if not db_dir.is_dir():
+            raise TrackingError(f"tracking database folder {db_dir} does not exist (from {uri})")
+        if not os.access(db_dir, os.W_OK):
+            raise TrackingError(f"tracking database folder {db_dir} is not writable (from {uri})")
+
+
+def _artifact_location(uri: str, experiment: str) -> str | None:
+    """Keep a local store's artifacts next to its database, whatever the cwd is."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts" / experiment).as_uri()
+    return None  # a tracking server decides its own artifact store
+
+
+def get_or_create_experiment(client: MlflowClient, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    return client.create_experiment(name, artifact_location=_artifact_location(client.tracking_uri, name))
+
+
+def _scalar(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number
+
+
+class MlflowTracker:
+    """A ``RunTracker`` writing into one existing MLflow run. Safe to pickle to a worker."""
+
+    def __init__(self, tracking_uri: str, run_id: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.run_id = run_id
+        self._client: MlflowClient | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"tracking_uri": self.tracking_uri, "run_id": self.run_id, "_client": None}
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        items = [
+            Param(key, str(value)[:MAX_PARAM_VAL_LENGTH])
+            for key, value in flatten(params).items()
+        ]
+        existing = self.client.get_run(self.run_id).data.params
+        # A resumed run already holds its params; MLflow refuses to change a logged value.
+        items = [p for p in items if p.key not in existing]
+        for start in range(0, len(items), _PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=items[start : start + _PARAMS_PER_BATCH])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        items = []
+        for key, value in metrics.items():
+            number = _scalar(value)
+            if number is not None:
+                items.append(Metric(key, number, now, int(step)))
+        for start in range(0, len(items), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=items[start : start + MAX_METRICS_PER_BATCH])
+
+    def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
+        if os.path.isdir(local_path):
+            self.client.log_artifacts(self.run_id, local_path, artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, local_path, artifact_path)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status)
+
+
+def find_run(client: MlflowClient, experiment_id: str, run_name: str, parent_run_id: str | None = None):
+    """The newest live run with this name (and parent), or None."""
+    query = f"tags.`{RUN_NAME_TAG}` = '{run_name}'"
+    if parent_run_id:
+        query += f" and tags.`{PARENT_TAG}` = '{parent_run_id}'"
+    runs = client.search_runs(
+        [experiment_id], query, run_view_type=ViewType.ACTIVE_ONLY, max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )
+    return runs[0] if runs else None
+
+
+def open_run(
+    tracking_uri: str,
+    experiment: str,
+    run_name: str,
+    tags: Mapping[str, str] | None = None,
+    parent_run_id: str | None = None,
+) -> MlflowTracker:
+    """Create the run, or reopen the one with the same name (a resumed training run)."""
+    client = MlflowClient(tracking_uri)
+    experiment_id = get_or_create_experiment(client, experiment)
+    existing = find_run(client, experiment_id, run_name, parent_run_id)
+    all_tags = dict(tags or {})
+    if parent_run_id:
+        all_tags[PARENT_TAG] = parent_run_id
+    if existing is not None:
+        run_id = existing.info.run_id
+        client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        tracker = MlflowTracker(tracking_uri, run_id)
+        if all_tags:
+            tracker.set_tags(all_tags)
+        return tracker
+    run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+    return MlflowTracker(tracking_uri, run.info.run_id)
+
+
+@contextmanager
+def tracked_run(
+    tracking_uri: str,
+    experiment: str,
+    run_name: str,
+    tags: Mapping[str, str] | None = None,
+    parent_run_id: str | None = None,
+) -> Iterator[MlflowTracker]:
+    """Open a run and guarantee it ends FINISHED, FAILED or KILLED, never left RUNNING."""
+    tracker = open_run(tracking_uri, experiment, run_name, tags, parent_run_id)
+    try:
+        yield tracker
+    except KeyboardInterrupt:
+        tracker.finish("KILLED")
+        raise
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    else:
+        tracker.finish("FINISHED")
