@@ -11,6 +11,7 @@ import functools
 
 import numpy as np
 import pyarrow as pa
+
 from refiner.tasks.schema import TASK_SCHEMA
 from refiner.tasks.sources import arc
 from refiner.tokenizers import NUM_SPECIAL, SEP, ByteTokenizer

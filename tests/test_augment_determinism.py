@@ -8,6 +8,7 @@ import pyarrow as pa
 from augment_tasks import as_batch, mixed_table
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from refiner.augment import STRATEGIES, AugmentationSpec, augment_batch, augment_table
 from refiner.augment.reference import reference_augment_table
 

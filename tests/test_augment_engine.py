@@ -16,6 +16,7 @@ from augment_tasks import (
     table,
     text_rows,
 )
+
 from refiner.augment import (
     LABEL_CONSISTENT_STRATEGIES,
     STRATEGIES,

@@ -16,6 +16,7 @@ from augment_tasks import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from refiner.augment import INPUT_ONLY_STRATEGIES, STRATEGIES, AugmentationSpec, augment_batch
 from refiner.tokenizers import MASK, NUM_SPECIAL, PAD, pad_to_length
 

@@ -20,6 +20,7 @@ from augment_tasks import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from refiner.augment import AugmentationSpec, augment_batch
 from refiner.augment.inverse import invert_label_consistent
 from refiner.tasks.sources import arc, sudoku

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from augment_tasks import mixed_table
+
 from refiner.augment import AugmentationSpec, Augmenter, augment_table
 
 ray = pytest.importorskip("ray")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from refiner.augment import DEFAULT_INTENSITY, STRATEGIES, AugmentationSpec
 from refiner.augment.counter_rng import (
     row_seed_scalar,

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from refiner.tasks.io import read_tasks
 
 JOB = Path(__file__).resolve().parents[1] / "jobs" / "prepare_tasks.py"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from refiner.tasks.io import validate_table
 from refiner.tasks.sources import arc
 from refiner.tokenizers import EOS, NUM_SPECIAL, PAD

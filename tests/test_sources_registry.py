@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from refiner.tasks.io import TaskFileError, write_tasks
 from refiner.tasks.schema import TASK_SCHEMA
 from refiner.tasks.sources import SOURCES, load_source, load_tasks, source_options

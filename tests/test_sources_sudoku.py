@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import pytest
+
 from refiner.tasks.io import validate_table
 from refiner.tasks.sources import sudoku
 from refiner.tasks.sources.sudoku import canonical_solution, count_solutions, solve, solves

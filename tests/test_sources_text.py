@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from refiner.tasks.io import TaskFileError, validate_table
 from refiner.tasks.sources import text
 from refiner.tokenizers import ByteTokenizer

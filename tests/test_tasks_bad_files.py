@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from refiner.tasks.io import TaskFileError, read_tasks
 from refiner.tasks.validation import MAX_SEQUENCE_LENGTH
 

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from refiner.tasks import io as task_io
 from refiner.tasks.io import TaskFileError, read_tasks, validate_table, write_tasks
 from refiner.tasks.schema import DEFAULT_NUM_SYMBOLS, TASK_SCHEMA

@@ -1,0 +1,64 @@
+"""Deep supervision: the loss terms of one refinement step and the per-step weights.
+
+Every step is supervised: token cross-entropy of the step's logits against the target
+(over all positions, PAD included: PAD is a legitimate "nothing here" prediction), the
+quality head against "is the proposed token right" per position, and the halting head
+against "the canvas after this step's edit is exactly right".
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from refiner.config import StepLossWeights
+
+LOSS_TYPES = ("token", "halting", "quality")
+
+
+def step_weights(weights: StepLossWeights, steps: int) -> torch.Tensor:
+    """Per-step weights w_1..w_T (float64, summing to 1) for the configured schedule."""
+    t = torch.arange(1, steps + 1, dtype=torch.float64)
+    if weights.schedule == "uniform":
+        w = torch.ones(steps, dtype=torch.float64)
+    elif weights.schedule == "linear":
+        w = t
+    elif weights.schedule == "exponential":
+        w = weights.decay ** (steps - t)  # the last step weighs 1, each earlier one `decay` less
+    elif weights.schedule == "explicit":
+        if weights.steps is None or len(weights.steps) != steps:
+            n = None if weights.steps is None else len(weights.steps)
+            raise ValueError(f"explicit step weights: have {n}, the unroll has {steps} steps")
+        w = torch.tensor(weights.steps, dtype=torch.float64)
+    else:
+        raise ValueError(f"unknown step weight schedule {weights.schedule!r}")
+    return w / w.sum()
+
+
+def step_loss_terms(
+    logits: torch.Tensor,
+    quality_logits: torch.Tensor,
+    halt_logit: torch.Tensor,
+    proposal: torch.Tensor,
+    canvas: torch.Tensor,
+    target: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """Unweighted loss terms (0-d, fp32) and detached metrics of one step.
+
+    logits [B, L, V]; quality_logits [B, L]; halt_logit [B]; proposal (argmax) and
+    canvas (after the edit) [B, L]; target [B, L].
+    """
+    token = F.cross_entropy(logits.float().flatten(0, 1), target.flatten())
+    quality = F.binary_cross_entropy_with_logits(
+        quality_logits.float(), (proposal == target).float()
+    )
+    correct = canvas == target
+    exact = correct.all(-1)
+    halting = F.binary_cross_entropy_with_logits(halt_logit.float(), exact.float())
+    return {
+        "token": token,
+        "halting": halting,
+        "quality": quality,
+        "exact": exact,
+        "token_acc": correct.float().mean(),
+    }

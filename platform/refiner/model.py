@@ -1,0 +1,325 @@
+"""RefinerModel: a small recursive network that refines a canvas step by step.
+
+Layout (TRM-like, position-aligned): input tokens x, the canvas (current draft tokens)
+and a latent state z are all [B, L, D] and added position by position, so position i of
+the latent reads input i and draft token i directly; attention (non-causal, rotary or
+learned positions, optionally local: |i - j| <= attention_window) mixes positions.
+
+One refinement step:
+
+    inject = embed_in(x) + embed_canvas(canvas) + gate * memory_out(memory read)
+    repeat latent_cycles times:   z = blocks(z + inject)      # one shared block stack
+    logits = token_head(z)                    # the proposed canvas, [B, L, V]
+    quality = quality_head(z)                 # per position: is the proposed token right?
+    halt = softmin over positions of halt_head(z)   # is the canvas now exactly right? [B]
+
+The canvas passes between steps as discrete tokens (argmax, then an edit strategy
+decides which positions change); gradients cross steps through the latent z.
+
+`forward()` runs the whole T-step unroll in ONE call: DDP allows one forward per
+backward, so truncation (the first T-K steps run without autograd and the latent is
+detached before the last K), canvas edits (a callback) and per-step losses all happen
+inside it. Every parameter is used in every step, so every parameter gets a gradient
+from every backward (no `find_unused_parameters` needed). `step()` is one step, for
+inference with per-sample early stopping (no autograd, so it can bypass DDP).
+
+Blocks are post-norm (RMSNorm after each residual add): the same block is applied
+T * latent_cycles * n_layers times, and post-norm keeps the latent's scale fixed however
+deep the recursion goes; QK-norm bounds the attention logits. The halting and quality
+heads read a detached latent: their targets ("is it right yet") move as the model
+improves, and letting them backpropagate into the shared latent made parity training
+collapse and recover several times per run; detached readouts made that much rarer. The halting head scores every position ("settled?") and takes a soft
+minimum, since "the whole canvas is right" is a property of its weakest position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from refiner.config import ModelConfig
+from refiner.edits import canvas_score
+from refiner.losses import step_loss_terms
+from refiner.memory import memory_read
+from refiner.tokenizers import MASK
+
+# edit_fn(step, canvas, canvas_quality, proposal, proposal_quality)
+#   -> (new_canvas, new_quality, strategy_name)
+EditFn = Callable[
+    [int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    tuple[torch.Tensor, torch.Tensor, str],
+]
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(
+            x.dtype
+        ) * self.weight
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class Rotary:
+    """Rotary position tables, cached per (length, device). Plain tensors, not buffers:
+    nothing to save and nothing for DDP to broadcast."""
+
+    def __init__(self, head_dim: int, base: float) -> None:
+        self.inv_freq = 1.0 / (
+            base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        )
+        self.cache: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def tables(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (length, str(device))
+        if key not in self.cache:
+            angles = torch.outer(torch.arange(length, dtype=torch.float32), self.inv_freq)
+            angles = torch.cat((angles, angles), dim=-1).to(device)
+            self.cache[key] = (angles.cos(), angles.sin())
+        return self.cache[key]
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
+        self.out = nn.Linear(config.d_model, config.d_model, bias=False)
+        head_dim = config.d_model // config.n_heads
+        # QK-norm bounds the attention logits, which keeps the deep recursion stable.
+        self.q_norm, self.k_norm = RMSNorm(head_dim), RMSNorm(head_dim)
+        self.dropout = config.dropout
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            cos, sin = (t.to(q.dtype) for t in rope)
+            q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out(y.transpose(1, 2).reshape(B, L, D))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        hidden = int(config.mlp_ratio * config.d_model)
+        self.gate_up = nn.Linear(config.d_model, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, config.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.attn, self.mlp = Attention(config), SwiGLU(config)
+        self.norm1, self.norm2 = RMSNorm(config.d_model), RMSNorm(config.d_model)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        x = self.norm1(x + self.drop(self.attn(x, rope, mask)))
+        return self.norm2(x + self.drop(self.mlp(x)))
+
+
+class RefinerModel(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        D = config.d_model
+        self.input_embed = nn.Embedding(config.vocab_size, D)
+        self.canvas_embed = nn.Embedding(config.vocab_size, D)
+        self.pos_embed = nn.Embedding(config.seq_len, D) if config.positional == "learned" else None
+        self.rotary = (
+            Rotary(D // config.n_heads, config.rope_base) if config.positional == "rope" else None
+        )
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.token_head = nn.Linear(D, config.vocab_size, bias=False)
+        self.quality_head = nn.Linear(D, 1)
+        self.halt_head = nn.Linear(D, 1)
+        self._masks: dict[tuple[int, str], torch.Tensor] = {}  # local-attention masks (not buffers)
+        self.use_memory = config.memory_capacity > 0
+        if self.use_memory:
+            self.memory_out = nn.Linear(D, D, bias=False)
+            self.memory_gate = nn.Parameter(torch.zeros(()))  # memory starts switched off
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=1.0)  # unit scale, like the normalised latent
+        nn.init.zeros_(self.halt_head.weight)  # every position starts "not settled":
+        nn.init.constant_(self.halt_head.bias, self.config.halt_bias_init)  # halt << 0
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ------------------------------------------------------------------ one step
+
+    def embed_input(self, input_ids: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[1] > self.config.seq_len:
+            raise ValueError(
+                f"sequence length {input_ids.shape[1]} exceeds the model's seq_len {self.config.seq_len}"
+            )
+        x = self.input_embed(input_ids)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed.weight[: input_ids.shape[1]]
+        return x
+
+    def initial_state(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Empty canvas (all MASK, quality 0) and a zero latent."""
+        B, L = input_ids.shape
+        return {
+            "canvas": torch.full_like(input_ids, MASK),
+            "canvas_quality": torch.zeros(B, L, device=input_ids.device),
+            "latent": torch.zeros(B, L, self.config.d_model, device=input_ids.device),
+        }
+
+    def step(
+        self,
+        x: torch.Tensor,
+        canvas: torch.Tensor,
+        latent: torch.Tensor,
+        memory: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """One refinement step. x, latent [B, L, D]; canvas [B, L] ids."""
+        L = x.shape[1]
+        inject = x + self.canvas_embed(canvas)
+        summary = (x + latent).mean(1).detach()  # what the memory is searched (and written) with
+        memory_similarity = None
+        if self.use_memory:
+            # An empty bank reads zeros; memory_out and the gate still join the graph, so
+            # every parameter gets a gradient every step (DDP requirement).
+            keys, values = memory if memory is not None else (summary[:0], summary[:0])
+            read, memory_similarity = memory_read(summary, keys, values, self.config.memory_top_k)
+            memory_term = self.memory_gate * self.memory_out(read.to(inject.dtype))
+            inject = inject + memory_term.unsqueeze(1)
+        rope = self.rotary.tables(L, x.device) if self.rotary is not None else None
+        mask = self._local_mask(L, x.device)
+        z = latent
+        for _ in range(self.config.latent_cycles):
+            z = z + inject
+            for block in self.blocks:
+                z = block(z, rope, mask)
+        readout = z.detach()  # the heads read the latent but do not train it (module docs)
+        settled = self.halt_head(readout).squeeze(-1)  # per position: "this position is final"
+        return {
+            "latent": z,
+            "logits": self.token_head(z),
+            "quality_logits": self.quality_head(readout).squeeze(-1),
+            # soft minimum over positions: halt once every position is settled
+            "halt_logit": -torch.logsumexp(-settled, dim=-1),
+            "summary": summary,
+            "memory_similarity": memory_similarity,
+        }
+
+    def _local_mask(self, length: int, device: torch.device) -> torch.Tensor | None:
+        """With `attention_window` r, position i attends to |i - j| <= r only (else None)."""
+        r = self.config.attention_window
+        if r is None or r >= length - 1:
+            return None
+        key = (length, str(device))
+        if key not in self._masks:
+            pos = torch.arange(length, device=device)
+            self._masks[key] = (pos[:, None] - pos[None, :]).abs() <= r
+        return self._masks[key]
+
+    # ------------------------------------------------------------------ the unroll
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        steps: int,
+        grad_steps: int | None = None,
+        target: torch.Tensor | None = None,
+        edit_fn: EditFn | None = None,
+        memory: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> dict:
+        """Unroll `steps` refinement steps; gradients flow through the last `grad_steps`.
+
+        Returns {"steps": [per-step dict], "canvas", "canvas_quality", "latent",
+        "summary"} where each per-step dict holds "halt_prob" [B], "score" [B],
+        "memory_similarity" [B] or None, "strategy" and, with `target`, the loss terms
+        "token", "halting", "quality" (0-d, attached to the graph on gradient steps)
+        and the metrics "exact" [B] and "token_acc". Steps before the gradient window
+        run under no_grad and keep no activations.
+        """
+        grad_steps = steps if grad_steps is None else grad_steps
+        if not 1 <= grad_steps <= steps:
+            raise ValueError(f"grad_steps must be in [1, steps={steps}], got {grad_steps}")
+        first_grad_step = steps - grad_steps
+        x = self.embed_input(input_ids)
+        state = self.initial_state(input_ids)
+        canvas, canvas_quality, latent = state["canvas"], state["canvas_quality"], state["latent"]
+        outputs = []
+        for t in range(steps):
+            if t == first_grad_step:
+                latent = latent.detach()  # truncation: no gradient into earlier steps
+            with torch.set_grad_enabled(torch.is_grad_enabled() and t >= first_grad_step):
+                out = self.step(x, canvas, latent, memory)
+                latent = out["latent"]
+                with torch.no_grad():
+                    proposal = out["logits"].argmax(-1)
+                    proposal_quality = torch.sigmoid(out["quality_logits"].float())
+                    if edit_fn is None:
+                        canvas, canvas_quality, strategy = proposal, proposal_quality, "replace"
+                    else:
+                        canvas, canvas_quality, strategy = edit_fn(
+                            t, canvas, canvas_quality, proposal, proposal_quality
+                        )
+                record = {
+                    "strategy": strategy,
+                    "halt_prob": torch.sigmoid(out["halt_logit"].detach().float()),
+                    "score": canvas_score(canvas_quality),
+                    "memory_similarity": out["memory_similarity"],
+                }
+                if target is not None:
+                    record.update(
+                        step_loss_terms(
+                            out["logits"],
+                            out["quality_logits"],
+                            out["halt_logit"],
+                            proposal,
+                            canvas,
+                            target,
+                        )
+                    )
+            outputs.append(record)
+        return {
+            "steps": outputs,
+            "canvas": canvas,
+            "canvas_quality": canvas_quality,
+            "latent": latent.detach(),
+            "summary": (x + latent).mean(1).detach(),
+        }

@@ -1,0 +1,53 @@
+"""Tiny models, configs and parity batches shared by the refiner-core tests."""
+
+from __future__ import annotations
+
+import torch
+
+from refiner.batches import batch_from_table
+from refiner.config import ModelConfig, OrchestrationConfig
+from refiner.memory import MemoryBank
+from refiner.model import RefinerModel
+from refiner.orchestrator import UnifiedRefinerOrchestrator
+from refiner.tasks.sources import parity
+from refiner.tokenizers import SymbolTokenizer
+
+SEQ_LEN = 8
+
+
+def tiny_model_config(**overrides) -> ModelConfig:
+    settings = dict(
+        seq_len=SEQ_LEN, d_model=32, n_heads=2, n_layers=1, latent_cycles=1, mlp_ratio=2.0
+    )
+    settings.update(memory_capacity=16, memory_top_k=2)
+    settings.update(overrides)
+    return ModelConfig(**settings)
+
+
+def tiny_config(**overrides) -> OrchestrationConfig:
+    settings = dict(max_steps_train=4, max_steps_infer=4, backprop_truncate_steps=2)
+    settings.update(overrides)
+    return OrchestrationConfig.from_dict(settings)
+
+
+def tiny_orchestrator(
+    config: OrchestrationConfig | None = None, seed: int = 0, **model_overrides
+) -> UnifiedRefinerOrchestrator:
+    torch.manual_seed(seed)
+    model_config = tiny_model_config(**model_overrides)
+    return UnifiedRefinerOrchestrator(
+        RefinerModel(model_config),
+        SymbolTokenizer(parity.NUM_SYMBOLS),
+        MemoryBank.from_config(model_config),
+        config or tiny_config(),
+    )
+
+
+def parity_batch(count: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
+    return batch_from_table(
+        parity.generate(count, size=SEQ_LEN, seed=seed, val_fraction=0.0), SEQ_LEN
+    )
+
+
+def weights(orchestrator: UnifiedRefinerOrchestrator) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in orchestrator.core.state_dict().items()}

@@ -1,0 +1,175 @@
+"""Checkpoints: exact resume, atomic writes, clear errors, no code execution on load."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+import torch
+from refiner_fixtures import parity_batch, tiny_config, tiny_orchestrator, weights
+
+from refiner.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    checkpoint_configs,
+    load_checkpoint,
+    save_checkpoint,
+)
+from refiner.optim import make_optimizer, warmup_cosine
+
+
+def _setup(seed: int = 0):
+    """Everything stateful on: dropout (torch RNG), exploration, Grokfast, memory, LR schedule."""
+    config = tiny_config(
+        grokfast={"mode": "ema", "alpha": 0.9}, edit_exploration=0.5, memory_writes_per_step=4
+    )
+    o = tiny_orchestrator(config, seed=seed, dropout=0.1)
+    optimizer = make_optimizer(o.model, lr=3e-3)
+    scheduler = warmup_cosine(optimizer, warmup_steps=2, total_steps=8)
+    return o, optimizer, scheduler
+
+
+def _train(o, optimizer, scheduler, steps: range) -> list[float]:
+    return [
+        o.train_step(parity_batch(16, seed=i), optimizer, lr_scheduler=scheduler)["loss"]
+        for i in steps
+    ]
+
+
+def test_resume_equals_straight_run(tmp_path):
+    N, M = 3, 3
+    straight = _setup()
+    straight_losses = _train(*straight, range(N + M))
+
+    first = _setup()
+    _train(*first, range(N))
+    path = save_checkpoint(tmp_path / "ckpt.pt", *first, extra={"epoch": 2, "note": "mid"})
+    # Disturb every RNG the run uses, then resume into brand-new objects.
+    torch.manual_seed(1234)
+    resumed = _setup(seed=99)
+    extra = load_checkpoint(path, *resumed)
+    assert extra == {"epoch": 2, "note": "mid"}
+    resumed_losses = _train(*resumed, range(N, N + M))
+
+    assert resumed_losses == straight_losses[N:]
+    for key, value in weights(straight[0]).items():
+        assert torch.equal(value, weights(resumed[0])[key]), key
+    s, r = straight[0], resumed[0]
+    assert s.step_count == r.step_count == N + M
+    assert list(s.loss_history) == list(r.loss_history)
+    assert list(s.grad_norm_history) == list(r.grad_norm_history)
+    assert s.edit_selector.performance() == r.edit_selector.performance()
+    assert s.memory_bank.get_stats() == r.memory_bank.get_stats()
+    assert straight[2].state_dict() == resumed[2].state_dict()
+
+
+def test_atomic_write_leaves_only_the_checkpoint(tmp_path):
+    o, optimizer, scheduler = _setup()
+    save_checkpoint(tmp_path / "a" / "ckpt.pt", o, optimizer, scheduler)
+    assert os.listdir(tmp_path / "a") == ["ckpt.pt"]
+    model_config, config = checkpoint_configs(tmp_path / "a" / "ckpt.pt")
+    assert model_config == o.core.config and config == o.config
+
+
+def test_refuses_to_save_non_finite_weights(tmp_path):
+    o, _, _ = _setup()
+    with torch.no_grad():
+        o.core.blocks[0].mlp.down.weight[0, 0] = float("inf")
+    with pytest.raises(
+        CheckpointError, match=r"model weight 'blocks.0.mlp.down.weight' has non-finite values"
+    ):
+        save_checkpoint(tmp_path / "ckpt.pt", o)
+    assert not (tmp_path / "ckpt.pt").exists()
+
+
+def test_refuses_extra_that_would_not_load_safely(tmp_path):
+    o, _, _ = _setup()
+    with pytest.raises(CheckpointError, match=r"extra.when: set cannot be stored"):
+        save_checkpoint(tmp_path / "ckpt.pt", o, extra={"when": {1, 2}})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_file(tmp_path):
+    o, optimizer, _ = _setup()
+    path = save_checkpoint(tmp_path / "ckpt.pt", o, optimizer)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt checkpoint"):
+        load_checkpoint(path, o)
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty file"):
+        load_checkpoint(path, o)
+
+
+def test_wrong_format_version_and_foreign_files(tmp_path):
+    o, _, _ = _setup()
+    path = save_checkpoint(tmp_path / "ckpt.pt", o)
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = FORMAT_VERSION + 1
+    torch.save(payload, path)
+    with pytest.raises(
+        CheckpointError,
+        match=rf"format version {FORMAT_VERSION + 1}; this code reads version {FORMAT_VERSION}",
+    ):
+        load_checkpoint(path, o)
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match="not a refiner checkpoint"):
+        load_checkpoint(path, o)
+    path.write_text("model: yes\n")
+    with pytest.raises(CheckpointError, match="not a checkpoint file"):
+        load_checkpoint(path, o)
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        load_checkpoint(tmp_path / "missing.pt", o)
+
+
+def test_mismatched_model_shapes_name_the_weight(tmp_path):
+    small, _, _ = _setup()
+    path = save_checkpoint(tmp_path / "ckpt.pt", small)
+    bigger = tiny_orchestrator(tiny_config(), mlp_ratio=4.0)
+    with pytest.raises(
+        CheckpointError,
+        match=r"'blocks.0.mlp.gate_up.weight' has shape \(128, 32\) in the checkpoint, \(256, 32\) in this model",
+    ):
+        load_checkpoint(path, bigger)
+    no_memory = tiny_orchestrator(tiny_config(), memory_capacity=0)
+    with pytest.raises(
+        CheckpointError, match="checkpoint has model weight 'memory_gate' this model lacks"
+    ):
+        load_checkpoint(path, no_memory)
+
+
+def test_missing_optimizer_state_is_an_error(tmp_path):
+    o, optimizer, _ = _setup()
+    path = save_checkpoint(tmp_path / "ckpt.pt", o)
+    with pytest.raises(CheckpointError, match="has no optimizer state"):
+        load_checkpoint(path, o, optimizer)
+
+
+class _Exploit:
+    """Unpickling this creates a marker file: stands in for arbitrary code."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("container", ["torch_zip", "raw_pickle"])
+def test_pickled_code_is_refused(tmp_path, container):
+    o, _, _ = _setup()
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    payload = {
+        "format": "refiner-checkpoint",
+        "format_version": FORMAT_VERSION,
+        "x": _Exploit(str(marker)),
+    }
+    if container == "torch_zip":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=2))  # the protocol torch.load reads
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(path, o)
+    assert not marker.exists()

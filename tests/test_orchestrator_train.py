@@ -1,0 +1,199 @@
+"""train_step semantics: truncation, step weights, clipping, the NaN guard, metrics."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from refiner_fixtures import parity_batch, tiny_config, tiny_orchestrator, weights
+
+from refiner.config import StepLossWeights
+from refiner.losses import step_weights
+from refiner.optim import make_optimizer, warmup_cosine
+
+T = 4
+
+
+def _sgd(orchestrator, lr=0.0):
+    return torch.optim.SGD(orchestrator.core.parameters(), lr=lr)
+
+
+def _explicit(step_weights_list, truncated, k=2):
+    return tiny_config(
+        truncated_backprop=truncated,
+        backprop_truncate_steps=k,
+        step_loss_weights={"schedule": "explicit", "steps": step_weights_list},
+        canvas_edit_strategies=["replace"],
+    )
+
+
+def test_truncation_early_step_loss_gives_no_gradient():
+    """Loss only on steps 1-2 of 4: with K=2 (steps 3-4 carry gradient) the gradient is
+    exactly zero; without truncation it is not."""
+    batch = parity_batch(8)
+    truncated = tiny_orchestrator(_explicit([1, 1, 0, 0], truncated=True))
+    full = tiny_orchestrator(_explicit([1, 1, 0, 0], truncated=False))
+    m_trunc = truncated.train_step(batch, _sgd(truncated))
+    m_full = full.train_step(batch, _sgd(full))
+    assert m_trunc["loss"] == pytest.approx(m_full["loss"])  # same forward, same loss value
+    assert m_trunc["grad_norm"] == 0.0
+    assert m_full["grad_norm"] > 1e-3
+    assert m_trunc["gradient_steps"] == 2 and m_full["gradient_steps"] == T
+
+
+def test_truncation_cuts_the_path_through_earlier_steps():
+    """Loss only on the last step: K=1 keeps only that step's own gradient (the latent it
+    starts from is constant); K=4 adds the gradient through steps 1-3, which differs."""
+
+    def grads(k):
+        o = tiny_orchestrator(_explicit([0, 0, 0, 1], truncated=True, k=k))
+        batch = parity_batch(8)
+        o.train_step(batch, _sgd(o))  # lr 0: weights stay, gradients stay in .grad
+        return {n: p.grad.clone() for n, p in o.core.named_parameters()}
+
+    g1, g2, g4 = grads(1), grads(2), grads(4)
+    emb = "input_embed.weight"
+    assert not torch.allclose(g1[emb], g4[emb]) and not torch.allclose(g2[emb], g4[emb])
+    # apply_truncated_backprop states the same rule on step outputs.
+    o = tiny_orchestrator(tiny_config(backprop_truncate_steps=2))
+    outs = [{"token": torch.ones((), requires_grad=True), "strategy": "replace"} for _ in range(T)]
+    cut = o.apply_truncated_backprop(outs, o.config)
+    assert [s["token"].requires_grad for s in cut] == [False, False, True, True]
+
+
+@pytest.mark.parametrize(
+    "schedule, expected",
+    [
+        (StepLossWeights(schedule="uniform"), [0.25, 0.25, 0.25, 0.25]),
+        (StepLossWeights(schedule="linear"), [0.1, 0.2, 0.3, 0.4]),
+        (StepLossWeights(schedule="exponential", decay=0.5), [1 / 15, 2 / 15, 4 / 15, 8 / 15]),
+        (StepLossWeights(schedule="explicit", steps=[2, 0, 0, 6]), [0.25, 0, 0, 0.75]),
+    ],
+)
+def test_step_weight_schedules(schedule, expected):
+    assert step_weights(schedule, T).tolist() == pytest.approx(expected)
+
+
+def test_schedules_change_the_loss_as_specified():
+    """Same model, same batch: the per-step losses are identical, the total is the
+    schedule's weighted sum of them."""
+    batch = parity_batch(8)
+    results = {}
+    for name in ("uniform", "linear", "exponential"):
+        o = tiny_orchestrator(
+            tiny_config(step_loss_weights={"schedule": name}, canvas_edit_strategies=["replace"])
+        )
+        results[name] = o.train_step(batch, _sgd(o))
+    step_losses = results["uniform"]["step_losses"]
+    assert results["linear"]["step_losses"] == pytest.approx(step_losses)
+    for name, m in results.items():
+        w = step_weights(StepLossWeights(schedule=name), T).tolist()
+        assert m["loss"] == pytest.approx(
+            sum(a * b for a, b in zip(w, step_losses, strict=True)), rel=1e-5
+        )
+    assert results["linear"]["loss"] != pytest.approx(results["uniform"]["loss"])
+    # Per-type totals recombine into the total with the type weights.
+    w = StepLossWeights()
+    m = results["exponential"]
+    recombined = (
+        w.token * m["loss_token"] + w.halting * m["loss_halting"] + w.quality * m["loss_quality"]
+    )
+    assert m["loss"] == pytest.approx(recombined, rel=1e-5)
+
+
+@pytest.mark.parametrize("threshold", [1e-3, 1e6])
+def test_clipping_caps_the_update_norm(threshold):
+    o = tiny_orchestrator(
+        tiny_config(gradient_clip_threshold=threshold, canvas_edit_strategies=["replace"])
+    )
+    before = weights(o)
+    m = o.train_step(parity_batch(8), _sgd(o, lr=1.0))  # SGD lr=1: the update is the gradient
+    after = weights(o)
+    update = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(after[k] - before[k]) for k in before])
+    )
+    assert m["clipped"] == (threshold < m["grad_norm"])
+    assert update.item() == pytest.approx(min(threshold, m["grad_norm"]), rel=1e-3)
+
+
+def test_nan_guard_leaves_weights_and_optimizer_untouched():
+    o = tiny_orchestrator()
+    optimizer = make_optimizer(o.model, lr=1e-2)
+    scheduler = warmup_cosine(optimizer, warmup_steps=2, total_steps=10)
+    batch = parity_batch(8)
+    o.train_step(batch, optimizer, lr_scheduler=scheduler)
+    w_before, opt_before = weights(o), copy.deepcopy(optimizer.state_dict())
+    sched_before = scheduler.state_dict()
+    handle = o.core.token_head.weight.register_hook(lambda g: torch.full_like(g, float("nan")))
+    m = o.train_step(batch, optimizer, lr_scheduler=scheduler)
+    handle.remove()
+    assert m["skipped"] and m["skipped_total"] == 1 and m["grad_norm"] is None and m["lr"] is None
+    assert all(torch.equal(w_before[k], v) for k, v in weights(o).items())
+    opt_after = optimizer.state_dict()
+    for pid, state in opt_before["state"].items():
+        for key, value in state.items():
+            assert torch.equal(value, opt_after["state"][pid][key]), (pid, key)
+    assert scheduler.state_dict() == sched_before
+    assert o.get_training_stats()["skipped_steps"] == 1
+    assert len(o.loss_history) == 1 and len(o.grad_norm_history) == 1  # nothing non-finite recorded
+    m = o.train_step(batch, optimizer, lr_scheduler=scheduler)  # and training goes on
+    assert not m["skipped"] and all(torch.isfinite(v).all() for v in weights(o).values())
+
+
+def test_metrics_are_json_and_complete():
+    o = tiny_orchestrator(tiny_config(grokfast={"mode": "ema"}))
+    optimizer = make_optimizer(o.model, lr=1e-3)
+    losses = [o.train_step(parity_batch(8, seed=i), optimizer)["loss"] for i in range(4)]
+    m = o.train_step(parity_batch(8, seed=9), optimizer)
+    json.dumps(m, allow_nan=False)
+    for key in ("acc_at", "token_acc_at", "halt_prob_at", "step_losses", "edit_strategies"):
+        assert len(m[key]) == T, key
+    assert set(m) >= {
+        "loss",
+        "loss_token",
+        "loss_halting",
+        "loss_quality",
+        "grad_norm",
+        "clipped",
+        "skipped",
+        "smoothed_loss",
+        "lr",
+        "step",
+    }
+    assert m["step"] == 5
+    assert m["smoothed_loss"] == pytest.approx((losses[-2] + losses[-1] + m["loss"]) / 3)
+    assert set(m["edit_strategies"]) <= {"replace", "patch", "append"}
+    stats = o.get_training_stats()
+    json.dumps(stats, allow_nan=False)
+    assert stats["step_count"] == 5 and stats["mode"] == "train"
+    assert stats["gradient_norm"]["history_length"] == 5 and stats["loss"]["history_length"] == 5
+    assert sum(v["uses"] for v in stats["edit_performance"].values()) == 5 * T
+    assert o.grokfast.ema  # the filter ran
+    assert o.eval().get_training_stats()["mode"] == "eval"
+    o.train_step(parity_batch(8), optimizer)  # train_step switches back to train mode
+    assert o.training and o.core.training
+
+
+def test_a_plain_loop_learns():
+    """End to end on tiny parity: the loss falls and step-2 accuracy rises."""
+    torch.manual_seed(0)
+    o = tiny_orchestrator(
+        tiny_config(
+            truncated_backprop=False,
+            step_loss_weights={"schedule": "uniform"},
+            canvas_edit_strategies=["replace"],
+        ),
+        d_model=32,
+        n_layers=2,
+    )
+    optimizer = make_optimizer(o.model, lr=3e-3, weight_decay=0.0)
+    batch = parity_batch(128, seed=1)
+    first = o.evaluate(batch)
+    for i in range(60):
+        rows = torch.randperm(128, generator=torch.Generator().manual_seed(i))[:64]
+        o.train_step({k: v[rows] for k, v in batch.items()}, optimizer)
+    last = o.evaluate(batch)
+    assert sum(last["step_losses"]) < 0.7 * sum(first["step_losses"])
+    assert last["token_acc_at"][-1] > first["token_acc_at"][-1] + 0.2
