@@ -29,6 +29,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
+
 from refiner.augment import AugmentationSpec, augment_batch  # noqa: E402
 from refiner.augment.reference import reference_augment_table  # noqa: E402
 from refiner.tasks.sources import arc, sudoku  # noqa: E402

@@ -18,6 +18,7 @@ from collections import Counter
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from refiner.tasks.io import TaskFileError, write_tasks
 from refiner.tasks.sources import SOURCES, load_source
 

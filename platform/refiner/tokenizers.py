@@ -66,14 +66,18 @@ class ByteTokenizer:
         return content.astype(np.uint8).tobytes().decode("utf-8", errors="replace")
 
 
-def tokenizer_for(task_type: str, num_symbols: int | None = None) -> SymbolTokenizer | ByteTokenizer:
+def tokenizer_for(
+    task_type: str, num_symbols: int | None = None
+) -> SymbolTokenizer | ByteTokenizer:
     """The tokenizer a task type uses: bytes for text, symbols otherwise."""
     if task_type == "text":
         return ByteTokenizer()
     return SymbolTokenizer(num_symbols or MAX_SYMBOLS)
 
 
-def pad_to_length(seqs: Sequence[Sequence[int] | np.ndarray], length: int, pad: int = PAD) -> np.ndarray:
+def pad_to_length(
+    seqs: Sequence[Sequence[int] | np.ndarray], length: int, pad: int = PAD
+) -> np.ndarray:
     """Stack variable-length id sequences into an int32 ``[len(seqs), length]`` array.
 
     Raises if a sequence is longer than ``length`` (silently truncating an answer would

@@ -51,7 +51,9 @@ def check_tracking_store(uri: str, timeout_s: float = 5.0) -> None:
         try:
             with urllib.request.urlopen(url, timeout=timeout_s) as response:
                 if response.status != 200:
-                    raise TrackingError(f"MLflow server {uri} answered {response.status} on /health")
+                    raise TrackingError(
+                        f"MLflow server {uri} answered {response.status} on /health"
+                    )
         except (urllib.error.URLError, OSError) as exc:
             raise TrackingError(
                 f"MLflow tracking server {uri} is unreachable ({exc}); start it, fix "
@@ -78,7 +80,9 @@ def get_or_create_experiment(client: MlflowClient, name: str) -> str:
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=_artifact_location(client.tracking_uri, name))
+    return client.create_experiment(
+        name, artifact_location=_artifact_location(client.tracking_uri, name)
+    )
 
 
 def _scalar(value: Any) -> float | None:
@@ -108,8 +112,7 @@ class MlflowTracker:
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         items = [
-            Param(key, str(value)[:MAX_PARAM_VAL_LENGTH])
-            for key, value in flatten(params).items()
+            Param(key, str(value)[:MAX_PARAM_VAL_LENGTH]) for key, value in flatten(params).items()
         ]
         existing = self.client.get_run(self.run_id).data.params
         # A resumed run already holds its params; MLflow refuses to change a logged value.
@@ -140,13 +143,18 @@ class MlflowTracker:
         self.client.set_terminated(self.run_id, status)
 
 
-def find_run(client: MlflowClient, experiment_id: str, run_name: str, parent_run_id: str | None = None):
+def find_run(
+    client: MlflowClient, experiment_id: str, run_name: str, parent_run_id: str | None = None
+):
     """The newest live run with this name (and parent), or None."""
     query = f"tags.`{RUN_NAME_TAG}` = '{run_name}'"
     if parent_run_id:
         query += f" and tags.`{PARENT_TAG}` = '{parent_run_id}'"
     runs = client.search_runs(
-        [experiment_id], query, run_view_type=ViewType.ACTIVE_ONLY, max_results=1,
+        [experiment_id],
+        query,
+        run_view_type=ViewType.ACTIVE_ONLY,
+        max_results=1,
         order_by=["attributes.start_time DESC"],
     )
     return runs[0] if runs else None

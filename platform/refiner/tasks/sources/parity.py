@@ -31,7 +31,9 @@ def generate(
     if size < 1 or count < 1:
         raise ValueError(f"parity needs size >= 1 and count >= 1, got size={size}, count={count}")
     if count > 2**size:
-        raise ValueError(f"parity: only {2**size} distinct sequences of length {size}, asked for {count}")
+        raise ValueError(
+            f"parity: only {2**size} distinct sequences of length {size}, asked for {count}"
+        )
     rng = np.random.default_rng(seed)
     bits = _distinct_bit_rows(rng, count, size)
     tok = SymbolTokenizer(NUM_SYMBOLS)

@@ -1,0 +1,171 @@
+"""Ray Data: task tables -> streams of augmented, padded training rows.
+
+The training stream covers every data epoch of the run in one pass: block ``i`` of
+``ray.data.range`` stands for (epoch, chunk of tasks), so nothing is materialised up
+front and each epoch gets fresh augmentations (the engine seeds rows from
+(seed, task_id, epoch, index)). Ray Train calls ``TrainDatasetFactory`` whenever it
+(re)starts the worker group, so a restarted or resumed run streams from the epoch of
+its latest checkpoint instead of from epoch 0.
+
+The validation split is not augmented: padded rows, evaluated by rank 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import ray
+import ray.data
+
+from refiner.augment import AugmentationSpec, augment_batch
+from refiner.distributed.storage import latest_checkpoint_step
+from refiner.tokenizers import pad_to_length
+
+TRAIN_COLUMNS = ("input", "target", "aug_epoch", "aug_index", "task_index")
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """How the run's rows are laid out: rows per epoch and tasks per augmentation call."""
+
+    num_tasks: int
+    rows_per_task: int
+    tasks_per_block: int
+    global_batch: int  # rows consumed per optimizer update, all workers together
+
+    @property
+    def rows_per_epoch(self) -> int:
+        return self.num_tasks * self.rows_per_task
+
+    @property
+    def blocks_per_epoch(self) -> int:
+        return math.ceil(self.num_tasks / self.tasks_per_block)
+
+    def epoch_of_step(self, step: int) -> int:
+        """The data epoch that update ``step`` (0-based) draws from."""
+        return step * self.global_batch // self.rows_per_epoch
+
+    def epochs_for(self, first_step: int, last_step: int) -> range:
+        """Data epochs that updates [first_step, last_step) need, plus one spare epoch.
+
+        The spare covers rows lost to equal splitting and dropped partial batches.
+        """
+        first = self.epoch_of_step(first_step)
+        last = self.epoch_of_step(max(first_step, last_step - 1))
+        return range(first, last + 2)
+
+    def rows_to_skip(self, step: int) -> int:
+        """Rows of the first streamed epoch already trained on before ``step``."""
+        return step * self.global_batch - self.epoch_of_step(step) * self.rows_per_epoch
+
+
+def split_validation(tasks: pa.Table, val_split: str) -> tuple[pa.Table, pa.Table]:
+    """(train rows, held-out rows): ``val_split`` if present, else "test", else none."""
+    splits = tasks.column("split").to_numpy(zero_copy_only=False)
+    train = tasks.filter(pa.array(splits == "train"))
+    for name in (val_split, "test"):
+        held_out = splits == name
+        if held_out.any():
+            return train, tasks.filter(pa.array(held_out))
+    return train, tasks.slice(0, 0)
+
+
+class ChunkAugmenter:
+    """Maps block ids (from ``ray.data.range``) to augmented rows of (epoch, task chunk)."""
+
+    def __init__(
+        self,
+        tasks_ref: ray.ObjectRef,
+        spec: AugmentationSpec,
+        seed: int,
+        seq_len: int,
+        plan: StreamPlan,
+        first_epoch: int,
+    ) -> None:
+        self.tasks_ref = tasks_ref
+        self.spec = spec
+        self.seed = seed
+        self.seq_len = seq_len
+        self.plan = plan
+        self.first_epoch = first_epoch
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tasks: pa.Table = ray.get(self.tasks_ref)
+        outputs = [self._block(int(i), tasks) for i in batch["id"]]
+        return {k: np.concatenate([o[k] for o in outputs]) for k in TRAIN_COLUMNS}
+
+    def _block(self, block_id: int, tasks: pa.Table) -> dict[str, np.ndarray]:
+        epoch = self.first_epoch + block_id // self.plan.blocks_per_epoch
+        chunk = block_id % self.plan.blocks_per_epoch
+        # A fresh, seeded task order per epoch: which tasks share a block changes too.
+        order = np.random.default_rng([self.seed, epoch]).permutation(tasks.num_rows)
+        rows = order[chunk * self.plan.tasks_per_block : (chunk + 1) * self.plan.tasks_per_block]
+        picked = tasks.take(pa.array(rows))
+        columns = {n: picked.column(n).to_numpy(zero_copy_only=False) for n in picked.column_names}
+        columns["task_index"] = rows
+        out = augment_batch(columns, self.spec, self.seed, epoch=epoch, pad_to=self.seq_len)
+        # The engine emits a task's rows together; interleave tasks so that every
+        # training batch mixes many tasks even before the local shuffle.
+        n = len(out["aug_index"])
+        mix = np.random.default_rng([self.seed, epoch, chunk]).permutation(n)
+        return {
+            "input": out["input"][mix],
+            "target": out["target"][mix],
+            "aug_epoch": out["aug_epoch"][mix].astype(np.int32),
+            "aug_index": out["aug_index"][mix],
+            "task_index": out["task_index"][mix].astype(np.int32),
+        }
+
+
+class TrainDatasetFactory:
+    """Called by Ray Train at each worker-group start: the stream from the resume point."""
+
+    def __init__(
+        self,
+        tasks: pa.Table,
+        spec: AugmentationSpec,
+        seed: int,
+        seq_len: int,
+        plan: StreamPlan,
+        total_steps: int,
+        run_dir: str,
+    ) -> None:
+        self.tasks_ref = ray.put(tasks)
+        self.spec = spec
+        self.seed = seed
+        self.seq_len = seq_len
+        self.plan = plan
+        self.total_steps = total_steps
+        self.run_dir = run_dir
+
+    def __call__(self) -> ray.data.Dataset:
+        start_step = latest_checkpoint_step(self.run_dir)
+        epochs = self.plan.epochs_for(start_step, self.total_steps)
+        return train_stream(self.tasks_ref, self.spec, self.seed, self.seq_len, self.plan, epochs)
+
+
+def train_stream(
+    tasks_ref: ray.ObjectRef,
+    spec: AugmentationSpec,
+    seed: int,
+    seq_len: int,
+    plan: StreamPlan,
+    epochs: range,
+) -> ray.data.Dataset:
+    num_blocks = len(epochs) * plan.blocks_per_epoch
+    augmenter = ChunkAugmenter(tasks_ref, spec, seed, seq_len, plan, epochs.start)
+    return ray.data.range(num_blocks, override_num_blocks=num_blocks).map_batches(
+        augmenter, batch_size=1, batch_format="numpy"
+    )
+
+
+def validation_dataset(tasks: pa.Table, seq_len: int) -> ray.data.Dataset:
+    """Held-out rows, padded, unaugmented (every rank may read all of it; rank 0 does)."""
+    inputs = pad_to_length(tasks.column("input").to_pylist(), seq_len)
+    targets = pad_to_length(tasks.column("target").to_pylist(), seq_len)
+    return ray.data.from_items(
+        [{"input": x, "target": y} for x, y in zip(inputs, targets, strict=True)]
+    )

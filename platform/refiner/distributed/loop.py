@@ -1,0 +1,314 @@
+"""The per-worker training loop that Ray Train runs on every worker.
+
+Each worker builds the orchestrator (its model wrapped in DDP when there are several
+workers), restores the latest checkpoint if Ray Train has one, fast-forwards its data
+shard to where that checkpoint left off, and calls ``train_step`` once per batch.
+Every ``report_every`` updates all workers report (a barrier); at checkpoints and at
+data-epoch ends rank 0 also validates and attaches a full orchestrator checkpoint.
+Rank 0 is the only writer to the tracker (one MLflow run per training run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import ray.train.torch
+import torch
+
+from refiner.checkpoint import load_checkpoint, save_checkpoint
+from refiner.distributed.data import StreamPlan
+from refiner.distributed.storage import CHECKPOINT_META, list_checkpoints, persist_checkpoint
+from refiner.evaluation import EvaluationReport, evaluate_refiner
+from refiner.experiment import ExperimentConfig, build_optimizer, build_orchestrator
+from refiner.run_tracker import NullTracker, RunTracker
+
+CHECKPOINT_FILE = "checkpoint.pt"
+CONFIG_FILE = "config.yaml"
+
+
+@dataclass
+class WorkerJob:
+    """Everything a worker needs, shipped in ``train_loop_config["job"]``."""
+
+    config: dict[str, Any]  # ExperimentConfig.to_dict()
+    plan: StreamPlan
+    task_type: str
+    num_symbols: int | None
+    run_dir: str  # where Ray Train keeps this run's checkpoints
+    tracker: RunTracker = field(default_factory=NullTracker)
+    has_validation: bool = True
+    local_mode: bool = False  # num_workers=0: Ray keeps no checkpoints, we persist them
+
+
+@dataclass
+class ReportWindow:
+    """Training statistics accumulated between two reports (on one worker)."""
+
+    updates: int = 0
+    rows: int = 0
+    wait_s: float = 0.0
+    compute_s: float = 0.0
+    sums: dict[str, float] = field(default_factory=dict)
+    acc_at: list[float] = field(default_factory=list)
+    clipped: int = 0
+    skipped: int = 0
+
+    def add(self, info: dict[str, Any], rows: int) -> None:
+        self.updates += 1
+        self.rows += rows
+        for key in ("loss", "loss_token", "loss_halting", "loss_quality", "grad_norm"):
+            if info.get(key) is not None:
+                self.sums[key] = self.sums.get(key, 0.0) + info[key]
+        if not self.acc_at:
+            self.acc_at = [0.0] * len(info["acc_at"])
+        self.acc_at = [a + b for a, b in zip(self.acc_at, info["acc_at"], strict=True)]
+        self.clipped += int(info["clipped"])
+        self.skipped += int(info["skipped"])
+
+    def metrics(self, world_size: int) -> dict[str, float]:
+        n = max(1, self.updates)
+        out = {key: value / n for key, value in self.sums.items()}
+        out.update({f"acc_at_{t}": a / n for t, a in enumerate(self.acc_at, start=1)})
+        elapsed = self.wait_s + self.compute_s
+        out["samples_per_s"] = self.rows * world_size / elapsed if elapsed else 0.0
+        out["data_wait_frac"] = self.wait_s / elapsed if elapsed else 0.0
+        out["clipped_frac"] = self.clipped / n
+        out["skipped_updates"] = float(self.skipped)
+        return out
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
+    job: WorkerJob = loop_config["job"]
+    # Ray Train logs every report's full metrics dict at INFO; our progress line says it.
+    logging.getLogger("ray.train.v2._internal.execution.context").setLevel(logging.WARNING)
+    config = ExperimentConfig.from_dict(job.config)
+    training = config.training
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(training.torch_threads)
+    device = ray.train.torch.get_device()
+
+    orchestrator = build_orchestrator(
+        config, job.task_type, job.num_symbols, device, wrap_model=ray.train.torch.prepare_model
+    )
+    optimizer, scheduler = build_optimizer(orchestrator, training)
+    restored = _checkpoint_to_restore(job)
+    if restored is not None:
+        with restored.as_directory() as directory:
+            load_checkpoint(Path(directory) / CHECKPOINT_FILE, orchestrator, optimizer, scheduler)
+    step = orchestrator.step_count
+    tracker = job.tracker if rank == 0 else NullTracker()
+    if rank == 0:
+        print(
+            f"[refiner] rank 0/{world} on {device}: "
+            f"{orchestrator.core.num_parameters():,} parameters, "
+            + (f"resumed at update {step}" if restored else "starting at update 0"),
+            flush=True,
+        )
+        if restored is not None:
+            tracker.set_tags({"refiner.resumed_from_step": str(step)})
+
+    batches = iter(
+        ray.train.get_dataset_shard("train").iter_torch_batches(
+            batch_size=training.batch_size,
+            dtypes=torch.long,
+            device=device,
+            drop_last=True,
+            local_shuffle_buffer_size=training.shuffle_buffer_rows or None,
+            local_shuffle_seed=config.seed * 1009 + rank if training.shuffle_buffer_rows else None,
+        )
+    )
+    # The stream starts at the checkpoint's data epoch: skip what was already trained on.
+    for _ in range(job.plan.rows_to_skip(step) // job.plan.global_batch):
+        next(batches)
+    validation = _validation_batch(device) if rank == 0 and job.has_validation else None
+
+    window = ReportWindow()
+    mark = time.perf_counter()
+    while step < training.steps:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            raise RuntimeError(
+                f"the training stream ended at update {step} of {training.steps}"
+            ) from None
+        fetched = time.perf_counter()
+        window.wait_s += fetched - mark
+        _maybe_inject_fault(training.fault_at_step, step, rank, world, job.run_dir)
+        info = orchestrator.train_step(
+            {"input": batch["input"], "target": batch["target"]},
+            optimizer,
+            task_type=job.task_type,
+            lr_scheduler=scheduler,
+        )
+        step = orchestrator.step_count
+        window.add(info, rows=training.batch_size)
+        mark = time.perf_counter()
+        window.compute_s += mark - fetched
+
+        epoch_end = job.plan.epoch_of_step(step) > job.plan.epoch_of_step(step - 1)
+        checkpoint_due = (
+            step % training.checkpoint_every == 0 or step == training.steps or epoch_end
+        )
+        if not (checkpoint_due or step % training.report_every == 0):
+            continue
+        metrics = {
+            **window.metrics(world),
+            "step": step,
+            "epoch": job.plan.epoch_of_step(step - 1),
+            "lr": scheduler.get_last_lr()[0],
+        }
+        report: EvaluationReport | None = None
+        if rank == 0 and checkpoint_due:
+            if validation is not None:
+                report = evaluate_refiner(orchestrator, validation, job.task_type)
+                metrics.update(report.metrics("val_"))
+            else:  # no held-out rows: rank checkpoints by training accuracy
+                metrics["val_acc_infer"] = metrics[f"acc_at_{config.orchestration.max_steps_infer}"]
+        if rank == 0:
+            _print_progress(metrics, training.steps, report)
+            tracker.log_metrics(metrics, step)
+        _report(metrics, orchestrator, optimizer, scheduler, config, rank, checkpoint_due, job)
+        window = ReportWindow()
+        mark = time.perf_counter()
+
+    if rank != 0:
+        return None
+    return _final_summary(orchestrator, validation, job, tracker, config)
+
+
+def _validation_batch(device: torch.device) -> dict[str, torch.Tensor] | None:
+    rows = list(
+        ray.train.get_dataset_shard("val").iter_torch_batches(
+            batch_size=None, dtypes=torch.long, device=device
+        )
+    )
+    if not rows:
+        return None
+    return {key: torch.cat([r[key] for r in rows]) for key in ("input", "target")}
+
+
+def _report(
+    metrics: dict[str, Any],
+    orchestrator: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    config: ExperimentConfig,
+    rank: int,
+    with_checkpoint: bool,
+    job: WorkerJob,
+) -> None:
+    """Every rank reports (Ray Train's barrier); rank 0 attaches the checkpoint."""
+    if not (with_checkpoint and rank == 0):
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory(prefix="refiner-ckpt-") as directory:
+        step = int(metrics["step"])
+        save_checkpoint(
+            Path(directory) / CHECKPOINT_FILE,
+            orchestrator,
+            optimizer,
+            scheduler,
+            extra={"step": step, "epoch": int(metrics["epoch"]), "experiment": config.to_dict()},
+        )
+        config.to_yaml(Path(directory) / CONFIG_FILE)
+        meta = {"step": step, "epoch": int(metrics["epoch"]), "metrics": _finite(metrics)}
+        (Path(directory) / CHECKPOINT_META).write_text(json.dumps(meta, indent=1))
+        if job.local_mode:
+            kept = persist_checkpoint(directory, job.run_dir, step, config.training.num_to_keep)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint(kept))
+        else:
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+
+def _checkpoint_to_restore(job: WorkerJob) -> ray.train.Checkpoint | None:
+    """Ray Train's latest checkpoint; in local mode, the newest one in the run's storage."""
+    if not job.local_mode:
+        return ray.train.get_checkpoint()
+    checkpoints = list_checkpoints(job.run_dir)
+    return ray.train.Checkpoint(checkpoints[-1][1]) if checkpoints else None
+
+
+def _final_summary(
+    orchestrator: Any,
+    validation: dict[str, torch.Tensor] | None,
+    job: WorkerJob,
+    tracker: RunTracker,
+    config: ExperimentConfig,
+) -> dict[str, Any]:
+    """Rank 0: the final held-out evaluation, its plots and the run's resolved config."""
+    summary: dict[str, Any] = {"step": orchestrator.step_count, "stats": _stats(orchestrator)}
+    with tempfile.TemporaryDirectory(prefix="refiner-final-") as directory:
+        config_path = Path(directory) / CONFIG_FILE
+        config.to_yaml(config_path)
+        tracker.log_artifact(str(config_path))
+        if validation is not None:
+            report = evaluate_refiner(orchestrator, validation, job.task_type)
+            summary["evaluation"] = report.to_dict()
+            summary["evaluation_text"] = report.summary()
+            for plot in report.plots(directory):
+                tracker.log_artifact(str(plot), "plots")
+            tracker.log_metrics(
+                {f"final_{k}": v for k, v in report.metrics("val_").items()},
+                orchestrator.step_count,
+            )
+    return summary
+
+
+def _stats(orchestrator: Any) -> dict[str, Any]:
+    stats = orchestrator.get_training_stats()
+    stats.pop("config", None)
+    return stats
+
+
+def _print_progress(metrics: dict[str, Any], total: int, report: EvaluationReport | None) -> None:
+    line = (
+        f"[refiner] update {metrics['step']:>6}/{total}  epoch {metrics['epoch']}  "
+        f"loss {metrics.get('loss', float('nan')):.4f}  "
+        f"acc@1 {metrics.get('acc_at_1', 0):.3f}  "
+        f"acc@T {metrics.get(_last_acc_key(metrics), 0):.3f}  "
+        f"grad {metrics.get('grad_norm', float('nan')):.2f}  "
+        f"{metrics['samples_per_s']:.0f} samples/s  data wait {metrics['data_wait_frac']:.1%}"
+    )
+    if report is not None:
+        line += f"  | val acc@infer {report.acc_infer:.3f} in {report.mean_steps:.2f} steps"
+    print(line, flush=True)
+
+
+def _last_acc_key(metrics: dict[str, Any]) -> str:
+    steps = [int(k.rsplit("_", 1)[1]) for k in metrics if k.startswith("acc_at_")]
+    return f"acc_at_{max(steps)}" if steps else "acc_at_1"
+
+
+def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and v == v and abs(v) != float("inf")
+    }
+
+
+def _maybe_inject_fault(
+    at_step: int | None, step: int, rank: int, world: int, run_dir: str
+) -> None:
+    """Testing aid (``training.fault_at_step``): the last rank raises once per run.
+
+    A marker file keeps the restarted worker group from failing again at the same step.
+    """
+    if at_step is None or step != at_step or rank != world - 1:
+        return
+    run_key = hashlib.sha1(run_dir.encode()).hexdigest()[:12]
+    marker = Path(tempfile.gettempdir()) / f"refiner-fault-{run_key}-{at_step}"
+    if marker.exists():
+        return
+    marker.write_text(str(os.getpid()))
+    raise RuntimeError(f"injected fault at update {at_step} (training.fault_at_step)")

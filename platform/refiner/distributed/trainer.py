@@ -1,0 +1,182 @@
+"""The driver side of a training run: datasets, TorchTrainer, result.
+
+``run_training`` is what ``jobs/train.py`` and each sweep trial call. It expects Ray to
+be initialised and the tracker's run to be open; it logs params, runs Ray Train (the
+loop in ``refiner.distributed.loop``), attaches the final checkpoint to the run and
+returns what rank 0 summarised.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray.data
+import ray.train
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from refiner.augment import AugmentationSpec
+from refiner.distributed.data import (
+    StreamPlan,
+    TrainDatasetFactory,
+    split_validation,
+    validation_dataset,
+)
+from refiner.distributed.loop import CHECKPOINT_FILE, WorkerJob, train_loop_per_worker
+from refiner.distributed.storage import check_writable
+from refiner.experiment import ExperimentConfig
+from refiner.run_tracker import NullTracker, RunTracker
+
+DEFAULT_STORAGE = "outputs/ray_results"
+
+
+@dataclass
+class TrainingOutcome:
+    run_name: str
+    run_dir: str
+    checkpoint: str | None  # path or URI of the latest checkpoint directory
+    metrics: dict[str, Any]  # the metrics reported with that checkpoint
+    summary: dict[str, Any]  # rank 0's final evaluation and training stats
+    elapsed_s: float
+
+
+def resolve_storage(storage: str | None) -> str:
+    """Local paths become absolute (Ray Train needs that); URIs (s3://...) pass through."""
+    storage = storage or DEFAULT_STORAGE
+    if "://" in storage:
+        return storage.rstrip("/")
+    return str(Path(storage).expanduser().resolve())
+
+
+def describe_tasks(tasks: pa.Table) -> tuple[str, int]:
+    """The run's task type (the most common one) and its alphabet size."""
+    types = Counter(tasks.column("task_type").to_pylist())
+    task_type = types.most_common(1)[0][0]
+    return task_type, int(pc.max(tasks.column("num_symbols")).as_py())
+
+
+def run_training(
+    config: ExperimentConfig,
+    tasks: pa.Table,
+    run_name: str,
+    storage: str | None = None,
+    tracker: RunTracker | None = None,
+) -> TrainingOutcome:
+    started = time.perf_counter()
+    tracker = tracker or NullTracker()
+    storage = resolve_storage(storage)
+    check_writable(storage)
+    run_dir = f"{storage}/{run_name}"
+    training = config.training
+
+    train_tasks, held_out = split_validation(tasks, config.task.val_split)
+    if train_tasks.num_rows == 0:
+        raise ValueError(f"{config.task.source}: no rows with split 'train' to train on")
+    held_out = held_out.slice(0, config.task.val_max_rows)
+    task_type, num_symbols = describe_tasks(tasks)
+    spec = augmentation_spec(config)
+    plan = StreamPlan(
+        num_tasks=train_tasks.num_rows,
+        rows_per_task=spec.count,
+        tasks_per_block=training.tasks_per_augment_batch,
+        global_batch=training.batch_size * max(1, training.num_workers),
+    )
+    datasets: dict[str, Any] = {
+        "train": TrainDatasetFactory(
+            train_tasks, spec, config.seed, config.model.seq_len, plan, training.steps, run_dir
+        )
+    }
+    if held_out.num_rows:
+        datasets["val"] = validation_dataset(held_out, config.model.seq_len)
+
+    tracker.log_params(config.to_dict())
+    tracker.set_tags(
+        {
+            "refiner.task": config.task.source,
+            "refiner.task_type": task_type,
+            "refiner.train_tasks": str(train_tasks.num_rows),
+            "refiner.val_rows": str(held_out.num_rows),
+            "refiner.num_workers": str(training.num_workers),
+            "refiner.run_dir": run_dir,
+        }
+    )
+    job = WorkerJob(
+        config=config.to_dict(),
+        plan=plan,
+        task_type=task_type,
+        num_symbols=num_symbols,
+        run_dir=run_dir,
+        tracker=tracker,
+        has_validation=held_out.num_rows > 0,
+        local_mode=training.num_workers == 0,
+    )
+    # Progress bars redraw in place on a terminal; in a log file they are pages of noise.
+    ray.data.DataContext.get_current().enable_progress_bars = sys.stdout.isatty()
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"job": job},
+        scaling_config=ScalingConfig(
+            num_workers=training.num_workers,
+            use_gpu=training.use_gpu,
+            resources_per_worker=_worker_resources(training),
+        ),
+        datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=training.max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=training.num_to_keep,
+                checkpoint_score_attribute=training.checkpoint_score,
+                checkpoint_score_order="max",
+            ),
+        ),
+    )
+    result = trainer.fit()
+    checkpoint = result.checkpoint
+    if checkpoint is not None:
+        tracker.set_tags({"refiner.checkpoint": _uri(checkpoint)})
+        with checkpoint.as_directory() as directory:
+            tracker.log_artifact(os.path.join(directory, CHECKPOINT_FILE), "checkpoint")
+    return TrainingOutcome(
+        run_name=run_name,
+        run_dir=run_dir,
+        checkpoint=_uri(checkpoint) if checkpoint is not None else None,
+        metrics=dict(result.metrics or {}),
+        summary=dict(result.return_value or {}),
+        elapsed_s=time.perf_counter() - started,
+    )
+
+
+def augmentation_spec(config: ExperimentConfig) -> AugmentationSpec:
+    """The run's augmentation: the seed's strategies and count, or none at all."""
+    if not config.task.augment:
+        return AugmentationSpec(strategies=(), count=1)
+    return AugmentationSpec(
+        strategies=tuple(config.orchestration.augmentation_strategies),
+        count=config.orchestration.augmentation_count,
+        intensity=dict(config.task.augment_intensity),
+        dedup=config.task.augment_dedup,
+    )
+
+
+def _worker_resources(training: Any) -> dict[str, float]:
+    resources = {"CPU": training.cpus_per_worker}
+    if training.use_gpu:
+        resources["GPU"] = 1
+    return resources
+
+
+def _uri(checkpoint: ray.train.Checkpoint) -> str:
+    if checkpoint.filesystem.type_name == "local":
+        return checkpoint.path
+    return f"{checkpoint.filesystem.type_name}://{checkpoint.path}"

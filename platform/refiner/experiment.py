@@ -1,0 +1,251 @@
+"""The run config a training job reads (YAML), and how it becomes a training state.
+
+```yaml
+seed: 0
+task:            # what to train on (TaskConfig)
+model:           # RefinerModel sizes (refiner.config.ModelConfig)
+orchestration:   # train many / infer few (refiner.config.OrchestrationConfig)
+training:        # optimizer, schedule, workers, reporting, checkpoints (TrainingConfig)
+```
+
+Every key has a default, so an empty file is a valid config; unknown keys are errors
+that name the key path. ``--set a.b=v`` overrides go through ``load_experiment_config``.
+The module is pure Python/PyTorch (no Ray, no MLflow): the plain loop, the Ray workers
+and ``jobs/evaluate.py`` all build their state here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from refiner.config import (
+    ConfigError,
+    ModelConfig,
+    OrchestrationConfig,
+    _check,
+    _read_yaml,
+    _YamlMixin,
+    apply_overrides,
+    load_dataclass,
+)
+from refiner.memory import MemoryBank
+from refiner.model import RefinerModel
+from refiner.optim import make_optimizer, warmup_cosine
+from refiner.orchestrator import UnifiedRefinerOrchestrator
+from refiner.tasks.sources import SOURCES, load_tasks
+from refiner.tokenizers import tokenizer_for
+
+
+@dataclass
+class TaskConfig(_YamlMixin):
+    """Which tasks to train on. ``source``: a built-in source name or a task file."""
+
+    source: str = "parity"
+    count: int | None = None  # tasks from a built-in source (null: its default); a file: first N
+    size: int | None = None  # sequence length / sudoku side / max ARC grid side (null: default)
+    options: dict[str, Any] = field(default_factory=dict)  # further source options
+    val_split: str = "val"  # held out, not augmented; "test" is used when there is no "val"
+    val_max_rows: int = 512  # validation rows evaluated at each checkpoint
+    augment: bool = True  # False: train on the tasks as they are (fresh order each epoch)
+    augment_intensity: dict[str, float] = field(default_factory=dict)  # per strategy, [0, 1]
+    augment_dedup: bool = False  # drop identical augmented rows of a grid task
+
+    def __post_init__(self) -> None:
+        _check(bool(self.source), "source: must name a built-in source or a task file")
+        _check(self.val_max_rows >= 1, f"val_max_rows: must be >= 1, got {self.val_max_rows}")
+
+
+@dataclass
+class TrainingConfig(_YamlMixin):
+    """Optimisation, scale-out, reporting and checkpointing."""
+
+    steps: int = 300  # optimizer updates (all workers step together under DDP)
+    batch_size: int = 64  # rows per worker per update
+    lr: float = 2e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 30
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    num_workers: int = 2  # Ray Train workers; 0 runs the loop in the driver process
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    torch_threads: int = 1  # intra-op threads per worker (workers x threads <= cores)
+    report_every: int = 10  # metrics to Ray and MLflow every N updates
+    checkpoint_every: int = 100  # a full checkpoint (with validation) every N updates
+    num_to_keep: int = 2  # checkpoints kept (the latest is always kept)
+    checkpoint_score: str = "val_acc_infer"  # checkpoints ranked by this metric (max)
+    max_failures: int = 2  # worker-group restarts before the run fails
+    shuffle_buffer_rows: int = 4096  # local shuffle of augmented rows before batching
+    tasks_per_augment_batch: int = 32  # tasks per Ray Data augmentation call
+    fault_at_step: int | None = None  # testing aid: one worker raises once at this update
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "report_every", "checkpoint_every", "num_to_keep"):
+            value = getattr(self, name)
+            _check(value >= 1, f"{name}: must be >= 1, got {value}")
+        _check(self.lr > 0, f"lr: must be > 0, got {self.lr}")
+        _check(self.warmup_steps >= 0, f"warmup_steps: must be >= 0, got {self.warmup_steps}")
+        _check(
+            0 <= self.min_lr_ratio <= 1, f"min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio}"
+        )
+        _check(self.num_workers >= 0, f"num_workers: must be >= 0, got {self.num_workers}")
+        _check(
+            self.cpus_per_worker > 0, f"cpus_per_worker: must be > 0, got {self.cpus_per_worker}"
+        )
+        _check(self.torch_threads >= 1, f"torch_threads: must be >= 1, got {self.torch_threads}")
+        _check(self.max_failures >= 0, f"max_failures: must be >= 0, got {self.max_failures}")
+        _check(
+            self.shuffle_buffer_rows >= 0,
+            f"shuffle_buffer_rows: must be >= 0, got {self.shuffle_buffer_rows}",
+        )
+        _check(
+            self.tasks_per_augment_batch >= 1,
+            f"tasks_per_augment_batch: must be >= 1, got {self.tasks_per_augment_batch}",
+        )
+
+
+@dataclass
+class ExperimentConfig(_YamlMixin):
+    seed: int = 0
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+
+def load_experiment_config(
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    base: Mapping[str, Any] | None = None,
+    origin: str | Path | None = None,
+) -> ExperimentConfig:
+    """YAML file (or ``base`` dict) + ``key.path=value`` overrides -> a validated config.
+
+    Errors name the file and the key path (``--set`` errors name the override).
+    """
+    data: Any = dict(base or {})
+    if path is not None:
+        data = _read_yaml(path)
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+    origin = str(path or origin or "config")
+    try:
+        data = apply_overrides(data, overrides, ExperimentConfig)
+    except ConfigError as err:
+        raise ConfigError(f"--set: {err}") from None
+    try:
+        return load_dataclass(ExperimentConfig, data)
+    except ConfigError as err:
+        raise ConfigError(f"{origin}: {err}") from None
+
+
+def prepare_experiment(
+    config_path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    task: str | None = None,
+) -> tuple[ExperimentConfig, pa.Table]:
+    """Config file, then ``--task``, then ``--set`` overrides; load and validate the tasks.
+
+    ``task`` (``--task SOURCE_OR_FILE``) replaces the config's task source and drops its
+    source-specific count/size/options, so ``--task sudoku`` means sudoku with its own
+    defaults. ``model.seq_len`` follows the longest task unless the config or an
+    override sets it. Everything that can be wrong with the input fails here, before
+    any compute starts.
+    """
+    data: dict[str, Any] = {}
+    if config_path is not None:
+        loaded = _read_yaml(config_path)
+        if loaded is not None and not isinstance(loaded, Mapping):
+            raise ConfigError(f"{config_path}: expected a mapping at the top level")
+        data = dict(loaded or {})
+    if task is not None:
+        kept = {k: v for k, v in dict(data.get("task") or {}).items() if k not in _SOURCE_KEYS}
+        data["task"] = {**kept, "source": task}
+    config = load_experiment_config(base=data, overrides=overrides, origin=config_path)
+    seq_len_given = "seq_len" in (data.get("model") or {}) or any(
+        o.split("=", 1)[0].strip() == "model.seq_len" for o in overrides
+    )
+    tasks = load_task_table(config.task, config.seed)
+    longest = max(
+        pc.max(pc.list_value_length(tasks.column(c))).as_py() for c in ("input", "target")
+    )
+    if not seq_len_given:
+        config.model.seq_len = int(longest)
+    elif longest > config.model.seq_len:
+        lengths = pc.max_element_wise(
+            pc.list_value_length(tasks.column("input")),
+            pc.list_value_length(tasks.column("target")),
+        )
+        row = int(pc.index(lengths, pa.scalar(longest, lengths.type)).as_py())
+        raise ConfigError(
+            f"model.seq_len: {config.model.seq_len} is shorter than task "
+            f"{tasks.column('task_id')[row].as_py()!r} ({longest} tokens) in {config.task.source}; "
+            f"raise it or leave it unset to follow the data"
+        )
+    return config, tasks
+
+
+_SOURCE_KEYS = ("count", "size", "options")
+
+
+def load_task_table(task: TaskConfig, seed: int) -> pa.Table:
+    """The tasks of a TaskConfig: a built-in source's output or a validated task file."""
+    if task.source in SOURCES:
+        options = {k: v for k, v in task.options.items()}
+        if task.size is not None:
+            options["size"] = task.size
+        return load_tasks(task.source, count=task.count, seed=seed, **options)
+    if task.options or task.size is not None:
+        raise ConfigError(
+            f"task.options/task.size apply to built-in sources ({', '.join(SOURCES)}), "
+            f"not to the task file {task.source}"
+        )
+    return load_tasks(task.source, count=task.count)
+
+
+def build_orchestrator(
+    config: ExperimentConfig,
+    task_type: str = "sequence",
+    num_symbols: int | None = None,
+    device: torch.device | str | None = None,
+    wrap_model: Any = None,
+) -> UnifiedRefinerOrchestrator:
+    """Model + memory bank + orchestrator, seeded from the config.
+
+    ``wrap_model`` (e.g. Ray Train's ``prepare_model``) wraps the model for DDP; it is
+    applied before the orchestrator is built so that training goes through the wrapper.
+    """
+    torch.manual_seed(config.seed)
+    model: torch.nn.Module = RefinerModel(config.model)
+    if device is not None:
+        model.to(device)
+    if wrap_model is not None:
+        model = wrap_model(model)
+    memory = MemoryBank.from_config(config.model, device or "cpu")
+    return UnifiedRefinerOrchestrator(
+        model,
+        tokenizer_for(task_type, num_symbols),
+        memory,
+        config.orchestration,
+        device=device,
+    )
+
+
+def build_optimizer(
+    orchestrator: UnifiedRefinerOrchestrator, training: TrainingConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    optimizer = make_optimizer(
+        orchestrator.model, lr=training.lr, weight_decay=training.weight_decay
+    )
+    scheduler = warmup_cosine(
+        optimizer, training.warmup_steps, training.steps, min_ratio=training.min_lr_ratio
+    )
+    return optimizer, scheduler
