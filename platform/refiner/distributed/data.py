@@ -54,8 +54,8 @@ class StreamPlan:
         The spare covers rows lost to equal splitting and dropped partial batches.
         """
         first = self.epoch_of_step(first_step)
-        last = self.epoch_of_step(max(first_step, last_step - 1))
-        return range(first, last + 2)
+        last_row = max(first_step + 1, last_step) * self.global_batch - 1
+        return range(first, last_row // self.rows_per_epoch + 2)
 
     def rows_to_skip(self, step: int) -> int:
         """Rows of the first streamed epoch already trained on before ``step``."""

@@ -69,7 +69,11 @@ def run_training(
     run_name: str,
     storage: str | None = None,
     tracker: RunTracker | None = None,
+    *,
+    callbacks: list[Any] | None = None,
 ) -> TrainingOutcome:
+    """Train one run; ``callbacks`` go to Ray Train's RunConfig (a sweep passes Tune's
+    ``TuneReportCallback`` so that every report reaches the trial's scheduler)."""
     started = time.perf_counter()
     tracker = tracker or NullTracker()
     storage = resolve_storage(storage)
@@ -133,6 +137,7 @@ def run_training(
         run_config=RunConfig(
             name=run_name,
             storage_path=storage,
+            callbacks=callbacks,
             failure_config=FailureConfig(max_failures=training.max_failures),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=training.num_to_keep,

@@ -1,0 +1,105 @@
+"""``jobs/train.py`` end to end: 2-worker DDP, an injected worker fault, MLflow, resume.
+
+One real 2-worker run (with a worker that raises at update 13) is shared by the
+assertions below; a second invocation with the same run name resumes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from train_fixtures import TINY, run_train_job, set_args
+
+from refiner.checkpoint import read_checkpoint
+
+pytestmark = pytest.mark.slow
+
+DDP = [*TINY, "training.num_workers=2", "training.fault_at_step=13", "training.max_failures=1"]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ddp")
+    done = run_train_job(tmp, *set_args(DDP), "--steps", "30", "--run-name", "ddp")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("refiner").experiment_id])
+    return tmp, done, client, runs
+
+
+def test_exactly_one_finished_mlflow_run(ddp_run) -> None:
+    _, _, _, runs = ddp_run
+    assert len(runs) == 1, [r.info.run_name for r in runs]
+    assert runs[0].info.run_name == "ddp" and runs[0].info.status == "FINISHED"
+
+
+def test_params_are_the_flattened_config(ddp_run) -> None:
+    _, _, _, (run,) = ddp_run
+    params = run.data.params
+    assert params["training.steps"] == "30"
+    assert params["training.num_workers"] == "2"
+    assert params["orchestration.max_steps_train"] == "4"
+    assert params["model.d_model"] == "16"
+    assert params["task.source"] == "parity"
+
+
+def test_worker_fault_resumes_from_checkpoint_with_continuous_steps(ddp_run) -> None:
+    _, done, client, (run,) = ddp_run
+    assert "injected fault at update 13" in done.stdout + done.stderr
+    assert "resumed at update 10" in done.stdout
+    assert run.data.tags["refiner.resumed_from_step"] == "10"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    # Updates 11-13 were redone after the restart; each report step is logged once.
+    assert steps == [5, 10, 15, 20, 25, 30]
+    acc = [m.step for m in client.get_metric_history(run.info.run_id, "acc_at_4")]
+    assert acc == steps
+    for key in ("grad_norm", "lr", "samples_per_s", "data_wait_frac", "loss_token"):
+        assert len(client.get_metric_history(run.info.run_id, key)) == len(steps), key
+    val = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc_infer")]
+    assert val == [10, 20, 30]
+
+
+def test_artifacts_config_plots_and_checkpoint(ddp_run) -> None:
+    tmp, done, client, (run,) = ddp_run
+    run_id = run.info.run_id
+    names = {a.path for a in client.list_artifacts(run_id)}
+    assert {"config.yaml", "plots", "checkpoint"} <= names
+    plots = {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert plots == {"plots/refinement_curve.png", "plots/halting_steps.png"}
+    local = Path(client.download_artifacts(run_id, "checkpoint/checkpoint.pt", str(tmp)))
+    assert read_checkpoint(local)["extra"]["step"] == 30
+    latest = Path(run.data.tags["refiner.checkpoint"])
+    assert latest.parent == tmp / "storage" / "ddp"
+    assert read_checkpoint(latest / "checkpoint.pt")["extra"]["step"] == 30
+    png = Path(client.download_artifacts(run_id, "plots/refinement_curve.png", str(tmp)))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summary_shows_acc_table_stopping_and_locations(ddp_run) -> None:
+    _, done, _, (run,) = ddp_run
+    summary = done.stdout.split("=== summary ===", 1)[1]
+    assert "step t   acc@t" in summary
+    assert "mean steps" in summary and "stopped by" in summary
+    assert run.info.run_id in summary and run.data.tags["refiner.checkpoint"] in summary
+
+
+def test_same_run_name_resumes_the_finished_run(ddp_run) -> None:
+    tmp, _, client, (run,) = ddp_run
+    again = run_train_job(
+        tmp,
+        *set_args([*TINY, "training.num_workers=1"]),
+        "--steps",
+        "40",
+        "--run-name",
+        "ddp",
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "resumed at update 30" in again.stdout
+    runs = client.search_runs([run.info.experiment_id])
+    assert [r.info.run_id for r in runs] == [run.info.run_id]
+    assert runs[0].info.status == "FINISHED"
+    assert runs[0].data.tags["refiner.resumed_from_step"] == "30"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert steps == [5, 10, 15, 20, 25, 30, 35, 40]
