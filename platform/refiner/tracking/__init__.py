@@ -1,4 +1,4 @@
-"""MLflow: the only module that imports it.
+"""MLflow: this package is the only code that imports it (sweeps: ``.sweeps``).
 
 One training job = one MLflow run. The driver opens (or, for a resumed run name, reopens)
 the run and hands an ``MlflowTracker`` (picklable: a URI and a run id) to rank 0, which

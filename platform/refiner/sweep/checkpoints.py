@@ -1,0 +1,76 @@
+"""Evaluate a saved checkpoint on a task table: rebuild the orchestrator, run infer-few.
+
+A checkpoint is a ``checkpoint.pt`` file, a (Ray) checkpoint folder holding one, or, via
+``refiner.tracking.sweeps.download_checkpoint``, an MLflow ``models:/`` or ``runs:/`` URI.
+Pure PyTorch: no Ray, no MLflow.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from refiner.batches import batch_from_table
+from refiner.checkpoint import CheckpointError, checkpoint_configs, load_checkpoint
+from refiner.distributed.trainer import describe_tasks
+from refiner.evaluation import EvaluationReport, evaluate_refiner
+from refiner.memory import MemoryBank
+from refiner.model import RefinerModel
+from refiner.orchestrator import UnifiedRefinerOrchestrator
+from refiner.tokenizers import tokenizer_for
+
+CHECKPOINT_FILE = "checkpoint.pt"
+MLFLOW_SCHEMES = ("models:/", "runs:/")
+
+
+def local_checkpoint_file(path: str | Path) -> Path:
+    """A checkpoint.pt file, or the checkpoint.pt inside a checkpoint folder."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    return path
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    tasks: pa.Table,
+    max_steps: int | None = None,
+    split: str | None = "val",
+    max_rows: int | None = None,
+) -> EvaluationReport:
+    """Load the checkpoint's model and evaluate it on ``tasks`` (the ``split`` rows if any)."""
+    path = local_checkpoint_file(path)
+    model_config, orchestration = checkpoint_configs(path)
+    if split is not None:
+        chosen = tasks.filter(pc.equal(tasks.column("split"), split))
+        tasks = chosen if chosen.num_rows else tasks
+    if max_rows is not None:
+        tasks = tasks.slice(0, max_rows)
+    if max_steps is not None and not 1 <= max_steps <= orchestration.max_steps_train:
+        raise ValueError(
+            f"--max-steps: must be in [1, {orchestration.max_steps_train}] (the checkpoint's "
+            f"max_steps_train), got {max_steps}"
+        )
+    task_type, num_symbols = describe_tasks(tasks)
+    orchestrator = UnifiedRefinerOrchestrator(
+        RefinerModel(model_config),
+        tokenizer_for(task_type, num_symbols),
+        MemoryBank.from_config(model_config, "cpu"),
+        orchestration,
+    )
+    load_checkpoint(path, orchestrator)
+    orchestrator.eval()
+    try:
+        batch = batch_from_table(tasks, model_config.seq_len)
+    except ValueError as err:
+        raise ValueError(f"tasks do not fit the checkpoint's model: {err}") from None
+    return evaluate_refiner(orchestrator, batch, task_type, max_steps_infer=max_steps)
+
+
+def steps_histogram(report: EvaluationReport) -> dict[int, int]:
+    return dict(sorted(Counter(report.steps_taken).items()))

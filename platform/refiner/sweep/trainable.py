@@ -1,0 +1,63 @@
+"""The Tune function trainable: one trial = one ``run_training`` (one TorchTrainer).
+
+The trial driver builds its run config from the sweep's base config and the trial's
+sampled values, opens the trial's child run (reopened when the trial resumes), and
+hands its tracker to ``run_training`` so that rank 0 logs into that one run. Ray
+Train's reports reach Tune (and ASHA) through ``TuneReportCallback``. The Train run
+is named after the trial, so a resumed trial continues from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from refiner.distributed.trainer import run_training
+from refiner.run_tracker import NullTracker, RunTracker
+from refiner.sweep.space import trial_config
+
+# (run name, trial id) -> the trial's tracker; e.g. refiner.tracking.sweeps.ChildRuns.open
+TrackerFactory = Callable[[str, str], RunTracker]
+
+
+@dataclass
+class TrialContext:
+    """What every trial driver needs besides its sampled values (shipped once)."""
+
+    sweep_name: str
+    base: dict[str, Any]  # the run config every trial starts from
+    storage: str  # where the trials' Train runs keep checkpoints
+    open_tracker: TrackerFactory | None = None
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+
+def trial_run_name(sweep_name: str, trial_id: str) -> str:
+    """Stable across ``Tuner.restore`` (trial ids are kept), hence resumable."""
+    return f"{sweep_name}-{trial_id}"
+
+
+def run_trial(params: Mapping[str, Any], context: TrialContext, tasks: pa.Table) -> None:
+    """The function trainable (bind ``context`` and ``tasks`` with ``tune.with_parameters``)."""
+    trial_id = tune.get_context().get_trial_id()
+    name = trial_run_name(context.sweep_name, trial_id)
+    config = trial_config(context.base, params)
+    tracker = context.open_tracker(name, trial_id) if context.open_tracker else NullTracker()
+    try:
+        run_training(
+            config, tasks, name, context.storage, tracker, callbacks=[TuneReportCallback()]
+        )
+    except BaseException:
+        _finish(tracker, "FAILED")
+        raise
+    _finish(tracker, "FINISHED")
+
+
+def _finish(tracker: RunTracker, status: str) -> None:
+    finish = getattr(tracker, "finish", None)
+    if finish is not None:
+        finish(status)

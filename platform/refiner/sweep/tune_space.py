@@ -1,0 +1,106 @@
+"""A checked ``SearchSpace`` as Tune's param space, scheduler and search algorithm.
+
+The param space is flat: one entry per dotted config key (``orchestration.max_steps_train``),
+so a trial's config maps back to the run config without guessing where a dict ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
+from refiner.run_tracker import flatten
+from refiner.sweep.space import Sampler, SchedulerSettings, SearchSpace
+
+
+def param_space(
+    space: SearchSpace, seed: int, base: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Tune domains per key. Constrained choices draw from their own seeded RNG, made
+    fresh per call, so two sweeps over the same space and seed see the same trials."""
+    out: dict[str, Any] = {}
+    fixed = flatten(base or {})
+    for index, (key, sampler) in enumerate(space.params.items()):
+        target = sampler.constraint[1] if sampler.constraint else None
+        if target is not None and target not in space.params:
+            # Constrained by a fixed value: the allowed values are known now.
+            out[key] = tune.choice(sampler.allowed(fixed[target]))
+        else:
+            out[key] = _domain(sampler, seed * 7919 + index)
+    return out
+
+
+def _domain(sampler: Sampler, seed: int) -> Any:
+    if sampler.constraint is not None:
+        return tune.sample_from(_ConstrainedChoice(sampler, seed))
+    kind, values = sampler.kind, sampler.values
+    if kind == "choice":
+        return tune.choice(list(values))
+    if kind == "grid":
+        return tune.grid_search(list(values))
+    if kind == "uniform":
+        return tune.uniform(*values)
+    if kind == "loguniform":
+        return tune.loguniform(*values)
+    return tune.randint(*values)
+
+
+# Tune deep-copies the param space per variant; an RNG inside the callable would be copied
+# with it and every trial would draw the same value. The callable keeps a key instead.
+_RNGS: dict[int, random.Random] = {}
+_KEYS = itertools.count()
+
+
+class _ConstrainedChoice:
+    """``choice`` limited to the values <= (or >=) another key of the same trial.
+
+    Resampling instead of clamping: K=16 with T=8 would otherwise collapse onto K=8 and
+    over-weight it. The space check guarantees at least one value is always allowed.
+    """
+
+    def __init__(self, sampler: Sampler, seed: int) -> None:
+        self.sampler = sampler
+        self.seed = seed
+        self.key = next(_KEYS)
+        _RNGS[self.key] = random.Random(seed)
+
+    def __call__(self, config: dict[str, Any]) -> Any:
+        _, target = self.sampler.constraint  # type: ignore[misc]
+        rng = _RNGS.setdefault(self.key, random.Random(self.seed))  # a restored sweep
+        return rng.choice(self.sampler.allowed(config[target]))
+
+
+def scheduler(settings: SchedulerSettings, steps: int, report_every: int) -> TrialScheduler:
+    """ASHA over the update counter (``step``); FIFO runs every trial to the end."""
+    if settings.type == "fifo":
+        return FIFOScheduler()
+    max_t, grace = resolved_budget(settings, steps, report_every)
+    return ASHAScheduler(
+        time_attr=settings.time_attr,
+        metric=settings.metric,
+        mode=settings.mode,
+        max_t=max_t,
+        grace_period=grace,
+        reduction_factor=settings.reduction_factor,
+        # A trial at max_t finishes by itself: stopping it there would kill its driver
+        # before run_training logs the final evaluation and the checkpoint artifact.
+        stop_last_trials=False,
+    )
+
+
+def resolved_budget(settings: SchedulerSettings, steps: int, report_every: int) -> tuple[int, int]:
+    """(max_t, grace_period) in updates, filling the defaults from the trial's steps."""
+    max_t = settings.max_t or steps
+    grace = settings.grace_period or max(report_every, max_t // 4)
+    return max_t, min(grace, max_t)
+
+
+def search_algorithm(seed: int, max_concurrent: int) -> BasicVariantGenerator:
+    """Seeded sampling (same seed, same trials) that runs at most ``max_concurrent`` at once."""
+    return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent)

@@ -1,0 +1,227 @@
+"""The sweep's MLflow side: one parent run, one child run per trial, the best trial
+tagged and its checkpoint registered; and reading a sweep back (``jobs/compare.py``).
+
+Part of the tracking layer, the only code that imports MLflow: runs are opened and
+reopened through ``refiner.tracking`` (nesting by the ``mlflow.parentRunId`` tag); the
+registry and artifact downloads are here.
+Nothing logs Tune's bookkeeping (``done``, ``pid``, ``config/*``): a child run holds the
+run config as params and what rank 0 of its training run logged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow.artifacts
+from mlflow import MlflowClient
+from mlflow.entities import Run, ViewType
+from mlflow.exceptions import MlflowException
+
+from refiner.run_tracker import flatten
+from refiner.tracking import (
+    PARENT_TAG,
+    RUN_NAME_TAG,
+    MlflowTracker,
+    find_run,
+    get_or_create_experiment,
+    open_run,
+)
+
+SWEEP_TAG = "refiner.sweep"  # on the parent and every child: the sweep's name
+KIND_TAG = "refiner.kind"  # "sweep" (parent) or "trial" (child)
+TRIAL_TAG = "refiner.trial_id"
+SWEPT_TAG = "refiner.swept_keys"  # comma-separated dotted config keys
+BEST_TAG = "refiner.best_trial"
+STOPPED_TAG = "refiner.stopped_early"
+CHECKPOINT_ARTIFACT = "checkpoint"  # run_training logs checkpoint.pt under this path
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def open_parent_run(
+    tracking_uri: str,
+    experiment: str,
+    sweep_name: str,
+    space: Mapping[str, Any],
+    scheduler: Mapping[str, Any],
+) -> MlflowTracker:
+    """The sweep's run (reopened on ``--resume``): the space and scheduler as params."""
+    tracker = open_run(
+        tracking_uri, experiment, sweep_name, {SWEEP_TAG: sweep_name, KIND_TAG: "sweep"}
+    )
+    params = {
+        "space": space.get("space", {}),
+        "fixed": space.get("fixed", {}),
+        "sweep": {k: v for k, v in space.get("sweep", {}).items() if k != "scheduler"},
+        "scheduler": scheduler,
+    }
+    tracker.log_params({k: v for k, v in params.items() if v})
+    return tracker
+
+
+@dataclass
+class ChildRuns:
+    """Opens and closes the trials' child runs; picklable (shipped to trial drivers)."""
+
+    tracking_uri: str
+    experiment: str
+    sweep_name: str
+    parent_run_id: str
+    swept_keys: tuple[str, ...]
+
+    def open(self, run_name: str, trial_id: str) -> MlflowTracker:
+        """Create the trial's run, or reopen it when the trial resumes (one run per trial)."""
+        tags = {
+            SWEEP_TAG: self.sweep_name,
+            KIND_TAG: "trial",
+            TRIAL_TAG: trial_id,
+            SWEPT_TAG: ",".join(self.swept_keys),
+        }
+        return open_run(self.tracking_uri, self.experiment, run_name, tags, self.parent_run_id)
+
+    def close(self, run_name: str, status: str, tags: Mapping[str, str] | None = None) -> None:
+        """End a trial's run from the sweep driver (a stopped trial's process is gone)."""
+        client = MlflowClient(self.tracking_uri)
+        run = find_run(client, self._experiment_id(client), run_name, self.parent_run_id)
+        if run is None:
+            return
+        tracker = MlflowTracker(self.tracking_uri, run.info.run_id)
+        if tags:
+            tracker.set_tags(tags)
+        tracker.finish(status)
+
+    def run_id(self, run_name: str) -> str | None:
+        client = MlflowClient(self.tracking_uri)
+        run = find_run(client, self._experiment_id(client), run_name, self.parent_run_id)
+        return run.info.run_id if run else None
+
+    def _experiment_id(self, client: MlflowClient) -> str:
+        return get_or_create_experiment(client, self.experiment)
+
+
+def record_best(
+    parent: MlflowTracker,
+    best_run_id: str,
+    trial_id: str,
+    metrics: Mapping[str, float],
+    config_path: str | None,
+) -> None:
+    """Tag the best child and put its result on the parent (metrics ``best_*``)."""
+    MlflowTracker(parent.tracking_uri, best_run_id).set_tags({BEST_TAG: "true"})
+    parent.set_tags({"refiner.best_run_id": best_run_id, "refiner.best_trial_id": trial_id})
+    parent.log_metrics(
+        {f"best_{k}": v for k, v in metrics.items()}, step=int(metrics.get("step", 0))
+    )
+    if config_path:
+        parent.log_artifact(config_path)
+
+
+def register_checkpoint(
+    tracking_uri: str, run_id: str, name: str, local_checkpoint: str | None = None
+) -> str:
+    """Register the run's logged checkpoint as a new version of model ``name``.
+
+    The version's source is the run's ``checkpoint`` artifact folder (a plain torch state
+    file, read back by ``jobs/evaluate.py --checkpoint models:/NAME/VERSION``). A run
+    whose training was stopped before the end has no such artifact yet: ``local_checkpoint``
+    (its latest checkpoint.pt) is logged first. Returns ``models:/NAME/VERSION``.
+    """
+    client = MlflowClient(tracking_uri)
+    if not _has_artifact(client, run_id, f"{CHECKPOINT_ARTIFACT}/{CHECKPOINT_FILE}"):
+        if local_checkpoint is None:
+            raise FileNotFoundError(f"run {run_id} has no logged checkpoint to register")
+        client.log_artifact(run_id, local_checkpoint, CHECKPOINT_ARTIFACT)
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, tags={"refiner.kind": "refiner-checkpoint"})
+    version = client.create_model_version(
+        name, source=f"runs:/{run_id}/{CHECKPOINT_ARTIFACT}", run_id=run_id
+    )
+    return f"models:/{name}/{version.version}"
+
+
+def _has_artifact(client: MlflowClient, run_id: str, path: str) -> bool:
+    folder = os.path.dirname(path)
+    return any(f.path == path for f in client.list_artifacts(run_id, folder))
+
+
+def download_checkpoint(uri: str, tracking_uri: str, dst: str) -> str:
+    """``models:/NAME/VERSION`` or ``runs:/ID/path`` -> a local checkpoint.pt path."""
+    mlflow.set_tracking_uri(tracking_uri)
+    local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst)
+    if os.path.isdir(local):
+        local = os.path.join(local, CHECKPOINT_FILE)
+    return local
+
+
+# ----------------------------------------------------------------------------- reading back
+
+
+@dataclass
+class SweepRuns:
+    parent: Run
+    children: list[Run]
+
+    @property
+    def swept_keys(self) -> list[str]:
+        for child in self.children:
+            keys = child.data.tags.get(SWEPT_TAG)
+            if keys:
+                return keys.split(",")
+        return sorted(k[len("space.") :] for k in self.parent.data.params if k.startswith("space."))
+
+    @property
+    def metric(self) -> tuple[str, str]:
+        params = self.parent.data.params
+        return params.get("scheduler.metric", "val_acc_infer"), params.get("scheduler.mode", "max")
+
+
+def load_sweep(
+    tracking_uri: str, experiment: str | None = None, parent_run_id: str | None = None
+) -> SweepRuns:
+    """A sweep's parent and children: by parent run id, or the newest sweep of an experiment."""
+    client = MlflowClient(tracking_uri)
+    if parent_run_id:
+        try:
+            parent = client.get_run(parent_run_id)
+        except MlflowException:
+            raise LookupError(f"no MLflow run {parent_run_id} at {tracking_uri}") from None
+        experiment_ids = [parent.info.experiment_id]
+    else:
+        found = client.get_experiment_by_name(experiment or "")
+        if found is None:
+            raise LookupError(f"no MLflow experiment {experiment!r} at {tracking_uri}")
+        experiment_ids = [found.experiment_id]
+        parents = client.search_runs(
+            experiment_ids,
+            f"tags.`{KIND_TAG}` = 'sweep'",
+            run_view_type=ViewType.ACTIVE_ONLY,
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if not parents:
+            raise LookupError(f"experiment {experiment!r} has no sweep run")
+        parent = parents[0]
+    children = client.search_runs(
+        experiment_ids,
+        f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'",
+        run_view_type=ViewType.ACTIVE_ONLY,
+        max_results=1000,
+    )
+    return SweepRuns(parent, list(children))
+
+
+def metric_history(tracking_uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    client = MlflowClient(tracking_uri)
+    return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
+
+
+def run_name(run: Run) -> str:
+    return run.data.tags.get(RUN_NAME_TAG, run.info.run_id)
+
+
+def flat_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    return flatten(config)

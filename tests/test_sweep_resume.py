@@ -1,0 +1,69 @@
+"""A sweep whose trial fails, then `--resume` re-runs only that trial from its checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from sweep_fixtures import TINY, job, local_ray, write_space  # noqa: F401
+
+from refiner.sweep.driver import SweepPlan, run_sweep
+from refiner.tracking import PARENT_TAG
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+def test_failed_trial_is_resumed(tmp_path: Path, local_ray) -> None:  # noqa: F811
+    # One trial raises once at update 15 (after its checkpoint at 10); training.max_failures
+    # is 0, so the trial errors. The fault marker keeps the resumed run from failing again.
+    space = write_space(
+        tmp_path / "space.yaml",
+        {"training": {"fault_at_step": {"grid": [None, 15]}}},
+        {"type": "fifo", "metric": "loss", "mode": "min"},
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    storage = str(tmp_path / "store")
+    sweep = job("sweep")
+    args = sweep.parse_args(
+        [
+            "--space",
+            str(space),
+            "--steps",
+            "20",
+            "--name",
+            "faulty",
+            "--storage",
+            storage,
+            "--tracking-uri",
+            uri,
+            "--experiment",
+            "sweeps",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+        + [f"--set={s}" for s in TINY]
+    )
+    plan, config = sweep.build_plan(args)
+    tasks = sweep.load_task_table(config.task, config.seed)
+    first = run_sweep(plan, tasks)
+    assert [t.params["training.fault_at_step"] for t in first.errored] == [15]
+    done_before = {t.trial_id for t in first.trials if t.status == "done"}
+    assert len(done_before) == 1
+
+    resumed = run_sweep(SweepPlan.load(storage, "faulty"), tasks, resume=True)
+    assert not resumed.errored
+    assert {t.status for t in resumed.trials} == {"done"}
+    assert {t.trial_id for t in resumed.trials} == {t.trial_id for t in first.trials}
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("sweeps").experiment_id])
+    children = [r for r in runs if r.data.tags.get(PARENT_TAG)]
+    assert len(children) == 2  # the resumed trial reopened its run
+    assert all(r.info.status == "FINISHED" for r in runs)
+    again = [c for c in children if c.data.params["training.fault_at_step"] == "15"][0]
+    assert again.data.tags.get("refiner.resumed_from_step") == "10"
+    assert again.data.metrics["step"] == 20
+    # the trial that had finished was not run again
+    done = [c for c in children if c.data.params["training.fault_at_step"] == "None"][0]
+    assert "refiner.resumed_from_step" not in done.data.tags
