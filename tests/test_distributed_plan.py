@@ -42,14 +42,29 @@ def test_epochs_for_covers_the_run_plus_a_spare() -> None:
     assert p.epochs_for(20, 40) == range(4, 10)
 
 
-def test_stream_always_holds_enough_rows() -> None:
-    for tasks, rows, batch in [(3, 1, 16), (7, 300, 64), (100, 2, 512), (1, 1, 1)]:
+@pytest.mark.parametrize("dedup_layout", [False, True])
+def test_stream_always_holds_enough_rows(dedup_layout: bool) -> None:
+    for tasks, rows, batch in [(3, 1, 16), (7, 300, 64), (100, 2, 512), (1, 1, 1), (10, 30, 64)]:
         p = plan(tasks, rows, batch)
         for start in (0, 5, 17):
             total = start + 50
-            epochs = p.epochs_for(start, total)
-            available = len(epochs) * p.rows_per_epoch - p.rows_to_skip(start)
-            assert available >= (total - start) * p.global_batch
+            if dedup_layout:
+                epochs = p.epochs_for(start, total)
+                streamed = len(epochs) * p.rows_per_epoch
+            else:
+                first, blocks = p.blocks_for(start, total)
+                assert first == p.epoch_of_step(start)
+                streamed = sum(p.rows_in_block(b) for b in range(blocks))
+            spare = streamed - p.rows_to_skip(start) - (total - start) * p.global_batch
+            assert spare >= (p.rows_per_epoch if dedup_layout else 2 * p.global_batch)
+
+
+def test_bounded_stream_is_much_smaller_than_an_epoch_for_short_runs() -> None:
+    p = StreamPlan(num_tasks=4000, rows_per_task=300, tasks_per_block=32, global_batch=128)
+    first, blocks = p.blocks_for(0, 100)
+    rows = sum(p.rows_in_block(b) for b in range(blocks))
+    assert first == 0 and rows < p.rows_per_epoch / 20
+    assert p.rows_in_block(p.blocks_per_epoch - 1) == (4000 - 124 * 32) * 300
 
 
 def test_split_validation_prefers_val_then_test() -> None:

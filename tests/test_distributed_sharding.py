@@ -50,7 +50,9 @@ def record_shard(config: dict) -> None:
 def test_shards_are_disjoint_and_cover_every_augmented_row(local_ray, tmp_path) -> None:
     tasks, spec = tasks_and_spec()
     plan = StreamPlan(tasks.num_rows, COUNT, tasks_per_block=8, global_batch=32)
-    factory = TrainDatasetFactory(tasks, spec, 7, SEQ_LEN, plan, 1, str(tmp_path / "run"))
+    # Enough updates for two whole epochs; the stream then reaches into a third.
+    steps = 2 * plan.rows_per_epoch // plan.global_batch
+    factory = TrainDatasetFactory(tasks, spec, 7, SEQ_LEN, plan, steps, str(tmp_path / "run"))
     TorchTrainer(
         record_shard,
         train_loop_config={"out": str(tmp_path)},
@@ -77,10 +79,13 @@ def test_shards_are_disjoint_and_cover_every_augmented_row(local_ray, tmp_path) 
     )
     assert keys[0] and keys[1], "a worker got nothing"
     assert not keys[0] & keys[1], "shards overlap"
-    epochs = plan.epochs_for(0, 1)
-    expected = {(e, t, i) for e in epochs for t in range(tasks.num_rows) for i in range(COUNT)}
-    assert keys[0] | keys[1] == expected
-    assert len(expected) == len(epochs) * tasks.num_rows * COUNT
+    _, blocks = plan.blocks_for(0, steps)
+    seen = keys[0] | keys[1]
+    assert len(seen) == sum(plan.rows_in_block(b) for b in range(blocks))
+    for epoch in (0, 1):
+        whole = {(epoch, t, i) for t in range(tasks.num_rows) for i in range(COUNT)}
+        assert whole <= seen, f"epoch {epoch} incomplete"
+    assert {e for e, _, _ in seen} == {0, 1, 2}
 
 
 def test_each_epoch_gets_fresh_deterministic_augmentations(local_ray) -> None:
@@ -90,9 +95,9 @@ def test_each_epoch_gets_fresh_deterministic_augmentations(local_ray) -> None:
 
     def rows(seed: int, epochs: range) -> dict:
         out = {}
-        for batch in train_stream(ref, spec, seed, SEQ_LEN, plan, epochs).iter_batches(
-            batch_format="numpy"
-        ):
+        blocks = len(epochs) * plan.blocks_per_epoch
+        stream = train_stream(ref, spec, seed, SEQ_LEN, plan, epochs.start, blocks)
+        for batch in stream.iter_batches(batch_format="numpy"):
             for e, t, i, x in zip(
                 batch["aug_epoch"],
                 batch["task_index"],

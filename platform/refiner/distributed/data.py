@@ -57,6 +57,30 @@ class StreamPlan:
         last_row = max(first_step + 1, last_step) * self.global_batch - 1
         return range(first, last_row // self.rows_per_epoch + 2)
 
+    def rows_in_block(self, block: int) -> int:
+        """Rows of block ``block`` of an epoch (the last chunk of tasks may be short)."""
+        chunk = block % self.blocks_per_epoch
+        return min(self.tasks_per_block, self.num_tasks - chunk * self.tasks_per_block) * (
+            self.rows_per_task
+        )
+
+    def blocks_for(self, first_step: int, last_step: int) -> tuple[int, int]:
+        """(first epoch, number of blocks) that updates [first_step, last_step) consume.
+
+        Streaming only these blocks, not whole epochs, keeps Ray Data from augmenting
+        rows nobody trains on: a short run of a large task set would otherwise spend
+        CPU on a whole epoch that the trainers compete with. Two global batches and
+        one block spare cover rows lost to equal splitting and dropped partial batches.
+        """
+        first = self.epoch_of_step(first_step)
+        needed = self.rows_to_skip(first_step)
+        needed += (max(first_step + 1, last_step) - first_step + 2) * self.global_batch
+        blocks, rows = 0, 0
+        while rows < needed:
+            rows += self.rows_in_block(blocks)
+            blocks += 1
+        return first, blocks + 1
+
     def rows_to_skip(self, step: int) -> int:
         """Rows of the first streamed epoch already trained on before ``step``."""
         return step * self.global_batch - self.epoch_of_step(step) * self.rows_per_epoch
@@ -143,8 +167,14 @@ class TrainDatasetFactory:
 
     def __call__(self) -> ray.data.Dataset:
         start_step = latest_checkpoint_step(self.run_dir)
-        epochs = self.plan.epochs_for(start_step, self.total_steps)
-        return train_stream(self.tasks_ref, self.spec, self.seed, self.seq_len, self.plan, epochs)
+        if self.spec.dedup:  # de-duplication makes block sizes unknown: whole epochs
+            epochs = self.plan.epochs_for(start_step, self.total_steps)
+            first_epoch, num_blocks = epochs.start, len(epochs) * self.plan.blocks_per_epoch
+        else:
+            first_epoch, num_blocks = self.plan.blocks_for(start_step, self.total_steps)
+        return train_stream(
+            self.tasks_ref, self.spec, self.seed, self.seq_len, self.plan, first_epoch, num_blocks
+        )
 
 
 def train_stream(
@@ -153,10 +183,11 @@ def train_stream(
     seed: int,
     seq_len: int,
     plan: StreamPlan,
-    epochs: range,
+    first_epoch: int,
+    num_blocks: int,
 ) -> ray.data.Dataset:
-    num_blocks = len(epochs) * plan.blocks_per_epoch
-    augmenter = ChunkAugmenter(tasks_ref, spec, seed, seq_len, plan, epochs.start)
+    """Blocks ``0 .. num_blocks-1`` from the start of ``first_epoch``, augmented lazily."""
+    augmenter = ChunkAugmenter(tasks_ref, spec, seed, seq_len, plan, first_epoch)
     return ray.data.range(num_blocks, override_num_blocks=num_blocks).map_batches(
         augmenter, batch_size=1, batch_format="numpy"
     )
