@@ -60,7 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-samples", type=int, help="trials to sample (x grid size)")
     p.add_argument("--task", help="a built-in source (parity, sudoku, arc, text) or a task file")
     p.add_argument("--steps", type=int, help="optimizer updates per trial (ASHA's max_t)")
-    p.add_argument("--metric", help="the scheduler's metric (default: the space's, val_acc_infer)")
+    p.add_argument(
+        "--metric", help="the scheduler's metric (default: the space's, val_token_acc_infer)"
+    )
     p.add_argument("--mode", choices=("max", "min"), help="with --metric: maximise or minimise")
     p.add_argument("--name", help="sweep name (Tune experiment, MLflow parent run)")
     p.add_argument("--resume", metavar="NAME", help="continue an interrupted sweep")

@@ -15,6 +15,7 @@ import torch
 
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.plots import plot_halting_histogram, plot_refinement_curve
+from refiner.tokenizers import PAD
 
 
 @dataclass
@@ -29,6 +30,9 @@ class EvaluationReport:
     steps_taken: list[int]
     stopping_reasons: dict[str, int]
     edit_strategy_use: dict[str, int] = field(default_factory=dict)
+    # Token accuracy of that inference (non-pad positions): moves long before exact
+    # match does, so short sweeps can rank trials by it.
+    token_acc_infer: float = 0.0
 
     @property
     def mean_steps(self) -> float:
@@ -38,6 +42,7 @@ class EvaluationReport:
         """Flat scalar metrics for Ray reports and MLflow."""
         out = {f"{prefix}acc_at_{t}": a for t, a in enumerate(self.acc_at, start=1)}
         out[f"{prefix}acc_infer"] = self.acc_infer
+        out[f"{prefix}token_acc_infer"] = self.token_acc_infer
         out[f"{prefix}mean_steps"] = self.mean_steps
         for reason, count in self.stopping_reasons.items():
             out[f"{prefix}stop_{reason}"] = count / max(1, self.rows)
@@ -51,7 +56,7 @@ class EvaluationReport:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.stopping_reasons.items()))
         lines.append(
             f"inference (max {self.max_steps_infer} steps, early stopping): "
-            f"acc {self.acc_infer:.3f}, mean steps {self.mean_steps:.2f}; stopped by {reasons}"
+            f"acc {self.acc_infer:.3f} (tokens {self.token_acc_infer:.3f}), mean steps {self.mean_steps:.2f}; stopped by {reasons}"
         )
         return "\n".join(lines)
 
@@ -70,6 +75,7 @@ class EvaluationReport:
             "acc_at": self.acc_at,
             "token_acc_at": self.token_acc_at,
             "acc_infer": self.acc_infer,
+            "token_acc_infer": self.token_acc_infer,
             "max_steps_infer": self.max_steps_infer,
             "mean_steps": self.mean_steps,
             "stopping_reasons": self.stopping_reasons,
@@ -90,6 +96,8 @@ def evaluate_refiner(
     result = orchestrator.inference(batch["input"], max_steps_override=budget, task_type=task_type)
     final = torch.tensor(result["final_canvas_ids"], device=batch["target"].device)
     exact = (final == batch["target"]).all(-1).float().mean().item()
+    scored = batch["target"] != PAD
+    tokens = ((final == batch["target"]) & scored).sum().item() / max(1, scored.sum().item())
     return EvaluationReport(
         rows=int(batch["input"].shape[0]),
         acc_at=curve["acc_at"],
@@ -99,4 +107,5 @@ def evaluate_refiner(
         steps_taken=result["steps_taken"],
         stopping_reasons=result["stopping_reason_counts"],
         edit_strategy_use=result["edit_strategy_use"],
+        token_acc_infer=tokens,
     )

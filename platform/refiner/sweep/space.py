@@ -5,7 +5,7 @@ The format (documented in ``tune_spaces/README.md``)::
     description: free text
     sweep:                      # optional: samples, seed, scheduler, trial resources
       num_samples: 6
-      scheduler: {type: asha, metric: val_acc_infer, mode: max, grace_period: 20}
+      scheduler: {type: asha, metric: val_token_acc_infer, mode: max, grace_period: 20}
     fixed:                      # optional: plain values applied to every trial
       orchestration: {max_steps_infer: 4}
     space:                      # run-config keys (nested or dotted); leaves are samplers
@@ -83,7 +83,7 @@ class SchedulerSettings:
     """Trial scheduling. ``max_t``/``grace_period`` count optimizer updates (``step``)."""
 
     type: str = "asha"
-    metric: str = "val_acc_infer"
+    metric: str = "val_token_acc_infer"
     mode: str = "max"
     max_t: int | None = None  # null: the per-trial training.steps
     grace_period: int | None = None  # null: a quarter of max_t (at least one report)
