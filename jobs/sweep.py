@@ -24,6 +24,7 @@ from pathlib import Path
 
 from refiner.config import ConfigError
 from refiner.distributed.cluster import init_ray
+from refiner.distributed.storage import StorageError, check_writable
 from refiner.distributed.trainer import resolve_storage
 from refiner.experiment import ExperimentConfig, load_task_table, prepare_experiment
 from refiner.sweep.callbacks import describe_params
@@ -119,15 +120,24 @@ def main(argv: list[str] | None = None) -> int:
         space = plan.search_space()
         tasks = load_task_table(config.task, config.seed)
         check_tracking_store(plan.tracking_uri)
-    except (ConfigError, TaskFileError, TrackingError, FileNotFoundError, ValueError) as err:
+        check_writable(plan.storage)
+    except (
+        ConfigError,
+        TaskFileError,
+        TrackingError,
+        StorageError,
+        FileNotFoundError,
+        ValueError,
+    ) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    # `ray job stop` sends SIGTERM: an exception ends the MLflow parent run as KILLED.
-    signal.signal(signal.SIGTERM, _interrupt)
 
     # A local cluster gets logical room for two trials at once, each with a Ray Data CPU.
     per_trial = trial_footprint(space.settings, config.training) + DATA_CPUS
     print(f"[sweep] {init_ray(args.address, 2 * per_trial)}")
+    # `ray job stop` sends SIGTERM: an exception ends the MLflow parent run as KILLED.
+    # Installed after init_ray, which replaces the handler with sys.exit (run FAILED).
+    signal.signal(signal.SIGTERM, _interrupt)
     print(
         f"[sweep] {'resuming' if args.resume else 'starting'} {plan.name!r}: space {plan.space_origin} "
         f"({', '.join(space.params)}), {space.settings.num_samples} sample(s), "
@@ -161,7 +171,14 @@ def print_summary(outcome: SweepOutcome, keys: list[str], plan: SweepPlan) -> No
         )
     print(f"wall time: {outcome.elapsed_s:.0f} s")
     if outcome.errored:
-        print(f"{len(outcome.errored)} trial(s) errored: python jobs/sweep.py --resume {plan.name}")
+        # The plan is found through --storage: name it unless it is the default.
+        resume = f"python jobs/sweep.py --resume {plan.name}"
+        if plan.storage != resolve_storage(None):
+            resume += f" --storage {plan.storage}"
+        print(
+            f"{len(outcome.errored)} trial(s) errored (exit status 1); the finished trials "
+            f"are kept, finish the others with: {resume}"
+        )
     if outcome.best is not None:
         print(f"best trial (*): {outcome.best.trial_id}, MLflow run {outcome.best_run_id}")
         print(f"best config: {outcome.best_config}  (python jobs/train.py --config ...)")

@@ -19,7 +19,9 @@ from pathlib import Path
 
 from refiner.config import ConfigError
 from refiner.distributed.cluster import init_ray
-from refiner.distributed.trainer import run_training
+from refiner.distributed.loop import TrainingDiverged
+from refiner.distributed.storage import StorageError, check_writable
+from refiner.distributed.trainer import resolve_storage, run_training
 from refiner.experiment import prepare_experiment
 from refiner.tasks.validation import TaskFileError
 from refiner.tracking import (
@@ -77,25 +79,31 @@ def main(argv: list[str] | None = None) -> int:
         config, tasks = prepare_experiment(args.config, overrides_from(args), task=args.task)
         tracking_uri = resolve_tracking_uri(args.tracking_uri)
         check_tracking_store(tracking_uri)
-    except (ConfigError, TaskFileError, TrackingError, ValueError) as err:
+        storage = resolve_storage(args.storage)
+        check_writable(storage)
+    except (ConfigError, TaskFileError, TrackingError, StorageError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     run_name = args.run_name or f"{Path(config.task.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    # `ray job stop` sends SIGTERM: turn it into an exception so the MLflow run ends KILLED.
-    signal.signal(signal.SIGTERM, _interrupt)
-
     training = config.training
     print(
         f"[refiner] {init_ray(args.address, training.num_workers * training.cpus_per_worker + 1)}"
     )
+    # `ray job stop` sends SIGTERM: turn it into an exception so the MLflow run ends KILLED.
+    # Installed after init_ray: ray.init replaces the handler with sys.exit (run FAILED).
+    signal.signal(signal.SIGTERM, _interrupt)
     print(
         f"[refiner] run {run_name!r}: {tasks.num_rows} tasks from {config.task.source}, "
         f"{training.steps} updates on {max(1, training.num_workers)} worker(s), "
         f"MLflow {tracking_uri} (experiment {args.experiment!r})",
         flush=True,
     )
-    with tracked_run(tracking_uri, args.experiment, run_name) as tracker:
-        outcome = run_training(config, tasks, run_name, args.storage, tracker)
+    try:
+        with tracked_run(tracking_uri, args.experiment, run_name) as tracker:
+            outcome = run_training(config, tasks, run_name, storage, tracker)
+    except TrainingDiverged as err:  # the run is FAILED; its earlier checkpoints stay
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
     print("\n=== summary ===", flush=True)
     if "evaluation_text" in outcome.summary:

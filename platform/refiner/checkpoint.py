@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,8 @@ def read_checkpoint(path: str | Path) -> dict:
         head = f.read(4)
     if not head:
         raise CheckpointError(f"{path}: empty file (truncated write?)")
+    if head == _ZIP_MAGIC:
+        _check_crc(path)  # torch.load does not: flipped bytes would load as wrong weights
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
@@ -202,6 +205,19 @@ def _check_plain(value: Any, where: str) -> None:
         raise CheckpointError(
             f"{where}: {type(value).__name__} cannot be stored (use plain types or tensors)"
         )
+
+
+def _check_crc(path: Path) -> None:
+    """Every member of the zip archive matches the CRC-32 that torch.save recorded."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise CheckpointError(
+            f"{path}: truncated or corrupt checkpoint ({_first_line(err)})"
+        ) from None
+    if bad is not None:
+        raise CheckpointError(f"{path}: corrupt checkpoint: {bad!r} fails its CRC-32 check")
 
 
 def _first_line(err: BaseException) -> str:

@@ -84,6 +84,9 @@ class TrainingConfig(_YamlMixin):
     shuffle_buffer_rows: int = 4096  # local shuffle of augmented rows before batching
     tasks_per_augment_batch: int = 32  # tasks per Ray Data augmentation call
     fault_at_step: int | None = None  # testing aid: one worker raises once at this update
+    # Stop the run (FAILED, nothing saved) after this many consecutive updates skipped for
+    # non-finite gradients (the NaN/Inf guard); null: keep skipping and keep going.
+    max_skipped_updates: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "report_every", "checkpoint_every", "num_to_keep"):
@@ -100,6 +103,10 @@ class TrainingConfig(_YamlMixin):
         )
         _check(self.torch_threads >= 1, f"torch_threads: must be >= 1, got {self.torch_threads}")
         _check(self.max_failures >= 0, f"max_failures: must be >= 0, got {self.max_failures}")
+        _check(
+            self.max_skipped_updates is None or self.max_skipped_updates >= 1,
+            f"max_skipped_updates: must be >= 1 or null, got {self.max_skipped_updates}",
+        )
         _check(
             self.shuffle_buffer_rows >= 0,
             f"shuffle_buffer_rows: must be >= 0, got {self.shuffle_buffer_rows}",

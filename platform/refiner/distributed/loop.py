@@ -35,6 +35,10 @@ CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.yaml"
 
 
+class TrainingDiverged(RuntimeError):
+    """Too many consecutive updates were skipped for non-finite gradients."""
+
+
 @dataclass
 class WorkerJob:
     """Everything a worker needs, shipped in ``train_loop_config["job"]``."""
@@ -134,6 +138,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
 
     window = ReportWindow()
     mark = time.perf_counter()
+    skipped_in_a_row = 0
+    diverged: str | None = None
     while step < training.steps:
         try:
             batch = next(batches)
@@ -155,11 +161,19 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
         mark = time.perf_counter()
         window.compute_s += mark - fetched
 
+        skipped_in_a_row = skipped_in_a_row + 1 if info["skipped"] else 0
+        if training.max_skipped_updates and skipped_in_a_row >= training.max_skipped_updates:
+            # Every rank skips the same updates (all-reduced gradients), so all stop here.
+            diverged = (
+                f"training diverged: updates {step - skipped_in_a_row + 1}-{step} all had "
+                f"non-finite gradients (training.max_skipped_updates="
+                f"{training.max_skipped_updates}); lower training.lr or raise the limit"
+            )
         epoch_end = job.plan.epoch_of_step(step) > job.plan.epoch_of_step(step - 1)
-        checkpoint_due = (
+        checkpoint_due = diverged is None and (
             step % training.checkpoint_every == 0 or step == training.steps or epoch_end
         )
-        if not (checkpoint_due or step % training.report_every == 0):
+        if not (checkpoint_due or diverged or step % training.report_every == 0):
             continue
         metrics = {
             **window.metrics(world),
@@ -180,9 +194,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
         _report(metrics, orchestrator, optimizer, scheduler, config, rank, checkpoint_due, job)
         window = ReportWindow()
         mark = time.perf_counter()
+        if diverged:
+            break
 
     if rank != 0:
         return None
+    if diverged:  # no final evaluation or checkpoint of a diverged model
+        tracker.set_tags({"refiner.stopped": "diverged"})
+        return {"step": step, "stats": _stats(orchestrator), "diverged": diverged}
     return _final_summary(orchestrator, validation, job, tracker, config)
 
 
@@ -231,11 +250,25 @@ def _report(
 
 
 def _checkpoint_to_restore(job: WorkerJob) -> ray.train.Checkpoint | None:
-    """Ray Train's latest checkpoint; in local mode, the newest one in the run's storage."""
-    if not job.local_mode:
-        return ray.train.get_checkpoint()
-    checkpoints = list_checkpoints(job.run_dir)
-    return ray.train.Checkpoint(checkpoints[-1][1]) if checkpoints else None
+    """Ray Train's latest checkpoint, else the newest complete one in the run's storage.
+
+    Storage is the fallback in local mode (Ray keeps no checkpoints there) and after a
+    worker was killed before the controller collected its last reports: Ray Train then
+    restarts without the checkpoints already on storage, while the data stream (see
+    ``TrainDatasetFactory``) starts from the newest of them.
+    """
+    stored = list_checkpoints(job.run_dir)
+    latest = None if job.local_mode else ray.train.get_checkpoint()
+    # Ray's may also lag behind storage: restore the newer, so that the model and the
+    # data stream (which starts at the newest stored checkpoint) agree.
+    if latest is not None and (not stored or _checkpoint_step(latest) >= stored[-1][0]):
+        return latest
+    return ray.train.Checkpoint(stored[-1][1]) if stored else None
+
+
+def _checkpoint_step(checkpoint: ray.train.Checkpoint) -> int:
+    with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{CHECKPOINT_META}") as f:
+        return int(json.loads(f.read())["step"])
 
 
 def _final_summary(

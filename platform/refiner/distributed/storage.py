@@ -85,8 +85,15 @@ def persist_checkpoint(local_dir: str, run_dir: str, step: int, keep: int) -> st
     fs, root = filesystem(run_dir)
     name = f"checkpoint_{step:09d}"
     final, partial = f"{root}/{name}", f"{root}/.{name}.partial-{os.getpid()}"
-    fs.create_dir(partial, recursive=True)
-    pafs.copy_files(local_dir, partial, pafs.LocalFileSystem(), fs)
+    try:
+        fs.create_dir(partial, recursive=True)
+        pafs.copy_files(local_dir, partial, pafs.LocalFileSystem(), fs)
+    except (OSError, pa.ArrowException) as err:  # e.g. disk full: drop the partial copy
+        try:
+            fs.delete_dir(partial)
+        except (OSError, pa.ArrowException):
+            pass
+        raise StorageError(f"could not write checkpoint {name} to {run_dir}: {err}") from err
     if fs.get_file_info(final).type != pafs.FileType.NotFound:
         fs.delete_dir(final)
     fs.move(partial, final)

@@ -30,7 +30,12 @@ from refiner.distributed.data import (
     split_validation,
     validation_dataset,
 )
-from refiner.distributed.loop import CHECKPOINT_FILE, WorkerJob, train_loop_per_worker
+from refiner.distributed.loop import (
+    CHECKPOINT_FILE,
+    TrainingDiverged,
+    WorkerJob,
+    train_loop_per_worker,
+)
 from refiner.distributed.storage import check_writable
 from refiner.experiment import ExperimentConfig
 from refiner.run_tracker import NullTracker, RunTracker
@@ -152,6 +157,8 @@ def run_training(
         tracker.set_tags({"refiner.checkpoint": _uri(checkpoint)})
         with checkpoint.as_directory() as directory:
             tracker.log_artifact(os.path.join(directory, CHECKPOINT_FILE), "checkpoint")
+    if (result.return_value or {}).get("diverged"):  # training.max_skipped_updates
+        raise TrainingDiverged(result.return_value["diverged"])
     return TrainingOutcome(
         run_name=run_name,
         run_dir=run_dir,
