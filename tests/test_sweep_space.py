@@ -24,8 +24,13 @@ def write(tmp_path: Path, data: dict) -> Path:
 
 
 def check(tmp_path: Path, space: dict, base: dict | None = None) -> None:
-    loaded = load_space(write(tmp_path, {"space": space}))
-    validate_combinations(loaded, base if base is not None else ExperimentConfig().to_dict())
+    path = write(tmp_path, {"space": space})
+    try:
+        loaded = load_space(path)
+        validate_combinations(loaded, base if base is not None else ExperimentConfig().to_dict())
+    except SpaceError as err:
+        assert str(err).startswith(f"{path}: space"), err  # every rejection names the file
+        raise
 
 
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.name)

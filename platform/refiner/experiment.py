@@ -180,7 +180,14 @@ def prepare_experiment(
     seq_len_given = "seq_len" in (data.get("model") or {}) or any(
         o.split("=", 1)[0].strip() == "model.seq_len" for o in overrides
     )
-    tasks = load_task_table(config.task, config.seed)
+    origin = f"{config_path}: " if config_path is not None else ""
+    try:
+        tasks = load_task_table(config.task, config.seed)
+    except ValueError as err:
+        if config.task.source in SOURCES or _looks_like_task_file(config.task.source):
+            raise  # a task-file error already names the file, row and field
+        where = "--task" if task is not None else f"{origin}task.source"
+        raise ConfigError(f"{where}: {err}") from None
     longest = max(
         pc.max(pc.list_value_length(tasks.column(c))).as_py() for c in ("input", "target")
     )
@@ -193,7 +200,7 @@ def prepare_experiment(
         )
         row = int(pc.index(lengths, pa.scalar(longest, lengths.type)).as_py())
         raise ConfigError(
-            f"model.seq_len: {config.model.seq_len} is shorter than task "
+            f"{origin}model.seq_len: {config.model.seq_len} is shorter than task "
             f"{tasks.column('task_id')[row].as_py()!r} ({longest} tokens) in {config.task.source}; "
             f"raise it or leave it unset to follow the data"
         )
@@ -201,6 +208,10 @@ def prepare_experiment(
 
 
 _SOURCE_KEYS = ("count", "size", "options")
+
+
+def _looks_like_task_file(source: str) -> bool:
+    return Path(source).suffix.lower() in (".parquet", ".pq", ".jsonl", ".ndjson")
 
 
 def load_task_table(task: TaskConfig, seed: int) -> pa.Table:
