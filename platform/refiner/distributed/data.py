@@ -156,8 +156,10 @@ class TrainDatasetFactory:
         plan: StreamPlan,
         total_steps: int,
         run_dir: str,
+        progress_bars: bool = True,
     ) -> None:
         self.tasks_ref = ray.put(tasks)
+        self.progress_bars = progress_bars
         self.spec = spec
         self.seed = seed
         self.seq_len = seq_len
@@ -166,6 +168,9 @@ class TrainDatasetFactory:
         self.run_dir = run_dir
 
     def __call__(self) -> ray.data.Dataset:
+        # Runs in Ray Train's controller, whose DataContext is not the driver's: the
+        # dataset (and the split coordinator drawing its bars) takes the setting from here.
+        ray.data.DataContext.get_current().enable_progress_bars = self.progress_bars
         start_step = latest_checkpoint_step(self.run_dir)
         if self.spec.dedup:  # de-duplication makes block sizes unknown: whole epochs
             epochs = self.plan.epochs_for(start_step, self.total_steps)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any
 import ray.train
 import ray.train.torch
 import torch
+from ray.train.v2._internal.execution import context as _train_context
 
 from refiner.checkpoint import load_checkpoint, save_checkpoint
 from refiner.distributed.data import StreamPlan
@@ -92,8 +94,9 @@ class ReportWindow:
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
     job: WorkerJob = loop_config["job"]
-    # Ray Train logs every report's full metrics dict at INFO; our progress line says it.
-    logging.getLogger("ray.train.v2._internal.execution.context").setLevel(logging.WARNING)
+    # Ray Train logs every report's full metrics dict at INFO (its logger is named after
+    # the module's file path); our progress line says it in one line.
+    logging.getLogger(_train_context.__file__).setLevel(logging.WARNING)
     config = ExperimentConfig.from_dict(job.config)
     training = config.training
     context = ray.train.get_context()
@@ -112,11 +115,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
     step = orchestrator.step_count
     tracker = job.tracker if rank == 0 else NullTracker()
     if rank == 0:
-        print(
+        _say(
             f"[refiner] rank 0/{world} on {device}: "
             f"{orchestrator.core.num_parameters():,} parameters, "
-            + (f"resumed at update {step}" if restored else "starting at update 0"),
-            flush=True,
+            + (f"resumed at update {step}" if restored else "starting at update 0")
         )
         if restored is not None:
             tracker.set_tags({"refiner.resumed_from_step": str(step)})
@@ -314,7 +316,13 @@ def _print_progress(metrics: dict[str, Any], total: int, report: EvaluationRepor
     )
     if report is not None:
         line += f"  | val acc@infer {report.acc_infer:.3f} in {report.mean_steps:.2f} steps"
-    print(line, flush=True)
+    _say(line)
+
+
+def _say(line: str) -> None:
+    # Not print(): Ray Train workers patch it to log *and* echo, so every line came twice.
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def _last_acc_key(metrics: dict[str, Any]) -> str:

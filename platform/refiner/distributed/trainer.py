@@ -98,9 +98,19 @@ def run_training(
         tasks_per_block=training.tasks_per_augment_batch,
         global_batch=training.batch_size * max(1, training.num_workers),
     )
+    # Progress bars redraw in place on a terminal; in a log file they are pages of noise.
+    progress_bars = sys.stdout.isatty()
+    ray.data.DataContext.get_current().enable_progress_bars = progress_bars
     datasets: dict[str, Any] = {
         "train": TrainDatasetFactory(
-            train_tasks, spec, config.seed, config.model.seq_len, plan, training.steps, run_dir
+            train_tasks,
+            spec,
+            config.seed,
+            config.model.seq_len,
+            plan,
+            training.steps,
+            run_dir,
+            progress_bars=progress_bars,
         )
     }
     if held_out.num_rows:
@@ -127,8 +137,6 @@ def run_training(
         has_validation=held_out.num_rows > 0,
         local_mode=training.num_workers == 0,
     )
-    # Progress bars redraw in place on a terminal; in a log file they are pages of noise.
-    ray.data.DataContext.get_current().enable_progress_bars = sys.stdout.isatty()
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"job": job},
