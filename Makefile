@@ -16,6 +16,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
+# The venv's bin on PATH, as if activated: tests run the `ray` CLI, and submitted jobs
+# run `python`.
+run test: export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
 run: setup
 	$(PY) jobs/train.py
 

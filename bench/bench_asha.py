@@ -59,7 +59,15 @@ def main() -> int:
     p.add_argument("--reduction-factor", type=float, default=3)
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "asha.md"))
     args = p.parse_args()
-    ray.init(address="local", num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1")
+    # The dashboard hosts the State API, which Ray Train's PlacementGroupCleaner needs to
+    # free the resources of trials that ASHA stops; without it a sweep stalls.
+    ray.init(
+        address="local",
+        num_cpus=4,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        _node_ip_address="127.0.0.1",
+    )
     work = Path(tempfile.mkdtemp(prefix="bench-asha-"))
     config, _ = prepare_experiment(BASE, [*TINY, f"training.steps={args.steps}"])
     tasks = load_task_table(config.task, config.seed)

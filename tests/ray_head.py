@@ -13,10 +13,20 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# The venv's bin first: its `ray` CLI, and the `python` a submitted job's entrypoint
+# runs, must be this interpreter's even when the venv is not activated (`make test`).
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+def with_venv_path(env: dict[str, str]) -> dict[str, str]:
+    return {**env, "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"}
+
 
 TOKEN_AUTH = {"RAY_AUTH_MODE": "token"}  # new clusters use token auth; the CLI must too
 
@@ -68,7 +78,7 @@ class LocalHead:
         return f"http://127.0.0.1:{self.ports['dashboard-port']}"
 
     def client_env(self) -> dict[str, str]:
-        return {**os.environ, **TOKEN_AUTH, "RAY_ADDRESS": self.dashboard}
+        return with_venv_path({**os.environ, **TOKEN_AUTH, "RAY_ADDRESS": self.dashboard})
 
     def auth_token(self) -> str:
         """The token the head uses (Ray's lookup order: env var, token file, ~/.ray)."""
@@ -79,7 +89,7 @@ class LocalHead:
 
     def start(self, timeout_s: float = 90) -> None:
         cmd = [
-            "ray",
+            os.path.join(VENV_BIN, "ray"),
             "start",
             "--head",
             "--block",
@@ -91,7 +101,7 @@ class LocalHead:
             "--disable-usage-stats",
             *(f"--{name}={port}" for name, port in self.ports.items()),
         ]
-        env = {**os.environ, **TOKEN_AUTH, **self.env}
+        env = with_venv_path({**os.environ, **TOKEN_AUTH, **self.env})
         env.pop("RAY_ADDRESS", None)
         self.process = subprocess.Popen(
             cmd,

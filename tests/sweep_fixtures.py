@@ -47,6 +47,14 @@ def write_space(path: Path, space: dict, scheduler: dict, num_samples: int = 1) 
 @pytest.fixture(scope="module")
 def local_ray():
     # 4 logical CPUs on 2 cores: two trials (0.25 + 0.5 CPU each) plus a data CPU each.
-    ray.init(address="local", num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1")
+    # The dashboard hosts the State API, which Ray Train's PlacementGroupCleaner needs to
+    # free the resources of trials that ASHA stops; without it a sweep stalls.
+    ray.init(
+        address="local",
+        num_cpus=4,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        _node_ip_address="127.0.0.1",
+    )
     yield
     ray.shutdown()

@@ -10,6 +10,7 @@ MLflow run RUNNING. The head is torn down without `ray stop`.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from ray_head import LocalHead
+from ray_head import VENV_BIN, LocalHead
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +61,7 @@ def head():
 
 def ray_cli(head: LocalHead, *args: str, timeout: float = 120) -> str:
     proc = subprocess.run(
-        ["ray", *args],
+        [os.path.join(VENV_BIN, "ray"), *args],
         cwd=ROOT,
         env=head.client_env(),
         capture_output=True,
