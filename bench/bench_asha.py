@@ -24,6 +24,7 @@ from refiner.experiment import load_task_table, prepare_experiment
 from refiner.sweep.callbacks import describe_params
 from refiner.sweep.driver import SweepPlan, run_sweep
 from refiner.sweep.space import load_space
+from refiner.tracking import sweeps as sweep_tracking
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "jobs" / "configs" / "sweep.yaml"
@@ -100,7 +101,10 @@ def main() -> int:
             out_dir=str(work / "out"),
         )
         started = time.perf_counter()
-        results[kind] = (run_sweep(plan, tasks), time.perf_counter() - started)
+        results[kind] = (
+            run_sweep(plan, tasks, tracking=sweep_tracking),
+            time.perf_counter() - started,
+        )
     ray.shutdown()
 
     fifo, fifo_s = results["fifo"]

@@ -15,8 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from refiner.sweep.compare import format_table, plot_curves, trial_rows, write_csv
 from refiner.tracking import resolve_tracking_uri
+from refiner.tracking.compare import format_table, plot_curves, trial_rows, write_csv
 from refiner.tracking.sweeps import load_sweep, run_name
 
 

@@ -39,6 +39,7 @@ from refiner.sweep.driver import (
 from refiner.sweep.space import load_space, validate_combinations
 from refiner.tasks.validation import TaskFileError
 from refiner.tracking import TrackingError, check_tracking_store, resolve_tracking_uri
+from refiner.tracking import sweeps as sweep_tracking
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SPACE = ROOT / "tune_spaces" / "truncation.yaml"
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(experiment {plan.experiment!r})",
         flush=True,
     )
-    outcome = run_sweep(plan, tasks, resume=bool(args.resume))
+    outcome = run_sweep(plan, tasks, resume=bool(args.resume), tracking=sweep_tracking)
     print_summary(outcome, list(space.params), plan)
     return 1 if outcome.errored else 0
 

@@ -13,6 +13,7 @@ from sweep_fixtures import TINY, job, local_ray, write_space  # noqa: F401
 from refiner.experiment import load_experiment_config
 from refiner.sweep.driver import run_sweep
 from refiner.tracking import PARENT_TAG
+from refiner.tracking import sweeps as sweep_tracking
 from refiner.tracking.sweeps import BEST_TAG, KIND_TAG, STOPPED_TAG, SWEEP_TAG
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -57,7 +58,9 @@ def test_asha_sweep_mlflow_compare_evaluate(tmp_path: Path, local_ray, capsys) -
         + [f"--set={s}" for s in TINY]
     )
     plan, config = sweep.build_plan(args)
-    outcome = run_sweep(plan, sweep.load_task_table(config.task, config.seed))
+    outcome = run_sweep(
+        plan, sweep.load_task_table(config.task, config.seed), tracking=sweep_tracking
+    )
     sweep.print_summary(outcome, list(plan.search_space().params), plan)
 
     statuses = {t.params["training.lr"]: t.status for t in outcome.trials}

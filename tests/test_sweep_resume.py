@@ -10,6 +10,7 @@ from sweep_fixtures import TINY, job, local_ray, write_space  # noqa: F401
 
 from refiner.sweep.driver import SweepPlan, run_sweep
 from refiner.tracking import PARENT_TAG
+from refiner.tracking import sweeps as sweep_tracking
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -46,12 +47,14 @@ def test_failed_trial_is_resumed(tmp_path: Path, local_ray) -> None:  # noqa: F8
     )
     plan, config = sweep.build_plan(args)
     tasks = sweep.load_task_table(config.task, config.seed)
-    first = run_sweep(plan, tasks)
+    first = run_sweep(plan, tasks, tracking=sweep_tracking)
     assert [t.params["training.fault_at_step"] for t in first.errored] == [15]
     done_before = {t.trial_id for t in first.trials if t.status == "done"}
     assert len(done_before) == 1
 
-    resumed = run_sweep(SweepPlan.load(storage, "faulty"), tasks, resume=True)
+    resumed = run_sweep(
+        SweepPlan.load(storage, "faulty"), tasks, resume=True, tracking=sweep_tracking
+    )
     assert not resumed.errored
     assert {t.status for t in resumed.trials} == {"done"}
     assert {t.trial_id for t in resumed.trials} == {t.trial_id for t in first.trials}

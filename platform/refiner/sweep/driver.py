@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import ray
@@ -28,13 +28,6 @@ from refiner.sweep.export import export_config
 from refiner.sweep.space import SearchSpace, SweepSettings, parse_space, trial_config
 from refiner.sweep.trainable import TrialContext, run_trial, trial_run_name
 from refiner.sweep.tune_space import param_space, resolved_budget, scheduler, search_algorithm
-from refiner.tracking.sweeps import (
-    STOPPED_TAG,
-    ChildRuns,
-    open_parent_run,
-    record_best,
-    register_checkpoint,
-)
 
 PLAN_FILE = "refiner_sweep.json"
 DATA_CPUS = 1.0  # per running trial, for its Ray Data augmentation tasks
@@ -150,10 +143,35 @@ def max_concurrent(settings: SweepSettings, training: TrainingConfig, cluster_cp
     return max(1, math.floor(cluster_cpus / per_trial + 1e-9))
 
 
+class SweepTracking(Protocol):
+    """The tracking layer's sweep API (``refiner.tracking.sweeps``), handed in by the job.
+
+    The driver is distributed-layer code: it may not import the tracking layer (see
+    DESIGN.md, layers), so the MLflow side of a sweep arrives as a parameter.
+    """
+
+    STOPPED_TAG: str
+    ChildRuns: Any
+
+    def open_parent_run(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def record_best(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def register_checkpoint(self, *args: Any, **kwargs: Any) -> str: ...
+
+
 def run_sweep(
-    plan: SweepPlan, tasks: pa.Table, resume: bool = False, num_samples: int | None = None
+    plan: SweepPlan,
+    tasks: pa.Table,
+    resume: bool = False,
+    num_samples: int | None = None,
+    *,
+    tracking: SweepTracking,
 ) -> SweepOutcome:
-    """Run the sweep to the end (or resume it); returns the trials and the best one."""
+    """Run the sweep to the end (or resume it); returns the trials and the best one.
+
+    ``tracking``: the MLflow side, normally the module ``refiner.tracking.sweeps``.
+    """
     started = time.perf_counter()
     space = plan.search_space()
     settings = space.settings
@@ -166,10 +184,12 @@ def run_sweep(
     scheduler_params = {**asdict(sched), "max_t": max_t, "grace_period": grace}
     swept = tuple(space.params)
 
-    parent = open_parent_run(
+    parent = tracking.open_parent_run(
         plan.tracking_uri, plan.experiment, plan.name, space.to_dict(), scheduler_params
     )
-    children = ChildRuns(plan.tracking_uri, plan.experiment, plan.name, parent.run_id, swept)
+    children = tracking.ChildRuns(
+        plan.tracking_uri, plan.experiment, plan.name, parent.run_id, swept
+    )
     context = TrialContext(plan.name, plan.base, plan.trials_storage, open_tracker=children.open)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context, tasks=tasks),
@@ -218,7 +238,9 @@ def run_sweep(
     # driver may have been killed mid-write, after the callback closed its run).
     for t in trials:
         status = "FAILED" if t.status == "error" else "FINISHED"
-        children.close(t.run_name, status, {STOPPED_TAG: str(t.status == "stopped").lower()})
+        children.close(
+            t.run_name, status, {tracking.STOPPED_TAG: str(t.status == "stopped").lower()}
+        )
     outcome = SweepOutcome(plan.name, sched.metric, sched.mode, trials, None, parent.run_id)
     scored = [t for t in trials if _finite(t.metrics.get(sched.metric)) and t.status != "error"]
     if scored:
@@ -229,7 +251,7 @@ def run_sweep(
             key=lambda t: (sign * t.metrics[sched.metric], t.steps, -_loss(t.metrics)),
         )
         outcome.best = best
-        _finish_best(plan, outcome, best, children, parent)
+        _finish_best(plan, outcome, best, children, parent, tracking)
     outcome.elapsed_s = time.perf_counter() - started
     parent.set_tags(
         {"refiner.trials": str(len(trials)), "refiner.errored_trials": str(len(outcome.errored))}
@@ -240,7 +262,12 @@ def run_sweep(
 
 
 def _finish_best(
-    plan: SweepPlan, outcome: SweepOutcome, best: TrialSummary, children: ChildRuns, parent: Any
+    plan: SweepPlan,
+    outcome: SweepOutcome,
+    best: TrialSummary,
+    children: Any,
+    parent: Any,
+    tracking: SweepTracking,
 ) -> None:
     run_id = children.run_id(best.run_name)
     outcome.best_run_id = run_id
@@ -252,7 +279,7 @@ def _finish_best(
         outcome.notes.append(f"no MLflow run found for the best trial {best.trial_id}")
         return
     metrics = {k: float(v) for k, v in best.metrics.items() if _finite(v) and k not in _TUNE_KEYS}
-    record_best(parent, run_id, best.trial_id, metrics, outcome.best_config)
+    tracking.record_best(parent, run_id, best.trial_id, metrics, outcome.best_config)
     if plan.register_name:
         checkpoints = list_checkpoints(f"{plan.trials_storage}/{best.run_name}")
         local = (
@@ -260,7 +287,7 @@ def _finish_best(
             if checkpoints and "://" not in checkpoints[-1][1]
             else None
         )
-        outcome.model_uri = register_checkpoint(
+        outcome.model_uri = tracking.register_checkpoint(
             plan.tracking_uri, run_id, plan.register_name, local
         )
 
