@@ -35,15 +35,14 @@ from refiner.distributed.cluster import init_ray
 from refiner.distributed.data import split_validation
 from refiner.distributed.trainer import augmentation_spec, describe_tasks, run_training
 from refiner.experiment import build_optimizer, build_orchestrator, prepare_experiment
+from refiner.run_tracker import NullTracker
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "jobs" / "configs" / "default.yaml"
 
 
-class StampTracker:
+class StampTracker(NullTracker):
     """A RunTracker that appends (wall time, step, metrics) of each report to a file."""
-
-    run_id = None
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -51,15 +50,6 @@ class StampTracker:
     def log_metrics(self, metrics, step: int) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps({"t": time.time(), "step": step, **metrics}) + "\n")
-
-    def log_params(self, params) -> None:
-        pass
-
-    def log_artifact(self, local_path, artifact_path=None) -> None:
-        pass
-
-    def set_tags(self, tags) -> None:
-        pass
 
 
 def ray_run(steps: int, workers: int, label: str, storage: str) -> dict:

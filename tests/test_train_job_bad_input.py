@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 from pathlib import Path
 
 import pytest
-from train_fixtures import TINY, TRAIN_JOB, run_train_job, set_args
+from sweep_fixtures import job
+from train_fixtures import TINY, run_train_job, set_args
 
 BAD_TASKS = Path(__file__).parent / "data" / "bad_tasks"
 
 
-def load_train_job():
-    spec = importlib.util.spec_from_file_location("train_job", TRAIN_JOB)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TRAIN = load_train_job()
+TRAIN = job("train")
 
 
 def run_in_process(tmp: Path, capsys, *args: str) -> subprocess.CompletedProcess[str]:

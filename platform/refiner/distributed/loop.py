@@ -28,7 +28,12 @@ from ray.train.v2._internal.execution import context as _train_context
 
 from refiner.checkpoint import load_checkpoint, save_checkpoint
 from refiner.distributed.data import StreamPlan
-from refiner.distributed.storage import CHECKPOINT_META, list_checkpoints, persist_checkpoint
+from refiner.distributed.storage import (
+    CHECKPOINT_META,
+    checkpoint_step,
+    list_checkpoints,
+    persist_checkpoint,
+)
 from refiner.evaluation import EvaluationReport, evaluate_refiner
 from refiner.experiment import ExperimentConfig, build_optimizer, build_orchestrator
 from refiner.run_tracker import NullTracker, RunTracker
@@ -263,14 +268,11 @@ def _checkpoint_to_restore(job: WorkerJob) -> ray.train.Checkpoint | None:
     latest = None if job.local_mode else ray.train.get_checkpoint()
     # Ray's may also lag behind storage: restore the newer, so that the model and the
     # data stream (which starts at the newest stored checkpoint) agree.
-    if latest is not None and (not stored or _checkpoint_step(latest) >= stored[-1][0]):
+    if latest is not None and (
+        not stored or checkpoint_step(latest.filesystem, latest.path) >= stored[-1][0]
+    ):
         return latest
     return ray.train.Checkpoint(stored[-1][1]) if stored else None
-
-
-def _checkpoint_step(checkpoint: ray.train.Checkpoint) -> int:
-    with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{CHECKPOINT_META}") as f:
-        return int(json.loads(f.read())["step"])
 
 
 def _final_summary(

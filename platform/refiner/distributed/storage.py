@@ -64,11 +64,16 @@ def list_checkpoints(run_dir: str) -> list[tuple[int, str]]:
         if entry.type != pafs.FileType.Directory or not entry.base_name.startswith("checkpoint_"):
             continue
         try:
-            with fs.open_input_stream(f"{entry.path}/{CHECKPOINT_META}") as f:
-                found.append((int(json.loads(f.read())["step"]), _join(run_dir, entry.base_name)))
+            found.append((checkpoint_step(fs, entry.path), _join(run_dir, entry.base_name)))
         except (OSError, ValueError, KeyError, pa.ArrowException):
             continue
     return sorted(found)
+
+
+def checkpoint_step(fs: pafs.FileSystem, directory: str) -> int:
+    """The update a checkpoint directory was written at, from its ``meta.json``."""
+    with fs.open_input_stream(f"{directory}/{CHECKPOINT_META}") as f:
+        return int(json.loads(f.read())["step"])
 
 
 def latest_checkpoint_step(run_dir: str) -> int:
