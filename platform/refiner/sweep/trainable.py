@@ -51,6 +51,10 @@ def run_trial(params: Mapping[str, Any], context: TrialContext, tasks: pa.Table)
         run_training(
             config, tasks, name, context.storage, tracker, callbacks=[TuneReportCallback()]
         )
+    except SystemExit:
+        # Tune stopping the trial (ASHA) exits this actor, possibly after the sweep driver
+        # has settled the run's status: the driver owns the status of a stopped trial.
+        raise
     except BaseException:
         _finish(tracker, "FAILED")
         raise
