@@ -19,10 +19,10 @@ from pathlib import Path
 
 import ray
 import yaml
-
-from refiner.experiment import load_task_table, prepare_experiment
 from refiner.sweep.callbacks import describe_params
 from refiner.sweep.driver import SweepPlan, run_sweep
+
+from refiner.experiment import load_task_table, prepare_experiment
 from refiner.sweep.space import load_space
 from refiner.tracking import sweeps as sweep_tracking
 

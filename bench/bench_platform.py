@@ -33,9 +33,10 @@ import torch
 from refiner.augment import augment_batch
 from refiner.distributed.cluster import init_ray
 from refiner.distributed.data import split_validation
-from refiner.distributed.trainer import augmentation_spec, describe_tasks, run_training
+from refiner.distributed.trainer import augmentation_spec, run_training
 from refiner.experiment import build_optimizer, build_orchestrator, prepare_experiment
 from refiner.run_tracker import NullTracker
+from refiner.tasks.schema import describe_tasks
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "jobs" / "configs" / "default.yaml"

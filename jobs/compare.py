@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from refiner.cli import BadInputError, input_checks, job_main
 from refiner.tracking import resolve_tracking_uri
 from refiner.tracking.compare import format_table, plot_curves, trial_rows, write_csv
 from refiner.tracking.sweeps import load_sweep, run_name
@@ -33,17 +34,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@job_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
-    try:
+    with input_checks(LookupError):  # no such sweep: "error: ...", exit status 2
         sweep = load_sweep(tracking_uri, args.experiment, args.parent_run)
-    except LookupError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if not sweep.children:
-        print(f"error: sweep run {sweep.parent.info.run_id} has no trial runs", file=sys.stderr)
-        return 2
+        if not sweep.children:
+            raise BadInputError(f"sweep run {sweep.parent.info.run_id} has no trial runs")
     metric, mode = sweep.metric
     rows = trial_rows(sweep)
     name = run_name(sweep.parent)

@@ -8,6 +8,7 @@
 --checkpoint: a checkpoint.pt file, a Ray checkpoint folder holding one, or an MLflow
 models:/ or runs:/ URI. Prints exact-match accuracy, the refinement curve, how many
 steps inference took (a histogram) and why it stopped; --experiment logs them to MLflow.
+A local checkpoint without --experiment loads neither MLflow nor Ray.
 """
 
 from __future__ import annotations
@@ -15,20 +16,16 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
-from pathlib import Path
 
-from refiner.checkpoint import CheckpointError, read_checkpoint
-from refiner.config import ConfigError
-from refiner.experiment import TaskConfig, load_task_table
+from refiner.checkpoint import CheckpointError
+from refiner.cli import input_checks, job_main
 from refiner.sweep.checkpoints import (
-    MLFLOW_SCHEMES,
+    describe_evaluation,
     evaluate_checkpoint,
+    evaluation_tasks,
+    is_mlflow_uri,
     local_checkpoint_file,
-    steps_histogram,
 )
-from refiner.tasks.validation import TaskFileError
-from refiner.tracking import TrackingError, check_tracking_store, resolve_tracking_uri, tracked_run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,74 +47,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@job_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    uses_mlflow = is_mlflow_uri(args.checkpoint) or bool(args.experiment)
     with tempfile.TemporaryDirectory(prefix="refiner-eval-") as scratch:
-        try:
-            tracking_uri = resolve_tracking_uri(args.tracking_uri)
-            if args.checkpoint.startswith(MLFLOW_SCHEMES) or args.experiment:
-                check_tracking_store(tracking_uri)
-            path = _local(args.checkpoint, tracking_uri, scratch)
-            source = read_checkpoint(path)["extra"].get("experiment", {}).get("task", {})
-            task = TaskConfig(source=args.task, count=args.count, size=args.size)
-            if args.task == source.get("source"):  # default to the data it was trained on
-                task.size = args.size if args.size is not None else source.get("size")
-                task.count = args.count if args.count is not None else source.get("count")
-            tasks = load_task_table(task, args.seed)
+        with input_checks(CheckpointError):
+            if uses_mlflow:  # imported only when asked for: a local file needs no MLflow
+                from refiner import tracking
+                from refiner.tracking import evaluation as eval_tracking
+
+                tracking_uri = tracking.resolve_tracking_uri(args.tracking_uri)
+                tracking.check_tracking_store(tracking_uri)
+                path = eval_tracking.fetch_checkpoint(args.checkpoint, tracking_uri, scratch)
+            else:
+                path = local_checkpoint_file(args.checkpoint)
+            tasks = evaluation_tasks(path, args.task, args.count, args.size, args.seed)
             report = evaluate_checkpoint(path, tasks, args.max_steps, args.split, args.max_rows)
-        except (
-            CheckpointError,
-            ConfigError,
-            TaskFileError,
-            TrackingError,
-            ValueError,
-            OSError,
-        ) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
 
-        print(f"checkpoint: {args.checkpoint}")
-        print(f"tasks: {args.task} ({report.rows} rows)")
-        print(report.summary())
-        print(f"accuracy (infer-few, max {report.max_steps_infer} steps): {report.acc_infer:.4f}")
-        print("steps taken: " + ", ".join(f"{k}: {v}" for k, v in steps_histogram(report).items()))
-        print(
-            "stopping reasons: "
-            + ", ".join(f"{k}: {v}" for k, v in sorted(report.stopping_reasons.items()))
-        )
+        print(describe_evaluation(report, args.checkpoint, args.task))
         if args.experiment:
-            name = f"eval-{Path(args.task).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-            with tracked_run(
-                tracking_uri, args.experiment, name, {"refiner.kind": "evaluation"}
-            ) as run:
-                run.log_params(
-                    {
-                        "checkpoint": args.checkpoint,
-                        "task": args.task,
-                        "max_steps": report.max_steps_infer,
-                        "rows": report.rows,
-                    }
-                )
-                run.log_metrics(report.metrics("eval_"), step=0)
-                for t, value in enumerate(report.acc_at, start=1):
-                    run.log_metrics({"eval_acc_at_t": value}, step=t)
-                for plot in report.plots(scratch):
-                    run.log_artifact(str(plot), "plots")
-            print(f"MLflow run {run.run_id} in experiment {args.experiment!r} at {tracking_uri}")
+            run_id = eval_tracking.log_evaluation(
+                tracking_uri, args.experiment, report, args.checkpoint, args.task, scratch
+            )
+            print(f"MLflow run {run_id} in experiment {args.experiment!r} at {tracking_uri}")
     return 0
-
-
-def _local(checkpoint: str, tracking_uri: str, scratch: str) -> Path:
-    if checkpoint.startswith(MLFLOW_SCHEMES):
-        from refiner.tracking.sweeps import download_checkpoint  # MLflow only when asked for
-
-        try:
-            return Path(download_checkpoint(checkpoint, tracking_uri, scratch))
-        except Exception as err:  # MLflow raises several types for a bad URI
-            raise CheckpointError(
-                f"{checkpoint}: cannot download from {tracking_uri}: {err}"
-            ) from None
-    return local_checkpoint_file(checkpoint)
 
 
 if __name__ == "__main__":

@@ -13,16 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections import Counter
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from refiner.tasks.io import TaskFileError, write_tasks
+from refiner.cli import input_checks, job_main, parse_options
+from refiner.tasks.io import write_tasks
 from refiner.tasks.sources import SOURCES, load_source
-
-EXIT_BAD_INPUT = 2
+from refiner.tasks.summary import summarise_tasks
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,47 +40,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def parse_options(pairs: list[str]) -> dict[str, object]:
-    """KEY=VALUE strings to keyword options; numbers become int or float."""
-    options: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--option expects KEY=VALUE, got {pair!r}")
-        options[key] = _number_or_text(value)
-    return options
-
-
-def _number_or_text(value: str) -> object:
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
-
-
-def summarise(table: pa.Table, seconds: float) -> str:
-    splits = Counter(table.column("split").to_pylist())
-    types = Counter(table.column("task_type").to_pylist())
-    lines = [
-        f"{table.num_rows} tasks in {seconds:.2f} s",
-        "  splits: " + ", ".join(f"{k}={v}" for k, v in sorted(splits.items())),
-        "  task types: " + ", ".join(f"{k}={v}" for k, v in sorted(types.items())),
-    ]
-    for name in ("input", "target"):
-        lengths = pc.list_value_length(table.column(name)).to_numpy()
-        lines.append(
-            f"  {name} length: min {lengths.min()}, mean {np.mean(lengths):.1f},"
-            f" max {lengths.max()}"
-        )
-    return "\n".join(lines)
-
-
+@job_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
-    try:
+    with input_checks():  # bad input: "error: ...", exit status 2, no file written
         table = load_source(
             args.source,
             count=args.count,
@@ -95,11 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             **parse_options(args.option),
         )
         table = write_tasks(table, args.out)
-    except (TaskFileError, ValueError, OSError) as err:
-        print(f"prepare_tasks: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     print(f"wrote {args.out}")
-    print(summarise(table, time.perf_counter() - started))
+    print(summarise_tasks(table, time.perf_counter() - started))
     return 0
 
 

@@ -12,24 +12,16 @@ MLflow run, train, print a summary.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from pathlib import Path
 
-from refiner.config import ConfigError
+from refiner.cli import input_checks, job_main, set_overrides, stop_on_sigterm
 from refiner.distributed.cluster import init_ray
-from refiner.distributed.loop import TrainingDiverged
-from refiner.distributed.storage import StorageError, check_writable
-from refiner.distributed.trainer import resolve_storage, run_training
+from refiner.distributed.trainer import run_training
 from refiner.experiment import prepare_experiment
-from refiner.tasks.validation import TaskFileError
-from refiner.tracking import (
-    TrackingError,
-    check_tracking_store,
-    resolve_tracking_uri,
-    tracked_run,
-)
+from refiner.storage import check_writable, resolve_storage
+from refiner.tracking import check_tracking_store, resolve_tracking_uri, tracked_run
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
 
@@ -59,51 +51,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def overrides_from(args: argparse.Namespace) -> list[str]:
-    """The dedicated flags are shorthands for --set overrides (applied after --set)."""
-    out = list(args.set)
-    if args.num_workers is not None:
-        out.append(f"training.num_workers={args.num_workers}")
-    if args.gpu:
-        out.append("training.use_gpu=true")
-    if args.steps is not None:
-        out.append(f"training.steps={args.steps}")
-    if args.seed is not None:
-        out.append(f"seed={args.seed}")
-    return out
-
-
+@job_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        config, tasks = prepare_experiment(args.config, overrides_from(args), task=args.task)
+    # The dedicated flags are shorthands for --set overrides (applied after --set).
+    shorthands = {
+        "training.num_workers": args.num_workers,
+        "training.use_gpu": args.gpu,
+        "training.steps": args.steps,
+        "seed": args.seed,
+    }
+    with input_checks():  # bad input stops here: "error: ...", exit status 2
+        config, tasks = prepare_experiment(
+            args.config, set_overrides(args.set, shorthands), task=args.task
+        )
         tracking_uri = resolve_tracking_uri(args.tracking_uri)
         check_tracking_store(tracking_uri)
         storage = resolve_storage(args.storage)
         check_writable(storage)
-    except (ConfigError, TaskFileError, TrackingError, StorageError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     run_name = args.run_name or f"{Path(config.task.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     training = config.training
     print(
         f"[refiner] {init_ray(args.address, training.num_workers * training.cpus_per_worker + 1)}"
     )
-    # `ray job stop` sends SIGTERM: turn it into an exception so the MLflow run ends KILLED.
-    # Installed after init_ray: ray.init replaces the handler with sys.exit (run FAILED).
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop_on_sigterm()  # `ray job stop`: the MLflow run ends KILLED (after init_ray)
     print(
         f"[refiner] run {run_name!r}: {tasks.num_rows} tasks from {config.task.source}, "
         f"{training.steps} updates on {max(1, training.num_workers)} worker(s), "
         f"MLflow {tracking_uri} (experiment {args.experiment!r})",
         flush=True,
     )
-    try:
-        with tracked_run(tracking_uri, args.experiment, run_name) as tracker:
-            outcome = run_training(config, tasks, run_name, storage, tracker)
-    except TrainingDiverged as err:  # the run is FAILED; its earlier checkpoints stay
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    # Diverged training (a RunFailedError) ends the run FAILED, exit status 1; the
+    # earlier checkpoints stay.
+    with tracked_run(tracking_uri, args.experiment, run_name) as tracker:
+        outcome = run_training(config, tasks, run_name, storage, tracker)
 
     print("\n=== summary ===", flush=True)
     if "evaluation_text" in outcome.summary:
@@ -113,10 +94,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"MLflow run: {tracker.run_id} in experiment {args.experiment!r} at {tracking_uri}")
     print(f"  browse: mlflow ui --backend-store-uri {tracking_uri}", flush=True)
     return 0
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "out.parquet"
     result = run_job(*args, "--out", str(out), cwd=tmp_path)
     assert result.returncode == 2
-    assert message in result.stderr and "prepare_tasks: error:" in result.stderr
+    assert message in result.stderr and "error:" in result.stderr
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no temp file either
 

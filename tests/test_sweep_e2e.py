@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from refiner.sweep.driver import run_sweep
 from sweep_fixtures import TINY, job, local_ray, write_space  # noqa: F401
 
 from refiner.experiment import load_experiment_config
-from refiner.sweep.driver import run_sweep
 from refiner.tracking import PARENT_TAG
 from refiner.tracking import sweeps as sweep_tracking
 from refiner.tracking.sweeps import BEST_TAG, KIND_TAG, STOPPED_TAG, SWEEP_TAG

@@ -24,7 +24,7 @@ from mlflow import MlflowClient
 from ray_head import LocalHead
 from sweep_fixtures import TINY, write_space
 
-from refiner.distributed.storage import list_checkpoints
+from refiner.storage import list_checkpoints
 from refiner.tracking import PARENT_TAG
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from refiner.sweep.driver import SweepPlan, run_sweep
 from sweep_fixtures import TINY, job, local_ray, write_space  # noqa: F401
 
-from refiner.sweep.driver import SweepPlan, run_sweep
 from refiner.tracking import PARENT_TAG
 from refiner.tracking import sweeps as sweep_tracking
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 from ray.tune.search.variant_generator import generate_variants
+from refiner.sweep.tune_space import param_space
 
 from refiner.experiment import ExperimentConfig, prepare_experiment
 from refiner.sweep.space import SpaceError, load_space, parse_space, validate_combinations
-from refiner.sweep.tune_space import param_space
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACES = sorted((ROOT / "tune_spaces").glob("*.yaml"))

@@ -10,9 +10,9 @@ from mlflow import MlflowClient
 from train_fixtures import TINY, start_local_ray
 
 from refiner.checkpoint import read_checkpoint
-from refiner.distributed.storage import list_checkpoints
 from refiner.distributed.trainer import run_training
 from refiner.experiment import prepare_experiment
+from refiner.storage import list_checkpoints
 from refiner.tracking import tracked_run
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 import ray
-import ray._private.auto_init_hook as _auto_init
+
+from refiner.distributed.compat import disable_auto_init, init_local_on_loopback
 
 
 def init_ray(address: str | None = None, min_logical_cpus: float = 0) -> str:
@@ -20,22 +21,9 @@ def init_ray(address: str | None = None, min_logical_cpus: float = 0) -> str:
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address)
-        _no_auto_reconnect()
+        disable_auto_init()
         return f"attached to {address}"
     cpus = max(os.cpu_count() or 1, int(-(-min_logical_cpus // 1)))
-    ray.init(
-        address="local",
-        num_cpus=cpus,
-        _node_ip_address="127.0.0.1",
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-    )
-    _no_auto_reconnect()
+    init_local_on_loopback(num_cpus=cpus, include_dashboard=True, dashboard_host="127.0.0.1")
+    disable_auto_init()
     return f"local Ray on 127.0.0.1 with {cpus} logical CPUs"
-
-
-def _no_auto_reconnect() -> None:
-    # After a failed run, Ray Data's executor threads can outlive ``ray.shutdown()`` and
-    # their next Ray call would silently start a fresh cluster and hang the exiting
-    # driver. The jobs always call ``init_ray`` explicitly, so auto-init is never wanted.
-    _auto_init.enable_auto_connect = False

@@ -21,7 +21,7 @@ import ray
 import ray.data
 
 from refiner.augment import AugmentationSpec, augment_batch
-from refiner.distributed.storage import latest_checkpoint_step
+from refiner.storage import latest_checkpoint_step
 from refiner.tokenizers import pad_to_length
 
 TRAIN_COLUMNS = ("input", "target", "aug_epoch", "aug_index", "task_index")

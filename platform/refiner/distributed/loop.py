@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import sys
 import tempfile
@@ -24,25 +23,26 @@ from typing import Any
 import ray.train
 import ray.train.torch
 import torch
-from ray.train.v2._internal.execution import context as _train_context
 
 from refiner.checkpoint import load_checkpoint, save_checkpoint
+from refiner.cli import RunFailedError
+from refiner.distributed.compat import quiet_train_report_logging
 from refiner.distributed.data import StreamPlan
-from refiner.distributed.storage import (
+from refiner.evaluation import EvaluationReport, evaluate_refiner
+from refiner.experiment import ExperimentConfig, build_optimizer, build_orchestrator
+from refiner.run_tracker import NullTracker, RunTracker
+from refiner.storage import (
     CHECKPOINT_META,
     checkpoint_step,
     list_checkpoints,
     persist_checkpoint,
 )
-from refiner.evaluation import EvaluationReport, evaluate_refiner
-from refiner.experiment import ExperimentConfig, build_optimizer, build_orchestrator
-from refiner.run_tracker import NullTracker, RunTracker
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.yaml"
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(RunFailedError):
     """Too many consecutive updates were skipped for non-finite gradients."""
 
 
@@ -99,9 +99,7 @@ class ReportWindow:
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
     job: WorkerJob = loop_config["job"]
-    # Ray Train logs every report's full metrics dict at INFO (its logger is named after
-    # the module's file path); our progress line says it in one line.
-    logging.getLogger(_train_context.__file__).setLevel(logging.WARNING)
+    quiet_train_report_logging()  # our progress line says it in one line
     config = ExperimentConfig.from_dict(job.config)
     training = config.training
     context = ray.train.get_context()

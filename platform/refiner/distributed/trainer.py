@@ -11,13 +11,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import ray.data
 import ray.train
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -36,11 +33,10 @@ from refiner.distributed.loop import (
     WorkerJob,
     train_loop_per_worker,
 )
-from refiner.distributed.storage import check_writable
 from refiner.experiment import ExperimentConfig
 from refiner.run_tracker import NullTracker, RunTracker
-
-DEFAULT_STORAGE = "outputs/ray_results"
+from refiner.storage import check_writable, resolve_storage
+from refiner.tasks.schema import describe_tasks
 
 
 @dataclass
@@ -51,21 +47,6 @@ class TrainingOutcome:
     metrics: dict[str, Any]  # the metrics reported with that checkpoint
     summary: dict[str, Any]  # rank 0's final evaluation and training stats
     elapsed_s: float
-
-
-def resolve_storage(storage: str | None) -> str:
-    """Local paths become absolute (Ray Train needs that); URIs (s3://...) pass through."""
-    storage = storage or DEFAULT_STORAGE
-    if "://" in storage:
-        return storage.rstrip("/")
-    return str(Path(storage).expanduser().resolve())
-
-
-def describe_tasks(tasks: pa.Table) -> tuple[str, int]:
-    """The run's task type (the most common one) and its alphabet size."""
-    types = Counter(tasks.column("task_type").to_pylist())
-    task_type = types.most_common(1)[0][0]
-    return task_type, int(pc.max(tasks.column("num_symbols")).as_py())
 
 
 def run_training(

@@ -1,8 +1,8 @@
 """Evaluate a saved checkpoint on a task table: rebuild the orchestrator, run infer-few.
 
 A checkpoint is a ``checkpoint.pt`` file, a (Ray) checkpoint folder holding one, or, via
-``refiner.tracking.sweeps.download_checkpoint``, an MLflow ``models:/`` or ``runs:/`` URI.
-Pure PyTorch: no Ray, no MLflow.
+``refiner.tracking.evaluation.fetch_checkpoint``, an MLflow ``models:/`` or ``runs:/`` URI.
+Pure PyTorch: no Ray, no MLflow (``jobs/evaluate.py`` on a local file loads neither).
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from refiner.batches import batch_from_table
-from refiner.checkpoint import CheckpointError, checkpoint_configs, load_checkpoint
-from refiner.distributed.trainer import describe_tasks
+from refiner.checkpoint import CheckpointError, checkpoint_configs, load_checkpoint, read_checkpoint
 from refiner.evaluation import EvaluationReport, evaluate_refiner
+from refiner.experiment import TaskConfig, load_task_table
 from refiner.memory import MemoryBank
 from refiner.model import RefinerModel
 from refiner.orchestrator import UnifiedRefinerOrchestrator
+from refiner.tasks.schema import describe_tasks
 from refiner.tokenizers import tokenizer_for
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -74,3 +75,42 @@ def evaluate_checkpoint(
 
 def steps_histogram(report: EvaluationReport) -> dict[int, int]:
     return dict(sorted(Counter(report.steps_taken).items()))
+
+
+def is_mlflow_uri(checkpoint: str) -> bool:
+    return checkpoint.startswith(MLFLOW_SCHEMES)
+
+
+def evaluation_tasks(
+    path: str | Path,
+    task: str,
+    count: int | None = None,
+    size: int | None = None,
+    seed: int = 0,
+) -> pa.Table:
+    """The tasks to evaluate on: ``task`` (a source or a file) with ``count``/``size``.
+
+    Evaluating on the source the checkpoint was trained on defaults its count and size
+    to the training run's, so ``--task parity`` means the same parity it learned.
+    """
+    trained_on = read_checkpoint(path)["extra"].get("experiment", {}).get("task", {})
+    config = TaskConfig(source=task, count=count, size=size)
+    if task == trained_on.get("source"):
+        config.size = size if size is not None else trained_on.get("size")
+        config.count = count if count is not None else trained_on.get("count")
+    return load_task_table(config, seed)
+
+
+def describe_evaluation(report: EvaluationReport, checkpoint: str, task: str) -> str:
+    """What ``jobs/evaluate.py`` prints: accuracy, the curve, steps taken, why it stopped."""
+    reasons = sorted(report.stopping_reasons.items())
+    return "\n".join(
+        [
+            f"checkpoint: {checkpoint}",
+            f"tasks: {task} ({report.rows} rows)",
+            report.summary(),
+            f"accuracy (infer-few, max {report.max_steps_infer} steps): {report.acc_infer:.4f}",
+            "steps taken: " + ", ".join(f"{k}: {v}" for k, v in steps_histogram(report).items()),
+            "stopping reasons: " + ", ".join(f"{k}: {v}" for k, v in reasons),
+        ]
+    )

@@ -19,7 +19,10 @@ MASK, SEP, EOS), content symbol ``s`` is ``NUM_SPECIAL + s`` (bytes for text).
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from refiner.tokenizers import MAX_SYMBOLS
 
@@ -43,3 +46,10 @@ TASK_SCHEMA = pa.schema(
 )
 REQUIRED_COLUMNS = ("task_id", "task_type", "input", "target")
 DEFAULT_NUM_SYMBOLS = MAX_SYMBOLS
+
+
+def describe_tasks(tasks: pa.Table) -> tuple[str, int]:
+    """A run's task type (the most common one) and its alphabet size."""
+    types = Counter(tasks.column("task_type").to_pylist())
+    task_type = types.most_common(1)[0][0]
+    return task_type, int(pc.max(tasks.column("num_symbols")).as_py())

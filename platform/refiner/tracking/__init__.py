@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH
 
+from refiner.cli import BadInputError
 from refiner.run_tracker import flatten
 
 RUN_NAME_TAG = "mlflow.runName"
@@ -28,7 +29,7 @@ PARENT_TAG = "mlflow.parentRunId"
 _PARAMS_PER_BATCH = 100
 
 
-class TrackingError(RuntimeError):
+class TrackingError(BadInputError, RuntimeError):
     """The tracking store cannot be used (unreachable server, unwritable database path)."""
 
 

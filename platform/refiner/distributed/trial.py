@@ -1,4 +1,4 @@
-"""The Tune function trainable: one trial = one ``run_training`` (one TorchTrainer).
+"""The Tune function trainable (one function per trial): one trial = one ``run_training`` (one TorchTrainer).
 
 The trial driver builds its run config from the sweep's base config and the trial's
 sampled values, opens the trial's child run (reopened when the trial resumes), and
@@ -19,6 +19,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from refiner.distributed.trainer import run_training
 from refiner.run_tracker import NullTracker, RunTracker
+from refiner.sweep.plan import trial_run_name
 from refiner.sweep.space import trial_config
 
 # (run name, trial id) -> the trial's tracker; e.g. refiner.tracking.sweeps.ChildRuns.open
@@ -34,11 +35,6 @@ class TrialContext:
     storage: str  # where the trials' Train runs keep checkpoints
     open_tracker: TrackerFactory | None = None
     extra_tags: dict[str, str] = field(default_factory=dict)
-
-
-def trial_run_name(sweep_name: str, trial_id: str) -> str:
-    """Stable across ``Tuner.restore`` (trial ids are kept), hence resumable."""
-    return f"{sweep_name}-{trial_id}"
 
 
 def run_trial(params: Mapping[str, Any], context: TrialContext, tasks: pa.Table) -> None:

@@ -12,7 +12,8 @@ from typing import Any
 
 from ray.tune import Callback
 
-from refiner.sweep.trainable import trial_run_name
+from refiner.sweep.outcome import describe_params
+from refiner.sweep.plan import trial_run_name
 
 # (run name, status, tags) -> None; e.g. refiner.tracking.sweeps.ChildRuns.close
 RunCloser = Callable[[str, str, Mapping[str, str]], None]
@@ -62,16 +63,3 @@ class SweepProgress(Callback):
     def _close(self, trial: Any, status: str, tags: Mapping[str, str]) -> None:
         if self.close_run is not None:
             self.close_run(trial_run_name(self.sweep_name, trial.trial_id), status, tags)
-
-
-def describe_params(config: Mapping[str, Any], keys: Sequence[str]) -> str:
-    """``max_steps_train=8 truncated_backprop=True``: the last part of each swept key."""
-    return " ".join(f"{k.rsplit('.', 1)[-1]}={_short(config.get(k))}" for k in keys)
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, list):
-        return "+".join(map(str, value))
-    return str(value)

@@ -2,7 +2,8 @@
 
 Ray Train owns checkpoint directories for worker groups; these helpers read them (to
 find where a resumed run's data stream starts) and stand in for Ray Train in local mode
-(``num_workers=0``), where Ray keeps checkpoints only in memory.
+(``num_workers=0``), where Ray keeps checkpoints only in memory. Pure pyarrow (no Ray):
+the jobs check storage and sweep plans are read before Ray starts.
 """
 
 from __future__ import annotations
@@ -15,11 +16,22 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from refiner.cli import BadInputError
+
 CHECKPOINT_META = "meta.json"  # {"step", "epoch", "metrics"}: written last into every checkpoint
+DEFAULT_STORAGE = "outputs/ray_results"
 
 
-class StorageError(RuntimeError):
+class StorageError(BadInputError, RuntimeError):
     """The storage path cannot be used; the message names it."""
+
+
+def resolve_storage(storage: str | None) -> str:
+    """Local paths become absolute (Ray Train needs that); URIs (s3://...) pass through."""
+    storage = storage or DEFAULT_STORAGE
+    if "://" in storage:
+        return storage.rstrip("/")
+    return str(Path(storage).expanduser().resolve())
 
 
 def filesystem(uri_or_path: str) -> tuple[pafs.FileSystem, str]:

@@ -1,0 +1,46 @@
+"""Every use of a private Ray API, in one place (checked against Ray 2.60).
+
+Ray keeps no compatibility promise for these names: when Ray is upgraded, this module is
+the list of things to check again. Each shim says why it exists and what it reaches.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import ray
+
+
+def init_local_on_loopback(**kwargs: Any) -> None:
+    """``ray.init(address="local", ...)`` with the node bound to 127.0.0.1.
+
+    Why: a private local cluster must not listen on the machine's public interfaces.
+    ``_node_ip_address`` is the only ``ray.init`` argument for that (Ray 2.60; the CLI's
+    ``ray start --node-ip-address`` has no public Python equivalent).
+    """
+    ray.init(address="local", _node_ip_address="127.0.0.1", **kwargs)
+
+
+def disable_auto_init() -> None:
+    """Stop a Ray call after ``ray.shutdown()`` from silently starting a new cluster.
+
+    Why: after a failed run, Ray Data's executor threads can outlive ``ray.shutdown()``
+    and their next Ray call would start a fresh cluster and hang the exiting driver. The
+    switch is ``ray._private.auto_init_hook.enable_auto_connect`` (Ray 2.60); the public
+    ``RAY_ENABLE_AUTO_CONNECT`` variable is read once at import, too late for a job.
+    """
+    import ray._private.auto_init_hook as auto_init
+
+    auto_init.enable_auto_connect = False
+
+
+def quiet_train_report_logging() -> None:
+    """Ray Train V2 logs every report's full metrics dict at INFO; keep WARNING and up.
+
+    Why: the train loop prints one progress line per report itself. The logger is named
+    after the file of ``ray.train.v2._internal.execution.context`` (Ray 2.60, Train V2).
+    """
+    from ray.train.v2._internal.execution import context as train_context
+
+    logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
