@@ -19,10 +19,12 @@ from pathlib import Path
 
 import ray
 import yaml
-from refiner.sweep.callbacks import describe_params
-from refiner.sweep.driver import SweepPlan, run_sweep
 
+from refiner.distributed.compat import init_local_on_loopback
+from refiner.distributed.sweep_driver import run_sweep
 from refiner.experiment import load_task_table, prepare_experiment
+from refiner.sweep.outcome import describe_params
+from refiner.sweep.plan import SweepPlan
 from refiner.sweep.space import load_space
 from refiner.tracking import sweeps as sweep_tracking
 
@@ -62,13 +64,7 @@ def main() -> int:
     args = p.parse_args()
     # The dashboard hosts the State API, which Ray Train's PlacementGroupCleaner needs to
     # free the resources of trials that ASHA stops; without it a sweep stalls.
-    ray.init(
-        address="local",
-        num_cpus=4,
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        _node_ip_address="127.0.0.1",
-    )
+    init_local_on_loopback(num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1")
     work = Path(tempfile.mkdtemp(prefix="bench-asha-"))
     config, _ = prepare_experiment(BASE, [*TINY, f"training.steps={args.steps}"])
     tasks = load_task_table(config.task, config.seed)

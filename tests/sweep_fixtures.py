@@ -11,6 +11,8 @@ import pytest
 import ray
 import yaml
 
+from refiner.distributed.compat import init_local_on_loopback
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Tiny trials: 1 Ray Train worker with half a CPU, a 16-wide model, a few dozen updates.
@@ -49,12 +51,6 @@ def local_ray():
     # 4 logical CPUs on 2 cores: two trials (0.25 + 0.5 CPU each) plus a data CPU each.
     # The dashboard hosts the State API, which Ray Train's PlacementGroupCleaner needs to
     # free the resources of trials that ASHA stops; without it a sweep stalls.
-    ray.init(
-        address="local",
-        num_cpus=4,
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        _node_ip_address="127.0.0.1",
-    )
+    init_local_on_loopback(num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1")
     yield
     ray.shutdown()

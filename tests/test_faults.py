@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 from refiner_fixtures import tiny_orchestrator
 
 from refiner.checkpoint import read_checkpoint, save_checkpoint
+from refiner.distributed.compat import init_local_on_loopback
 from refiner.distributed.loop import CHECKPOINT_FILE, TrainingDiverged
 from refiner.distributed.trainer import run_training
 from refiner.experiment import prepare_experiment
@@ -149,7 +150,7 @@ def test_worker_killed_mid_training_resumes_from_checkpoint(tmp_path):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    init_local_on_loopback(num_cpus=2, include_dashboard=False)
     yield
     ray.shutdown()
 

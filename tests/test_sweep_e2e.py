@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from refiner.sweep.driver import run_sweep
 from sweep_fixtures import TINY, job, local_ray, write_space  # noqa: F401
 
-from refiner.experiment import load_experiment_config
+from refiner.distributed.sweep_driver import run_sweep
+from refiner.experiment import load_experiment_config, load_task_table
+from refiner.sweep.outcome import format_summary
+from refiner.sweep.plan import plan_sweep
 from refiner.tracking import PARENT_TAG
 from refiner.tracking import sweeps as sweep_tracking
 from refiner.tracking.sweeps import BEST_TAG, KIND_TAG, STOPPED_TAG, SWEEP_TAG
@@ -35,33 +37,21 @@ def test_asha_sweep_mlflow_compare_evaluate(tmp_path: Path, local_ray, capsys) -
         },
     )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    sweep = job("sweep")
-    args = sweep.parse_args(
-        [
-            "--space",
-            str(space),
-            "--steps",
-            "40",
-            "--name",
-            "asha",
-            "--storage",
-            str(tmp_path / "store"),
-            "--tracking-uri",
-            uri,
-            "--experiment",
-            "sweeps",
-            "--register-name",
-            "refiner-best",
-            "--out",
-            str(tmp_path / "out"),
-        ]
-        + [f"--set={s}" for s in TINY]
+    plan = plan_sweep(
+        space,
+        job("sweep").DEFAULT_CONFIG,
+        TINY,
+        steps=40,
+        name="asha",
+        storage=str(tmp_path / "store"),
+        tracking_uri=uri,
+        experiment="sweeps",
+        register_name="refiner-best",
+        out_dir=tmp_path / "out",
     )
-    plan, config = sweep.build_plan(args)
-    outcome = run_sweep(
-        plan, sweep.load_task_table(config.task, config.seed), tracking=sweep_tracking
-    )
-    sweep.print_summary(outcome, list(plan.search_space().params), plan)
+    config = plan.config()
+    outcome = run_sweep(plan, load_task_table(config.task, config.seed), tracking=sweep_tracking)
+    print(format_summary(outcome, list(plan.search_space().params), plan))
 
     statuses = {t.params["training.lr"]: t.status for t in outcome.trials}
     assert len(outcome.trials) == 3 and not outcome.errored

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from refiner.sweep.driver import SweepPlan, run_sweep
 from sweep_fixtures import TINY, job, local_ray, write_space  # noqa: F401
 
+from refiner.distributed.sweep_driver import run_sweep
+from refiner.experiment import load_task_table
+from refiner.sweep.plan import SweepPlan, plan_sweep
 from refiner.tracking import PARENT_TAG
 from refiner.tracking import sweeps as sweep_tracking
 
@@ -25,28 +27,19 @@ def test_failed_trial_is_resumed(tmp_path: Path, local_ray) -> None:  # noqa: F8
     )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     storage = str(tmp_path / "store")
-    sweep = job("sweep")
-    args = sweep.parse_args(
-        [
-            "--space",
-            str(space),
-            "--steps",
-            "20",
-            "--name",
-            "faulty",
-            "--storage",
-            storage,
-            "--tracking-uri",
-            uri,
-            "--experiment",
-            "sweeps",
-            "--out",
-            str(tmp_path / "out"),
-        ]
-        + [f"--set={s}" for s in TINY]
+    plan = plan_sweep(
+        space,
+        job("sweep").DEFAULT_CONFIG,
+        TINY,
+        steps=20,
+        name="faulty",
+        storage=storage,
+        tracking_uri=uri,
+        experiment="sweeps",
+        out_dir=tmp_path / "out",
     )
-    plan, config = sweep.build_plan(args)
-    tasks = sweep.load_task_table(config.task, config.seed)
+    config = plan.config()
+    tasks = load_task_table(config.task, config.seed)
     first = run_sweep(plan, tasks, tracking=sweep_tracking)
     assert [t.params["training.fault_at_step"] for t in first.errored] == [15]
     done_before = {t.trial_id for t in first.trials if t.status == "done"}

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 from ray.tune.search.variant_generator import generate_variants
-from refiner.sweep.tune_space import param_space
 
+from refiner.distributed.search import param_space
 from refiner.experiment import ExperimentConfig, prepare_experiment
 from refiner.sweep.space import SpaceError, load_space, parse_space, validate_combinations
 

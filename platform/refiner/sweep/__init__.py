@@ -1,8 +1,12 @@
-"""Hyperparameter sweeps: search spaces (``tune_spaces/*.yaml``), the Tune trainable,
-MLflow parent/child runs, the best trial's config export and model registration.
+"""The pure parts of hyperparameter sweeps (no Ray, no MLflow).
 
-``space`` and ``export`` are pure Python; ``tune_space``, ``trainable``, ``callbacks``
-and ``driver`` import Ray. The MLflow side (parent/child runs, registry, reading a sweep
-back for ``jobs/compare.py``) is in the tracking layer, ``refiner.tracking.sweeps`` and
-``refiner.tracking.compare``; the job hands it to ``driver.run_sweep``.
+``space``: search spaces (``tune_spaces/*.yaml``) parsed and validated. ``plan``: a
+sweep's plan (space, base config, storage; written for ``--resume``) and the resources
+a trial takes. ``outcome``: the trials, the best one, the summary table. ``export``: the
+best trial's config as a YAML for ``jobs/train.py --config``. ``checkpoints``: reading a
+saved checkpoint and running infer-few on it (``jobs/evaluate.py``).
+
+Running a sweep on Ray Tune is in the Ray layer (``refiner.distributed.sweep_driver``);
+its MLflow side (parent/child runs, registry, reading a sweep back for
+``jobs/compare.py``) is in ``refiner.tracking.sweeps`` and ``refiner.tracking.compare``.
 """
