@@ -35,7 +35,7 @@ STEPS = 30  # checkpoints at 10, 20, 30 (TINY: checkpoint_every=10)
 
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-SUMMARY_ROW = re.compile(r"\b([0-9a-f]{5}_\d{5}) +(done|error|stopped) +\d+ ")  # print_summary
+SUMMARY_ROW = re.compile(r"\b([0-9a-f]{5}_\d{5}) +(done|error|stopped) +\d+ ")  # format_summary
 
 
 def readable(log: Path, chars: int = 4000) -> str:

@@ -1,4 +1,4 @@
-"""The Tune function trainable (one function per trial): one trial = one ``run_training`` (one TorchTrainer).
+"""The Tune function trainable: one trial = one ``run_training`` (one TorchTrainer).
 
 The trial driver builds its run config from the sweep's base config and the trial's
 sampled values, opens the trial's child run (reopened when the trial resumes), and
