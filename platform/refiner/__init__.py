@@ -1,7 +1,45 @@
 """refiner: train and tune iterative refiner models.
 
 The core (this package, minus ``refiner.distributed`` and ``refiner.tracking``) imports
-neither Ray nor MLflow, so it runs in a plain Python loop on a laptop.
+neither Ray nor MLflow, so it runs in a plain Python loop on a laptop. The seed's names
+import from the package itself::
+
+    from refiner import UnifiedRefinerOrchestrator, OrchestrationConfig, RefinerModel, MemoryBank
+
+(loaded on first use, so ``import refiner.config`` does not pull in torch models).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "UnifiedRefinerOrchestrator": "refiner.orchestrator",
+    "OrchestrationConfig": "refiner.config",
+    "ModelConfig": "refiner.config",
+    "RefinerModel": "refiner.model",
+    "MemoryBank": "refiner.memory",
+}
+__all__ = [
+    "MemoryBank",
+    "ModelConfig",
+    "OrchestrationConfig",
+    "RefinerModel",
+    "UnifiedRefinerOrchestrator",
+    "__version__",
+]
+
+if TYPE_CHECKING:
+    from refiner.config import ModelConfig, OrchestrationConfig
+    from refiner.memory import MemoryBank
+    from refiner.model import RefinerModel
+    from refiner.orchestrator import UnifiedRefinerOrchestrator
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'refiner' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
