@@ -7,7 +7,7 @@ import torch
 from refiner_fixtures import SEQ_LEN, parity_batch, tiny_model_config
 
 from refiner.memory import MemoryBank
-from refiner.model import RefinerModel
+from refiner.model import RefinerModel, steps_kept_by
 
 
 def _model(**overrides) -> RefinerModel:
@@ -72,8 +72,13 @@ def test_truncate_callback_decides_which_steps_carry_gradient():
         seen.append(len(records))
         return [r.detach() if t == 1 else r for t, r in enumerate(records)]
 
+    assert steps_kept_by(cut_second, 4) == [True, False, True, True]
+    seen.clear()
+    grad_mode = []
+    model.blocks[0].register_forward_hook(lambda *_: grad_mode.append(torch.is_grad_enabled()))
     out = model(batch["input"], steps=4, target=batch["target"], truncate=cut_second)
-    assert seen == [1, 2, 3, 4]
+    assert seen == [1, 2, 3, 4] * 2  # the dry run (steps_kept_by), then the unroll
+    assert grad_mode == [True, False, True, True]  # a step cut at once runs without autograd
     assert [s.losses.token.requires_grad for s in out.steps] == [True, False, True, True]
     with pytest.raises(ValueError, match="not both"):
         model(batch["input"], steps=2, grad_steps=1, truncate=cut_second)

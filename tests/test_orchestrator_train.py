@@ -85,6 +85,16 @@ def test_apply_truncated_backprop_is_where_the_cut_happens():
         def apply_truncated_backprop(self, step_outputs, config=None):
             return [s.detach() for s in step_outputs[:-1]] + step_outputs[-1:]
 
+    def autograd_per_step(orchestrator_class):
+        o = orchestrator_class.from_config(tiny_model_config(), tiny_config(), seed=0)
+        mode = []
+        o.core.blocks[0].register_forward_hook(lambda *_: mode.append(torch.is_grad_enabled()))
+        o.train_step(parity_batch(4), _sgd(o))
+        return mode
+
+    # The memory saving follows the method: steps it cuts run without autograd.
+    assert autograd_per_step(UnifiedRefinerOrchestrator) == [False, False, True, True]
+    assert autograd_per_step(NoCut) == [True] * T
     seed_rule = _early_loss_grad_norm(UnifiedRefinerOrchestrator, truncated=True)
     assert seed_rule == 0.0  # K=2: steps 1-2 carry no gradient
     no_cut = _early_loss_grad_norm(NoCut, truncated=True)

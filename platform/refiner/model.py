@@ -132,6 +132,32 @@ def keep_last(grad_steps: int, steps: int) -> TruncateFn:
     return truncate
 
 
+def steps_kept_by(truncate: TruncateFn, steps: int) -> list[bool]:
+    """Which steps of a `steps`-step unroll need autograd under `truncate`: a dry run of
+    the cut, called as the unroll calls it, on placeholder records (0-d tensors). A step
+    whose record comes back detached from the call right after it can run without
+    autograd: its graph would be dropped at once and nothing downstream can reach it."""
+    records: list[StepRecord] = []
+    kept = []
+    for _ in range(steps):
+        attached = torch.zeros((), requires_grad=True)
+        records.append(
+            StepRecord(
+                strategy="replace",
+                latent=attached,
+                halt_prob=torch.zeros(()),
+                score=torch.zeros(()),
+                memory_similarity=None,
+                losses=StepLosses(
+                    attached, attached, attached, torch.zeros((), dtype=torch.bool), attached
+                ),
+            )
+        )
+        records = truncate(records)
+        kept.append(records[-1].latent.requires_grad)
+    return kept
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -350,27 +376,27 @@ class RefinerModel(nn.Module):
         The gradient cut: `truncate` (the orchestrator's `apply_truncated_backprop`) is
         called after every step with the records so far and returns them with the cut
         applied; the next step starts from the latent of the last returned record, and
-        the returned records are what the unroll keeps. A record it detaches drops its
-        autograd graph at once, so activation memory holds only the steps that keep
-        gradient. `grad_steps=K` without `truncate` means `keep_last(K, steps)`, with the
-        steps before the window run without autograd at all (no callback can re-attach
-        them). With neither, every step carries gradient.
+        the returned records are what the unroll keeps. A step whose record the cut
+        detaches as soon as it is made (found by `steps_kept_by`) runs without autograd,
+        which is the memory saving of truncation. `grad_steps=K` means
+        `truncate=keep_last(K, steps)`. With neither, every step carries gradient.
 
         `edit_fn` chooses and applies each step's canvas edit (default: replace).
         With `target`, every record carries the step's loss terms.
         """
-        x = self.embed_input(input_ids)  # [B, L, D]
-        state = self.initial_state(input_ids)
-        canvas, canvas_quality, latent = state.canvas, state.canvas_quality, state.latent
-        first_grad_step = 0
         if truncate is not None and grad_steps is not None:
             raise ValueError("pass grad_steps or truncate, not both")
         if grad_steps is not None:
             truncate = keep_last(grad_steps, steps)
-            first_grad_step = steps - grad_steps
+        autograd = [torch.is_grad_enabled()] * steps
+        if truncate is not None and torch.is_grad_enabled():
+            autograd = steps_kept_by(truncate, steps)
+        x = self.embed_input(input_ids)  # [B, L, D]
+        state = self.initial_state(input_ids)
+        canvas, canvas_quality, latent = state.canvas, state.canvas_quality, state.latent
         records: list[StepRecord] = []
         for t in range(steps):
-            with torch.set_grad_enabled(torch.is_grad_enabled() and t >= first_grad_step):
+            with torch.set_grad_enabled(autograd[t]):
                 out = self.step(x, canvas, latent, memory)
                 with torch.no_grad():
                     proposal = out.logits.argmax(-1)  # [B, L]
