@@ -18,8 +18,6 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from refiner.config import ModelConfig, OrchestrationConfig
-from refiner.memory import MemoryBank
-from refiner.model import RefinerModel
 from refiner.optim import make_optimizer
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.tokenizers import NUM_SPECIAL
@@ -48,8 +46,8 @@ def main() -> None:
     torch.manual_seed(0)
 
     model_config, config = ModelConfig(), OrchestrationConfig()  # the defaults
-    model = RefinerModel(model_config)
-    o = UnifiedRefinerOrchestrator(model, None, MemoryBank.from_config(model_config), config)
+    o = UnifiedRefinerOrchestrator.from_config(model_config, config)
+    model = o.core
     optimizer = make_optimizer(model, lr=1e-4)
     shape = (args.batch_size, model_config.seq_len)
     batch = {

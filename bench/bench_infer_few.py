@@ -19,25 +19,18 @@ import pyarrow.compute as pc
 import torch
 
 from refiner.batches import batch_from_table
-from refiner.checkpoint import checkpoint_configs, load_checkpoint, read_checkpoint
-from refiner.memory import MemoryBank
-from refiner.model import RefinerModel
+from refiner.checkpoint import read_checkpoint
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.plots import plot_halting_histogram
 from refiner.tasks.sources import parity
-from refiner.tokenizers import SymbolTokenizer
 
 MAX_STEPS = 16
 HERE = Path(__file__).resolve().parent
 
 
 def load(path: Path) -> tuple[UnifiedRefinerOrchestrator, dict]:
-    model_config, config = checkpoint_configs(path)
-    o = UnifiedRefinerOrchestrator(
-        RefinerModel(model_config), SymbolTokenizer(2), MemoryBank.from_config(model_config), config
-    )
-    extra = load_checkpoint(path, o)
-    return o.eval(), extra
+    o = UnifiedRefinerOrchestrator.from_checkpoint(path, num_symbols=2)
+    return o, read_checkpoint(path)["extra"]
 
 
 def run(o: UnifiedRefinerOrchestrator, batches: list[dict], early: bool) -> dict:

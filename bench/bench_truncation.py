@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 
 from refiner.config import ModelConfig, OrchestrationConfig
-from refiner.model import RefinerModel
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.tokenizers import NUM_SPECIAL
 
@@ -62,10 +61,8 @@ def make(
         backprop_truncate_steps=k,
         canvas_edit_strategies=["replace"],
     )
-    model = RefinerModel(model_config)
-    return UnifiedRefinerOrchestrator(model, None, None, config), torch.optim.AdamW(
-        model.parameters(), lr=1e-4
-    )
+    o = UnifiedRefinerOrchestrator.from_config(model_config, config)
+    return o, torch.optim.AdamW(o.core.parameters(), lr=1e-4)
 
 
 def make_batch(batch_size: int, seq_len: int) -> dict[str, torch.Tensor]:

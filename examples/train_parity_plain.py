@@ -18,12 +18,9 @@ import torch
 from refiner.batches import batch_from_table, iterate_batches
 from refiner.checkpoint import save_checkpoint
 from refiner.config import ModelConfig, OrchestrationConfig
-from refiner.memory import MemoryBank
-from refiner.model import RefinerModel
 from refiner.optim import make_optimizer, warmup_cosine
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.tasks.sources import parity
-from refiner.tokenizers import SymbolTokenizer
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -102,9 +99,8 @@ def build(
             "seed": args.seed,
         }
     )
-    model = RefinerModel(model_config)
-    orchestrator = UnifiedRefinerOrchestrator(
-        model, SymbolTokenizer(parity.NUM_SYMBOLS), MemoryBank.from_config(model_config), config
+    orchestrator = UnifiedRefinerOrchestrator.from_config(
+        model_config, config, num_symbols=parity.NUM_SYMBOLS
     )
     return orchestrator, model_config, config
 

@@ -6,11 +6,8 @@ import torch
 
 from refiner.batches import batch_from_table
 from refiner.config import ModelConfig, OrchestrationConfig
-from refiner.memory import MemoryBank
-from refiner.model import RefinerModel
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.tasks.sources import parity
-from refiner.tokenizers import SymbolTokenizer
 
 SEQ_LEN = 8
 
@@ -33,13 +30,11 @@ def tiny_config(**overrides) -> OrchestrationConfig:
 def tiny_orchestrator(
     config: OrchestrationConfig | None = None, seed: int = 0, **model_overrides
 ) -> UnifiedRefinerOrchestrator:
-    torch.manual_seed(seed)
-    model_config = tiny_model_config(**model_overrides)
-    return UnifiedRefinerOrchestrator(
-        RefinerModel(model_config),
-        SymbolTokenizer(parity.NUM_SYMBOLS),
-        MemoryBank.from_config(model_config),
+    return UnifiedRefinerOrchestrator.from_config(
+        tiny_model_config(**model_overrides),
         config or tiny_config(),
+        num_symbols=parity.NUM_SYMBOLS,
+        seed=seed,
     )
 
 

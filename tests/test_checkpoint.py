@@ -17,6 +17,7 @@ from refiner.checkpoint import (
     save_checkpoint,
 )
 from refiner.optim import make_optimizer, warmup_cosine
+from refiner.orchestrator import UnifiedRefinerOrchestrator
 
 
 def _setup(seed: int = 0):
@@ -173,3 +174,33 @@ def test_pickled_code_is_refused(tmp_path, container):
     with pytest.raises(CheckpointError, match="refused"):
         load_checkpoint(path, o)
     assert not marker.exists()
+
+
+def test_from_checkpoint_rebuilds_the_refiner_and_its_task_type(tmp_path):
+    """from_checkpoint: same weights and answers; inference() without a task type uses
+    the edit history of the task type the model was trained on, also after reloading."""
+    config = tiny_config(canvas_edit_strategies=["replace", "patch"], edit_exploration=0.0)
+    o = tiny_orchestrator(config)
+    optimizer = make_optimizer(o.model, lr=3e-3)
+    for i in range(3):
+        o.train_step(parity_batch(16, seed=i), optimizer, task_type="grid")
+    assert o.task_type == "grid" and o.get_training_stats()["task_type"] == "grid"
+    o.edit_selector.record("grid", "patch", 100.0)  # grid learned: patch is best by far
+    path = save_checkpoint(tmp_path / "ckpt.pt", o, optimizer)
+
+    loaded = UnifiedRefinerOrchestrator.from_checkpoint(path, num_symbols=2)
+    assert not loaded.training and loaded.task_type == "grid"
+    assert all(torch.equal(v, weights(loaded)[k]) for k, v in weights(o).items())
+    ids = parity_batch(6, seed=7)["input"]
+    o.eval()
+    expected = o.inference(ids, task_type="grid", early_stopping=False)
+    for refiner in (o, loaded):
+        result = refiner.inference(ids, early_stopping=False)
+        assert result["edit_strategy_use"] == expected["edit_strategy_use"]
+        assert result["final_canvas_ids"] == expected["final_canvas_ids"]
+    # The grid history, not the empty "sequence" one (which takes the first listed).
+    assert expected["edit_strategy_use"] == {"patch": config.max_steps_infer}
+    assert o.inference(ids, task_type="sequence")["edit_strategy_use"] == {
+        "replace": config.max_steps_infer
+    }
+    assert loaded.decode([3, 4]) == o.decode([3, 4])

@@ -7,7 +7,7 @@ import torch
 from refiner_fixtures import SEQ_LEN, parity_batch, tiny_model_config
 
 from refiner.memory import MemoryBank
-from refiner.model import RefinerModel
+from refiner.model import RefinerModel, steps_kept_by
 
 
 def _model(**overrides) -> RefinerModel:
@@ -20,12 +20,13 @@ def test_step_shapes_and_initial_halting():
     batch = parity_batch(5)
     x = model.embed_input(batch["input"])
     state = model.initial_state(batch["input"])
-    out = model.step(x, state["canvas"], state["latent"])
+    out = model.step(x, state.canvas, state.latent)
     V = model.config.vocab_size
-    assert out["logits"].shape == (5, SEQ_LEN, V)
-    assert out["quality_logits"].shape == (5, SEQ_LEN) and out["halt_logit"].shape == (5,)
-    assert out["latent"].shape == (5, SEQ_LEN, model.config.d_model)
-    assert torch.sigmoid(out["halt_logit"]).max() < 0.01  # starts by not halting
+    assert out.logits.shape == (5, SEQ_LEN, V)
+    assert out.quality_logits.shape == (5, SEQ_LEN) and out.halt_logit.shape == (5,)
+    assert out.latent.shape == (5, SEQ_LEN, model.config.d_model)
+    assert out.summary.shape == (5, model.config.d_model) and out.memory_similarity.shape == (5,)
+    assert torch.sigmoid(out.halt_logit).max() < 0.01  # starts by not halting
     assert model.num_parameters() == sum(p.numel() for p in model.parameters())
 
 
@@ -40,8 +41,8 @@ def test_every_parameter_gets_a_gradient_from_a_truncated_unroll(memory_filled):
     out = model(
         batch["input"], steps=4, grad_steps=1, target=batch["target"], memory=bank.snapshot()
     )
-    last = out["steps"][-1]
-    (last["token"] + last["halting"] + last["quality"]).backward()
+    last = out.steps[-1].losses
+    (last.token + last.halting + last.quality).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert missing == []
 
@@ -50,12 +51,37 @@ def test_steps_before_the_window_keep_no_graph():
     model = _model()
     batch = parity_batch(4)
     out = model(batch["input"], steps=5, grad_steps=2, target=batch["target"])
-    assert [s["token"].requires_grad for s in out["steps"]] == [False, False, False, True, True]
+    assert [s.losses.token.requires_grad for s in out.steps] == [False] * 3 + [True] * 2
+    assert [s.latent.requires_grad for s in out.steps] == [False] * 3 + [True] * 2
     with torch.no_grad():
         out = model(batch["input"], steps=3, target=batch["target"])
-    assert not any(s["token"].requires_grad for s in out["steps"])
+    assert not any(s.losses.token.requires_grad for s in out.steps)
     with pytest.raises(ValueError, match="grad_steps must be in"):
         model(batch["input"], steps=3, grad_steps=4)
+
+
+def test_truncate_callback_decides_which_steps_carry_gradient():
+    """The unroll continues from what `truncate` returns: cutting only step 2's record
+    leaves steps 1-2 without a path from later losses, and the records it keeps carry
+    gradient (under `grad_steps` they could not: those steps ran without autograd)."""
+    model = _model()
+    batch = parity_batch(4)
+    seen = []
+
+    def cut_second(records):
+        seen.append(len(records))
+        return [r.detach() if t == 1 else r for t, r in enumerate(records)]
+
+    assert steps_kept_by(cut_second, 4) == [True, False, True, True]
+    seen.clear()
+    grad_mode = []
+    model.blocks[0].register_forward_hook(lambda *_: grad_mode.append(torch.is_grad_enabled()))
+    out = model(batch["input"], steps=4, target=batch["target"], truncate=cut_second)
+    assert seen == [1, 2, 3, 4] * 2  # the dry run (steps_kept_by), then the unroll
+    assert grad_mode == [True, False, True, True]  # a step cut at once runs without autograd
+    assert [s.losses.token.requires_grad for s in out.steps] == [True, False, True, True]
+    with pytest.raises(ValueError, match="not both"):
+        model(batch["input"], steps=2, grad_steps=1, truncate=cut_second)
 
 
 def test_unroll_matches_repeated_steps():
@@ -66,11 +92,11 @@ def test_unroll_matches_repeated_steps():
         out = model(ids, steps=3)
         x = model.embed_input(ids)
         state = model.initial_state(ids)
-        canvas, latent = state["canvas"], state["latent"]
+        canvas, latent = state.canvas, state.latent
         for _ in range(3):
             s = model.step(x, canvas, latent)
-            canvas, latent = s["logits"].argmax(-1), s["latent"]
-    assert torch.equal(out["canvas"], canvas) and torch.allclose(out["latent"], latent)
+            canvas, latent = s.logits.argmax(-1), s.latent
+    assert torch.equal(out.canvas, canvas) and torch.allclose(out.latent, latent)
 
 
 def test_edit_callback_is_called_every_step():
@@ -82,8 +108,8 @@ def test_edit_callback_is_called_every_step():
         return canvas, quality, "patch"
 
     out = model(parity_batch(2)["input"], steps=3, edit_fn=keep_canvas)
-    assert calls == [0, 1, 2] and [s["strategy"] for s in out["steps"]] == ["patch"] * 3
-    assert (out["canvas"] == 1).all()  # still the MASK canvas
+    assert calls == [0, 1, 2] and [s.strategy for s in out.steps] == ["patch"] * 3
+    assert (out.canvas == 1).all()  # still the MASK canvas
 
 
 def test_learned_positions_and_no_memory_variant():
@@ -91,7 +117,7 @@ def test_learned_positions_and_no_memory_variant():
     assert not hasattr(model, "memory_out") and model.pos_embed is not None
     batch = parity_batch(2)
     out = model(batch["input"], steps=2, target=batch["target"])
-    assert torch.isfinite(out["steps"][-1]["token"])
+    assert torch.isfinite(out.steps[-1].losses.token)
     with pytest.raises(ValueError, match="exceeds the model's seq_len"):
         model(torch.zeros(1, SEQ_LEN + 1, dtype=torch.long), steps=1)
 
@@ -101,6 +127,6 @@ def test_bf16_autocast_runs_on_cpu():
     batch = parity_batch(2)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(batch["input"], steps=2, target=batch["target"])
-    loss = out["steps"][-1]["token"]
+    loss = out.steps[-1].losses.token
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     loss.backward()

@@ -70,7 +70,7 @@ def _halt_rows_starting_with_one(o) -> None:
     def step(x, canvas, latent, memory=None):
         out = original_step(x, canvas, latent, memory)
         starts_with_one = torch.isclose(x[:, 0], one).all(-1)
-        out["halt_logit"] = torch.where(starts_with_one, 10.0, -10.0)
+        out.halt_logit = torch.where(starts_with_one, 10.0, -10.0)
         return out
 
     core.step = step
@@ -115,8 +115,9 @@ def test_result_structure_and_consistency_with_the_unroll():
     assert len(r["quality_per_step"]) == 3 and sum(r["edit_strategy_use"].values()) == 3
     assert r["memory"]["capacity"] == 16
     with torch.no_grad():
-        out = o.core.eval()(batch["input"], steps=3, edit_fn=o._edit_fn("sequence", explore=False))
-    assert out["canvas"].tolist() == r["final_canvas_ids"]
+        with o.exploring(False):
+            out = o.core.eval()(batch["input"], steps=3, edit_fn=o._edit_fn("sequence"))
+    assert out.canvas.tolist() == r["final_canvas_ids"]
     assert "traces" not in r
     single = o.inference(batch["input"][0].tolist(), early_stopping=False, max_steps_override=3)
     assert single["final_canvas_ids"][0] == r["final_canvas_ids"][0]

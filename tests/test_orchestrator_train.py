@@ -7,11 +7,18 @@ import json
 
 import pytest
 import torch
-from refiner_fixtures import parity_batch, tiny_config, tiny_orchestrator, weights
+from refiner_fixtures import (
+    parity_batch,
+    tiny_config,
+    tiny_model_config,
+    tiny_orchestrator,
+    weights,
+)
 
 from refiner.config import StepLossWeights
 from refiner.losses import step_weights
 from refiner.optim import make_optimizer, warmup_cosine
+from refiner.orchestrator import UnifiedRefinerOrchestrator
 
 T = 4
 
@@ -56,11 +63,73 @@ def test_truncation_cuts_the_path_through_earlier_steps():
     g1, g2, g4 = grads(1), grads(2), grads(4)
     emb = "input_embed.weight"
     assert not torch.allclose(g1[emb], g4[emb]) and not torch.allclose(g2[emb], g4[emb])
-    # apply_truncated_backprop states the same rule on step outputs.
+
+
+def _early_loss_grad_norm(orchestrator_class, truncated):
+    """Gradient norm of a loss on steps 1-2 of 4 only (K=2 when truncated)."""
+    torch.manual_seed(0)
+    o = orchestrator_class.from_config(
+        tiny_model_config(), _explicit([1, 1, 0, 0], truncated=truncated), seed=0
+    )
+    return o.train_step(parity_batch(8), _sgd(o))["grad_norm"]
+
+
+def test_apply_truncated_backprop_is_where_the_cut_happens():
+    """Overriding the seed's method changes which steps get gradient."""
+
+    class NoCut(UnifiedRefinerOrchestrator):
+        def apply_truncated_backprop(self, step_outputs, config=None):
+            return step_outputs
+
+    class CutAll(UnifiedRefinerOrchestrator):
+        def apply_truncated_backprop(self, step_outputs, config=None):
+            return [s.detach() for s in step_outputs[:-1]] + step_outputs[-1:]
+
+    def autograd_per_step(orchestrator_class):
+        o = orchestrator_class.from_config(tiny_model_config(), tiny_config(), seed=0)
+        mode = []
+        o.core.blocks[0].register_forward_hook(lambda *_: mode.append(torch.is_grad_enabled()))
+        o.train_step(parity_batch(4), _sgd(o))
+        return mode
+
+    # The memory saving follows the method: steps it cuts run without autograd.
+    assert autograd_per_step(UnifiedRefinerOrchestrator) == [False, False, True, True]
+    assert autograd_per_step(NoCut) == [True] * T
+    seed_rule = _early_loss_grad_norm(UnifiedRefinerOrchestrator, truncated=True)
+    assert seed_rule == 0.0  # K=2: steps 1-2 carry no gradient
+    no_cut = _early_loss_grad_norm(NoCut, truncated=True)
+    assert no_cut > 1e-3
+    assert no_cut == pytest.approx(_early_loss_grad_norm(UnifiedRefinerOrchestrator, False))
+    assert _early_loss_grad_norm(CutAll, truncated=False) == 0.0
+    # The seed's call on a list of step outputs states the same rule.
     o = tiny_orchestrator(tiny_config(backprop_truncate_steps=2))
-    outs = [{"token": torch.ones((), requires_grad=True), "strategy": "replace"} for _ in range(T)]
-    cut = o.apply_truncated_backprop(outs, o.config)
-    assert [s["token"].requires_grad for s in cut] == [False, False, True, True]
+    batch = parity_batch(4)
+    records = o.core(batch["input"], steps=T, target=batch["target"]).steps
+    cut = o.apply_truncated_backprop(records, o.config)
+    assert [s.losses.token.requires_grad for s in cut] == [False, False, True, True]
+    assert [s.latent.requires_grad for s in cut] == [False, False, True, True]
+
+
+def test_select_edit_strategy_chooses_every_edit():
+    """The unroll (train_step, evaluate) and inference edit through the seed's method."""
+    calls = []
+
+    class AlwaysPatch(UnifiedRefinerOrchestrator):
+        def select_edit_strategy(self, step, canvas_scores, task_type):
+            calls.append((step, task_type))
+            return "patch"
+
+    o = AlwaysPatch.from_config(
+        tiny_model_config(), tiny_config(canvas_edit_strategies=["replace"]), seed=0
+    )
+    m = o.train_step(parity_batch(8), _sgd(o), task_type="grid")
+    assert m["edit_strategies"] == ["patch"] * T
+    assert calls == [(t, "grid") for t in range(T)]
+    o.evaluate(parity_batch(4))
+    r = o.inference(parity_batch(4)["input"], early_stopping=False)
+    assert r["edit_strategy_use"] == {"patch": o.config.max_steps_infer}
+    # no task_type given: the one trained on
+    assert {task for _, task in calls[T:]} == {"grid"}
 
 
 @pytest.mark.parametrize(
@@ -167,7 +236,9 @@ def test_metrics_are_json_and_complete():
     assert set(m["edit_strategies"]) <= {"replace", "patch", "append"}
     stats = o.get_training_stats()
     json.dumps(stats, allow_nan=False)
-    assert stats["step_count"] == 5 and stats["mode"] == "train"
+    assert stats["step_count"] == 5 and stats["mode"] == stats["training_mode"] == "train"
+    assert stats["edit_strategy_performance"] == stats["edit_performance"]
+    assert stats["memory_stats"] == stats["memory"] and stats["memory"]["capacity"] == 16
     assert stats["gradient_norm"]["history_length"] == 5 and stats["loss"]["history_length"] == 5
     assert sum(v["uses"] for v in stats["edit_performance"].values()) == 5 * T
     assert o.grokfast.ema  # the filter ran

@@ -8,7 +8,44 @@ Layers (tests/test_layers.py keeps them true):
 - ``refiner.distributed``: the only code that imports Ray (Ray Data, Ray Train, Tune);
 - ``refiner.tracking``: the only code that imports MLflow.
 
-The jobs (``jobs/*.py``) parse arguments and call these layers.
+The jobs (``jobs/*.py``) parse arguments and call these layers. The seed's names import
+from the package itself (loaded on first use, so ``import refiner.config`` does not pull
+in the model)::
+
+    from refiner import UnifiedRefinerOrchestrator, OrchestrationConfig, RefinerModel, MemoryBank
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "UnifiedRefinerOrchestrator": "refiner.orchestrator",
+    "OrchestrationConfig": "refiner.config",
+    "ModelConfig": "refiner.config",
+    "RefinerModel": "refiner.model",
+    "MemoryBank": "refiner.memory",
+}
+__all__ = [
+    "MemoryBank",
+    "ModelConfig",
+    "OrchestrationConfig",
+    "RefinerModel",
+    "UnifiedRefinerOrchestrator",
+    "__version__",
+]
+
+if TYPE_CHECKING:
+    from refiner.config import ModelConfig, OrchestrationConfig
+    from refiner.memory import MemoryBank
+    from refiner.model import RefinerModel
+    from refiner.orchestrator import UnifiedRefinerOrchestrator
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'refiner' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -35,12 +35,9 @@ from refiner.config import (
     apply_overrides,
     load_dataclass,
 )
-from refiner.memory import MemoryBank
-from refiner.model import RefinerModel
 from refiner.optim import make_optimizer, warmup_cosine
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.tasks.sources import SOURCES, load_tasks
-from refiner.tokenizers import tokenizer_for
 
 
 @dataclass
@@ -236,24 +233,20 @@ def build_orchestrator(
     device: torch.device | str | None = None,
     wrap_model: Any = None,
 ) -> UnifiedRefinerOrchestrator:
-    """Model + memory bank + orchestrator, seeded from the config.
+    """Model + memory bank + orchestrator, seeded from the config (see
+    ``UnifiedRefinerOrchestrator.from_config``).
 
     ``wrap_model`` (e.g. Ray Train's ``prepare_model``) wraps the model for DDP; it is
     applied before the orchestrator is built so that training goes through the wrapper.
     """
-    torch.manual_seed(config.seed)
-    model: torch.nn.Module = RefinerModel(config.model)
-    if device is not None:
-        model.to(device)
-    if wrap_model is not None:
-        model = wrap_model(model)
-    memory = MemoryBank.from_config(config.model, device or "cpu")
-    return UnifiedRefinerOrchestrator(
-        model,
-        tokenizer_for(task_type, num_symbols),
-        memory,
+    return UnifiedRefinerOrchestrator.from_config(
+        config.model,
         config.orchestration,
+        task_type=task_type,
+        num_symbols=num_symbols,
         device=device,
+        seed=config.seed,
+        wrap_model=wrap_model,
     )
 
 

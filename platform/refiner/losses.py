@@ -8,6 +8,8 @@ against "the canvas after this step's edit is exactly right".
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -35,6 +37,30 @@ def step_weights(weights: StepLossWeights, steps: int) -> torch.Tensor:
     return w / w.sum()
 
 
+@dataclass
+class StepLosses:
+    """The loss terms of one step (unweighted, fp32) and its exactness metrics."""
+
+    token: torch.Tensor  # 0-d token cross-entropy
+    halting: torch.Tensor  # 0-d halting BCE ("the canvas is exactly right")
+    quality: torch.Tensor  # 0-d quality BCE ("the proposed token is right")
+    exact: torch.Tensor  # [B] bool: the canvas after the edit equals the target
+    token_acc: torch.Tensor  # 0-d fraction of canvas positions equal to the target
+
+    def detach(self) -> StepLosses:
+        return StepLosses(
+            self.token.detach(),
+            self.halting.detach(),
+            self.quality.detach(),
+            self.exact,
+            self.token_acc.detach(),
+        )
+
+    def of_type(self, name: str) -> torch.Tensor:
+        """The term named by one of LOSS_TYPES."""
+        return getattr(self, name)
+
+
 def step_loss_terms(
     logits: torch.Tensor,
     quality_logits: torch.Tensor,
@@ -42,7 +68,7 @@ def step_loss_terms(
     proposal: torch.Tensor,
     canvas: torch.Tensor,
     target: torch.Tensor,
-) -> dict[str, torch.Tensor]:
+) -> StepLosses:
     """Unweighted loss terms (0-d, fp32) and detached metrics of one step.
 
     logits [B, L, V]; quality_logits [B, L]; halt_logit [B]; proposal (argmax) and
@@ -55,10 +81,4 @@ def step_loss_terms(
     correct = canvas == target
     exact = correct.all(-1)
     halting = F.binary_cross_entropy_with_logits(halt_logit.float(), exact.float())
-    return {
-        "token": token,
-        "halting": halting,
-        "quality": quality,
-        "exact": exact,
-        "token_acc": correct.float().mean(),
-    }
+    return StepLosses(token, halting, quality, exact, correct.float().mean())

@@ -17,11 +17,15 @@ The canvas passes between steps as discrete tokens (argmax, then an edit strateg
 decides which positions change); gradients cross steps through the latent z.
 
 `forward()` runs the whole T-step unroll in ONE call: DDP allows one forward per
-backward, so truncation (the first T-K steps run without autograd and the latent is
-detached before the last K), canvas edits (a callback) and per-step losses all happen
+backward, so the canvas edits and the gradient cut (callbacks: the orchestrator's
+`select_edit_strategy` and `apply_truncated_backprop`) and the per-step losses all happen
 inside it. Every parameter is used in every step, so every parameter gets a gradient
 from every backward (no `find_unused_parameters` needed). `step()` is one step, for
 inference with per-sample early stopping (no autograd, so it can bypass DDP).
+
+Typed values pass between steps and layers (shapes beside the fields): `RefinerState`
+(the carry), `StepOutput` (one `step()`), `StepRecord` (what the unroll keeps of a step)
+and `Unroll` (what `forward()` returns).
 
 Blocks are post-norm (RMSNorm after each residual add): the same block is applied
 T * latent_cycles * n_layers times, and post-norm keeps the latent's scale fixed however
@@ -35,6 +39,7 @@ minimum, since "the whole canvas is right" is a property of its weakest position
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -42,9 +47,65 @@ import torch.nn.functional as F
 
 from refiner.config import ModelConfig
 from refiner.edits import canvas_score
-from refiner.losses import step_loss_terms
+from refiner.losses import StepLosses, step_loss_terms
 from refiner.memory import memory_read
 from refiner.tokenizers import MASK
+
+
+@dataclass
+class RefinerState:
+    """The carry between refinement steps."""
+
+    canvas: torch.Tensor  # [B, L] token ids: the current draft (MASK where never written)
+    canvas_quality: torch.Tensor  # [B, L] P(token right) per position, 0 where never written
+    latent: torch.Tensor  # [B, L, D]
+
+
+@dataclass
+class StepOutput:
+    """What one `step()` computes."""
+
+    latent: torch.Tensor  # [B, L, D] the refined latent (the next step starts from it)
+    logits: torch.Tensor  # [B, L, V] the proposed canvas
+    quality_logits: torch.Tensor  # [B, L] per position: is the proposed token right?
+    halt_logit: torch.Tensor  # [B] is the whole canvas right now?
+    summary: torch.Tensor  # [B, D] detached: what the memory is searched (and written) with
+    memory_similarity: torch.Tensor | None  # [B] best similarity read; None without memory
+
+
+@dataclass
+class StepRecord:
+    """What the unroll keeps of one step: the latent it hands on, losses and metrics."""
+
+    strategy: str  # the canvas edit applied after the step
+    latent: torch.Tensor  # [B, L, D] the step's latent; detaching it cuts the gradient
+    halt_prob: torch.Tensor  # [B] detached
+    score: torch.Tensor  # [B] canvas score after the edit (no gradient)
+    memory_similarity: torch.Tensor | None  # [B] or None
+    losses: StepLosses | None  # with a target: the step's loss terms
+
+    def detach(self) -> StepRecord:
+        """The same step with no gradient path through it (truncation)."""
+        return replace(
+            self,
+            latent=self.latent.detach(),
+            memory_similarity=None
+            if self.memory_similarity is None
+            else self.memory_similarity.detach(),
+            losses=None if self.losses is None else self.losses.detach(),
+        )
+
+
+@dataclass
+class Unroll:
+    """What `forward()` returns."""
+
+    steps: list[StepRecord]  # one per step, in order
+    canvas: torch.Tensor  # [B, L] the final canvas
+    canvas_quality: torch.Tensor  # [B, L]
+    latent: torch.Tensor  # [B, L, D] detached final latent
+    summary: torch.Tensor  # [B, D] detached pooled (input + final latent)
+
 
 # edit_fn(step, canvas, canvas_quality, proposal, proposal_quality)
 #   -> (new_canvas, new_quality, strategy_name)
@@ -52,6 +113,49 @@ EditFn = Callable[
     [int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     tuple[torch.Tensor, torch.Tensor, str],
 ]
+# truncate(step_records_so_far) -> the same records with the gradient cut applied
+TruncateFn = Callable[[list[StepRecord]], list[StepRecord]]
+
+
+def keep_last(grad_steps: int, steps: int) -> TruncateFn:
+    """The truncation rule: only the last `grad_steps` of `steps` steps carry gradient.
+
+    As a callback it detaches every step before the window, so the first window step
+    starts from a detached latent and the earlier steps' losses give no gradient."""
+    if not 1 <= grad_steps <= steps:
+        raise ValueError(f"grad_steps must be in [1, steps={steps}], got {grad_steps}")
+    first = steps - grad_steps
+
+    def truncate(records: list[StepRecord]) -> list[StepRecord]:
+        return [r.detach() if t < first else r for t, r in enumerate(records)]
+
+    return truncate
+
+
+def steps_kept_by(truncate: TruncateFn, steps: int) -> list[bool]:
+    """Which steps of a `steps`-step unroll need autograd under `truncate`: a dry run of
+    the cut, called as the unroll calls it, on placeholder records (0-d tensors). A step
+    whose record comes back detached from the call right after it can run without
+    autograd: its graph would be dropped at once and nothing downstream can reach it."""
+    records: list[StepRecord] = []
+    kept = []
+    for _ in range(steps):
+        attached = torch.zeros((), requires_grad=True)
+        records.append(
+            StepRecord(
+                strategy="replace",
+                latent=attached,
+                halt_prob=torch.zeros(()),
+                score=torch.zeros(()),
+                memory_similarity=None,
+                losses=StepLosses(
+                    attached, attached, attached, torch.zeros((), dtype=torch.bool), attached
+                ),
+            )
+        )
+        records = truncate(records)
+        kept.append(records[-1].latent.requires_grad)
+    return kept
 
 
 class RMSNorm(nn.Module):
@@ -197,14 +301,14 @@ class RefinerModel(nn.Module):
             x = x + self.pos_embed.weight[: input_ids.shape[1]]
         return x
 
-    def initial_state(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    def initial_state(self, input_ids: torch.Tensor) -> RefinerState:
         """Empty canvas (all MASK, quality 0) and a zero latent."""
         B, L = input_ids.shape
-        return {
-            "canvas": torch.full_like(input_ids, MASK),
-            "canvas_quality": torch.zeros(B, L, device=input_ids.device),
-            "latent": torch.zeros(B, L, self.config.d_model, device=input_ids.device),
-        }
+        return RefinerState(
+            canvas=torch.full_like(input_ids, MASK),
+            canvas_quality=torch.zeros(B, L, device=input_ids.device),
+            latent=torch.zeros(B, L, self.config.d_model, device=input_ids.device),
+        )
 
     def step(
         self,
@@ -212,7 +316,7 @@ class RefinerModel(nn.Module):
         canvas: torch.Tensor,
         latent: torch.Tensor,
         memory: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> dict[str, torch.Tensor]:
+    ) -> StepOutput:
         """One refinement step. x, latent [B, L, D]; canvas [B, L] ids."""
         L = x.shape[1]
         inject = x + self.canvas_embed(canvas)
@@ -234,15 +338,15 @@ class RefinerModel(nn.Module):
                 z = block(z, rope, mask)
         readout = z.detach()  # the heads read the latent but do not train it (module docs)
         settled = self.halt_head(readout).squeeze(-1)  # per position: "this position is final"
-        return {
-            "latent": z,
-            "logits": self.token_head(z),
-            "quality_logits": self.quality_head(readout).squeeze(-1),
+        return StepOutput(
+            latent=z,
+            logits=self.token_head(z),
+            quality_logits=self.quality_head(readout).squeeze(-1),
             # soft minimum over positions: halt once every position is settled
-            "halt_logit": -torch.logsumexp(-settled, dim=-1),
-            "summary": summary,
-            "memory_similarity": memory_similarity,
-        }
+            halt_logit=-torch.logsumexp(-settled, dim=-1),
+            summary=summary,
+            memory_similarity=memory_similarity,
+        )
 
     def _local_mask(self, length: int, device: torch.device) -> torch.Tensor | None:
         """With `attention_window` r, position i attends to |i - j| <= r only (else None)."""
@@ -265,61 +369,66 @@ class RefinerModel(nn.Module):
         target: torch.Tensor | None = None,
         edit_fn: EditFn | None = None,
         memory: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> dict:
-        """Unroll `steps` refinement steps; gradients flow through the last `grad_steps`.
+        truncate: TruncateFn | None = None,
+    ) -> Unroll:
+        """Unroll `steps` refinement steps from an empty canvas.
 
-        Returns {"steps": [per-step dict], "canvas", "canvas_quality", "latent",
-        "summary"} where each per-step dict holds "halt_prob" [B], "score" [B],
-        "memory_similarity" [B] or None, "strategy" and, with `target`, the loss terms
-        "token", "halting", "quality" (0-d, attached to the graph on gradient steps)
-        and the metrics "exact" [B] and "token_acc". Steps before the gradient window
-        run under no_grad and keep no activations.
+        The gradient cut: `truncate` (the orchestrator's `apply_truncated_backprop`) is
+        called after every step with the records so far and returns them with the cut
+        applied; the next step starts from the latent of the last returned record, and
+        the returned records are what the unroll keeps. A step whose record the cut
+        detaches as soon as it is made (found by `steps_kept_by`) runs without autograd,
+        which is the memory saving of truncation. `grad_steps=K` means
+        `truncate=keep_last(K, steps)`. With neither, every step carries gradient.
+
+        `edit_fn` chooses and applies each step's canvas edit (default: replace).
+        With `target`, every record carries the step's loss terms.
         """
-        grad_steps = steps if grad_steps is None else grad_steps
-        if not 1 <= grad_steps <= steps:
-            raise ValueError(f"grad_steps must be in [1, steps={steps}], got {grad_steps}")
-        first_grad_step = steps - grad_steps
-        x = self.embed_input(input_ids)
+        if truncate is not None and grad_steps is not None:
+            raise ValueError("pass grad_steps or truncate, not both")
+        if grad_steps is not None:
+            truncate = keep_last(grad_steps, steps)
+        autograd = [torch.is_grad_enabled()] * steps
+        if truncate is not None and torch.is_grad_enabled():
+            autograd = steps_kept_by(truncate, steps)
+        x = self.embed_input(input_ids)  # [B, L, D]
         state = self.initial_state(input_ids)
-        canvas, canvas_quality, latent = state["canvas"], state["canvas_quality"], state["latent"]
-        outputs = []
+        canvas, canvas_quality, latent = state.canvas, state.canvas_quality, state.latent
+        records: list[StepRecord] = []
         for t in range(steps):
-            if t == first_grad_step:
-                latent = latent.detach()  # truncation: no gradient into earlier steps
-            with torch.set_grad_enabled(torch.is_grad_enabled() and t >= first_grad_step):
+            with torch.set_grad_enabled(autograd[t]):
                 out = self.step(x, canvas, latent, memory)
-                latent = out["latent"]
                 with torch.no_grad():
-                    proposal = out["logits"].argmax(-1)
-                    proposal_quality = torch.sigmoid(out["quality_logits"].float())
+                    proposal = out.logits.argmax(-1)  # [B, L]
+                    proposal_quality = torch.sigmoid(out.quality_logits.float())  # [B, L]
                     if edit_fn is None:
                         canvas, canvas_quality, strategy = proposal, proposal_quality, "replace"
                     else:
                         canvas, canvas_quality, strategy = edit_fn(
                             t, canvas, canvas_quality, proposal, proposal_quality
                         )
-                record = {
-                    "strategy": strategy,
-                    "halt_prob": torch.sigmoid(out["halt_logit"].detach().float()),
-                    "score": canvas_score(canvas_quality),
-                    "memory_similarity": out["memory_similarity"],
-                }
+                losses = None
                 if target is not None:
-                    record.update(
-                        step_loss_terms(
-                            out["logits"],
-                            out["quality_logits"],
-                            out["halt_logit"],
-                            proposal,
-                            canvas,
-                            target,
-                        )
+                    losses = step_loss_terms(
+                        out.logits, out.quality_logits, out.halt_logit, proposal, canvas, target
                     )
-            outputs.append(record)
-        return {
-            "steps": outputs,
-            "canvas": canvas,
-            "canvas_quality": canvas_quality,
-            "latent": latent.detach(),
-            "summary": (x + latent).mean(1).detach(),
-        }
+            records.append(
+                StepRecord(
+                    strategy=strategy,
+                    latent=out.latent,
+                    halt_prob=torch.sigmoid(out.halt_logit.detach().float()),
+                    score=canvas_score(canvas_quality),
+                    memory_similarity=out.memory_similarity,
+                    losses=losses,
+                )
+            )
+            if truncate is not None:
+                records = truncate(records)
+            latent = records[-1].latent
+        return Unroll(
+            steps=records,
+            canvas=canvas,
+            canvas_quality=canvas_quality,
+            latent=latent.detach(),
+            summary=(x + latent).mean(1).detach(),
+        )

@@ -2,9 +2,14 @@
 
 Training unrolls `max_steps_train` refinement steps in one model forward (see
 refiner.model), supervises every step, and backpropagates through the last
-`backprop_truncate_steps` only. Inference runs at most `max_steps_infer` steps and lets
-every sample stop on its own (ACT confidence, quality, patience, max steps); stopped
-samples leave the batch, so later steps run on fewer rows.
+`backprop_truncate_steps` only. Inference (refiner.inference) runs at most
+`max_steps_infer` steps and lets every sample stop on its own.
+
+The seed's methods are the code paths that run: the unroll chooses every step's edit
+through `select_edit_strategy` and applies the gradient cut through
+`apply_truncated_backprop` (both passed into the model's forward as callbacks, so under
+DDP the unroll stays one forward call), so a subclass that overrides them changes
+training.
 
 `self.model` may be a DDP wrapper: training calls it (one forward per backward);
 everything else uses the unwrapped module (`self.core`).
@@ -14,29 +19,47 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections import Counter, deque
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from refiner.config import OrchestrationConfig
+from refiner.checkpoint import checkpoint_configs, load_checkpoint
+from refiner.config import ModelConfig, OrchestrationConfig
 from refiner.edits import EditSelector, apply_edit, canvas_score, token_accuracy
 from refiner.grokfast import GrokfastFilter
-from refiner.halting import STOP_REASONS, StoppingRule
+from refiner.inference import infer_few
 from refiner.losses import LOSS_TYPES, step_weights
 from refiner.memory import MemoryBank
-from refiner.model import EditFn, RefinerModel
-from refiner.tokenizers import MASK
+from refiner.model import EditFn, RefinerModel, StepRecord, keep_last
+from refiner.tokenizers import tokenizer_for
 
 HISTORY_LENGTH = 100  # recent losses and gradient norms kept (and checkpointed)
+DEFAULT_TASK_TYPE = "sequence"  # inference's edit history before any training
 
 
 def unwrap(model: nn.Module) -> RefinerModel:
     """The RefinerModel inside a DDP (or similar) wrapper."""
     return getattr(model, "module", model)
+
+
+def step_losses(
+    records: list[StepRecord], config: OrchestrationConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The supervised records' loss terms: (per type [len(LOSS_TYPES), T], and the
+    type-weighted loss of each step [T]), both still attached to the graph."""
+    if any(r.losses is None for r in records):
+        raise ValueError("step losses need an unroll with a target")
+    per_type = torch.stack(
+        [torch.stack([r.losses.of_type(name) for r in records]) for name in LOSS_TYPES]
+    )
+    w = config.step_loss_weights
+    weighted = w.token * per_type[0] + w.halting * per_type[1] + w.quality * per_type[2]
+    return per_type, weighted
 
 
 class UnifiedRefinerOrchestrator:
@@ -49,7 +72,9 @@ class UnifiedRefinerOrchestrator:
         device: torch.device | str | None = None,
         autocast: bool | None = None,
     ) -> None:
-        """`autocast`: bf16 autocast for forwards; default on for CUDA, off for CPU."""
+        """`autocast`: bf16 autocast for forwards; default on for CUDA, off for CPU.
+
+        `from_config` and `from_checkpoint` build all of this from configs."""
         core = unwrap(model)
         if device is None:
             device = next(core.parameters()).device
@@ -77,8 +102,72 @@ class UnifiedRefinerOrchestrator:
         self.skipped_steps = 0  # updates refused by the NaN/Inf guard
         self.loss_history: deque[float] = deque(maxlen=HISTORY_LENGTH)
         self.grad_norm_history: deque[float] = deque(maxlen=HISTORY_LENGTH)
+        self.task_type: str | None = None  # what train_step last trained on
+        self._explore: bool | None = None  # edit exploration; None: in train mode
         self.training = True
         self.train()
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def from_config(
+        cls,
+        model_config: ModelConfig,
+        config: OrchestrationConfig | None = None,
+        *,
+        task_type: str = DEFAULT_TASK_TYPE,
+        num_symbols: int | None = None,
+        tokenizer: Any = None,
+        device: torch.device | str | None = None,
+        seed: int | None = None,
+        wrap_model: Callable[[nn.Module], nn.Module] | None = None,
+        autocast: bool | None = None,
+    ) -> UnifiedRefinerOrchestrator:
+        """A fresh refiner: the model, the memory bank its config asks for, and the
+        tokenizer of `task_type` (unless `tokenizer` is given).
+
+        `seed` seeds torch before the weights are initialised. `wrap_model` (e.g. Ray
+        Train's `prepare_model`) wraps the placed model for DDP before the orchestrator
+        is built, so that training goes through the wrapper."""
+        if seed is not None:
+            torch.manual_seed(seed)
+        model: nn.Module = RefinerModel(model_config)
+        if device is not None:
+            model.to(device)
+        if wrap_model is not None:
+            model = wrap_model(model)
+        return cls(
+            model,
+            tokenizer if tokenizer is not None else tokenizer_for(task_type, num_symbols),
+            MemoryBank.from_config(model_config, device or "cpu"),
+            config,
+            device=device,
+            autocast=autocast,
+        )
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: torch.device | str | None = None,
+        *,
+        task_type: str | None = None,
+        num_symbols: int | None = None,
+        tokenizer: Any = None,
+    ) -> UnifiedRefinerOrchestrator:
+        """The refiner a checkpoint file holds (weights-only load; configs, weights,
+        histories, edit statistics, memory bank and RNG states restored), in eval mode.
+
+        The tokenizer is that of `task_type` (default: the task type the checkpoint was
+        trained on) unless `tokenizer` is given."""
+        model_config, config = checkpoint_configs(path)
+        orchestrator = cls.from_config(model_config, config, tokenizer=tokenizer, device=device)
+        load_checkpoint(path, orchestrator)
+        if tokenizer is None:
+            orchestrator.tokenizer = tokenizer_for(
+                task_type or orchestrator.task_type or DEFAULT_TASK_TYPE, num_symbols
+            )
+        return orchestrator.eval()
 
     @property
     def core(self) -> RefinerModel:
@@ -100,7 +189,7 @@ class UnifiedRefinerOrchestrator:
         self,
         batch: Mapping[str, torch.Tensor],
         optimizer: torch.optim.Optimizer,
-        task_type: str = "sequence",
+        task_type: str = DEFAULT_TASK_TYPE,
         lr_scheduler: Any = None,
     ) -> dict[str, Any]:
         """One optimizer update from one batch: unroll, weighted loss, backward, NaN/Inf
@@ -115,30 +204,26 @@ class UnifiedRefinerOrchestrator:
         are averaged."""
         if not self.training:
             self.train()
+        self.task_type = task_type
         inputs, target = self._batch(batch)
         c = self.config
         T = c.max_steps_train
-        K = c.gradient_window(T)
         learn_edits = c.adaptive_edit_selection and len(c.canvas_edit_strategies) > 1
         gains: list[tuple[str, torch.Tensor]] = []
-        edit_fn = self._edit_fn(
-            task_type, explore=True, target=target if learn_edits else None, gains=gains
-        )
-        with self._autocast():
-            out = self.model(
-                inputs, steps=T, grad_steps=K, target=target, edit_fn=edit_fn, memory=self._memory()
+        edit_fn = self._edit_fn(task_type, target=target if learn_edits else None, gains=gains)
+        with self.autocast_context(), self.exploring(True):
+            unroll = self.model(
+                inputs,
+                steps=T,
+                target=target,
+                edit_fn=edit_fn,
+                memory=self.memory_snapshot(),
+                truncate=self.apply_truncated_backprop,
             )
-        steps = self.apply_truncated_backprop(out["steps"], c)
-
-        w = c.step_loss_weights
-        weights = step_weights(w, T).to(self.device, torch.float32)
-        per_type = {name: torch.stack([s[name] for s in steps]) for name in LOSS_TYPES}  # [T] each
-        step_losses = (
-            w.token * per_type["token"]
-            + w.halting * per_type["halting"]
-            + w.quality * per_type["quality"]
-        )
-        loss = (weights * step_losses).sum()
+        records = unroll.steps
+        weights = step_weights(c.step_loss_weights, T).to(self.device, torch.float32)  # [T]
+        per_type, per_step = step_losses(records, c)  # [3, T], [T]
+        loss = (weights * per_step).sum()
 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -167,28 +252,17 @@ class UnifiedRefinerOrchestrator:
             if math.isfinite(loss.item()):
                 self.loss_history.append(loss.item())
             self.grad_norm_history.append(grad_norm)
-            self._write_memory(out, steps[-1]["exact"])
+            self._write_memory(unroll.summary, unroll.latent, records[-1].losses.exact)
         self.step_count += 1
         if gains:  # one host transfer for all steps' edit gains
             for (strategy, _), gain in zip(
                 gains, torch.stack([g for _, g in gains]).tolist(), strict=True
             ):
                 self.edit_selector.record(task_type, strategy, gain)
-        self._record_memory_reads(steps)
+        self._record_memory_reads(records)
 
-        per_step = torch.stack(
-            [
-                step_losses.detach(),
-                torch.stack([s["exact"].float().mean() for s in steps]),
-                torch.stack([s["token_acc"] for s in steps]),
-                torch.stack([s["halt_prob"].mean() for s in steps]),
-            ]
-        ).tolist()
-        totals = (
-            (weights[None] * torch.stack([per_type[n].detach() for n in LOSS_TYPES]))
-            .sum(1)
-            .tolist()
-        )
+        curves = _curves(records, per_step)
+        totals = (weights[None] * per_type.detach()).sum(1).tolist()
         return {
             "step": self.step_count,
             "loss": _finite_or_none(loss.item()),
@@ -196,40 +270,51 @@ class UnifiedRefinerOrchestrator:
                 f"loss_{name}": _finite_or_none(v)
                 for name, v in zip(LOSS_TYPES, totals, strict=True)
             },
-            "step_losses": [_finite_or_none(v) for v in per_step[0]],
-            "acc_at": per_step[1],
-            "token_acc_at": per_step[2],
-            "halt_prob_at": per_step[3],
+            "step_losses": [_finite_or_none(v) for v in curves["step_losses"]],
+            "acc_at": curves["acc_at"],
+            "token_acc_at": curves["token_acc_at"],
+            "halt_prob_at": curves["halt_prob_at"],
             "grad_norm": _finite_or_none(grad_norm),
             "clipped": bool(clipped),
             "skipped": skipped,
             "skipped_total": self.skipped_steps,
-            "edit_strategies": [s["strategy"] for s in steps],
+            "edit_strategies": [r.strategy for r in records],
             "smoothed_loss": self._smoothed_loss(),
             "lr": None if skipped else lr,
-            "gradient_steps": K,
+            "gradient_steps": c.gradient_window(T),
         }
 
     def apply_truncated_backprop(
-        self, step_outputs: list[dict[str, Any]], config: OrchestrationConfig | None = None
-    ) -> list[dict[str, Any]]:
-        """Cut the gradient of every step before the last K: their tensors are detached.
+        self, step_outputs: list[StepRecord], config: OrchestrationConfig | None = None
+    ) -> list[StepRecord]:
+        """The gradient cut of the training unroll: of its T = max_steps_train steps only
+        the last K (config.gradient_window) carry gradient.
 
-        The model's unroll already runs those steps without autograd and detaches the
-        latent before the window (which is what saves memory); this states the rule
-        on the step outputs themselves, so a loss built from them cannot reach back."""
+        Returns `step_outputs` with every step before the window detached: its loss
+        terms give no gradient, and the first window step starts from a detached
+        latent. The model's unroll calls this after every step with the records so far
+        and continues from what it returns, so this is where truncation happens; a
+        detached step drops its activations at once, so memory holds the window only."""
         config = config or self.config
-        first = len(step_outputs) - config.gradient_window(len(step_outputs))
-        return [
-            s if t >= first else {k: v.detach() if torch.is_tensor(v) else v for k, v in s.items()}
-            for t, s in enumerate(step_outputs)
-        ]
+        T = config.max_steps_train
+        return keep_last(config.gradient_window(T), T)(step_outputs)
 
     def select_edit_strategy(
         self, step: int, canvas_scores: torch.Tensor | None, task_type: str
     ) -> str:
-        """The edit strategy for `step` (explores only in train mode)."""
-        return self.edit_selector.select(step, canvas_scores, task_type, explore=self.training)
+        """The edit strategy for `step` of an unroll (training, evaluation and inference
+        all choose here). Explores only while training (`train_step`)."""
+        explore = self.training if self._explore is None else self._explore
+        return self.edit_selector.select(step, canvas_scores, task_type, explore=explore)
+
+    @contextlib.contextmanager
+    def exploring(self, explore: bool) -> Iterator[None]:
+        """Within the block, `select_edit_strategy` explores iff `explore`."""
+        saved, self._explore = self._explore, explore
+        try:
+            yield
+        finally:
+            self._explore = saved
 
     # ------------------------------------------------------------------ evaluation
 
@@ -237,10 +322,11 @@ class UnifiedRefinerOrchestrator:
     def evaluate(
         self,
         batch: Mapping[str, torch.Tensor],
-        task_type: str = "sequence",
+        task_type: str | None = None,
         steps: int | None = None,
     ) -> dict[str, Any]:
-        """Full unroll (no early stopping) on a labelled batch: acc@t, token acc@t, loss.
+        """Full unroll (no early stopping) on a labelled batch: acc@t, token acc@t,
+        halting probability and type-weighted loss per step (`task_type`: as inference).
 
         Changes no state (no edit-history updates, no memory writes)."""
         inputs, target = self._batch(batch)
@@ -248,51 +334,37 @@ class UnifiedRefinerOrchestrator:
         was_training = self.core.training
         self.core.eval()
         try:
-            with self._autocast():
-                out = self.core(
+            with self.autocast_context(), self.exploring(False):
+                unroll = self.core(
                     inputs,
                     steps=steps,
                     target=target,
-                    edit_fn=self._edit_fn(task_type, explore=False),
-                    memory=self._memory(),
+                    edit_fn=self._edit_fn(self._task_type(task_type)),
+                    memory=self.memory_snapshot(),
                 )
         finally:
             self.core.train(was_training)
-        s = out["steps"]
-        w = self.config.step_loss_weights
-        rows = torch.stack(
-            [
-                torch.stack([x["exact"].float().mean() for x in s]),
-                torch.stack([x["token_acc"] for x in s]),
-                torch.stack([x["halt_prob"].mean() for x in s]),
-                torch.stack(
-                    [
-                        w.token * x["token"] + w.halting * x["halting"] + w.quality * x["quality"]
-                        for x in s
-                    ]
-                ),
-            ]
-        ).tolist()
+        _, per_step = step_losses(unroll.steps, self.config)
+        curves = _curves(unroll.steps, per_step)
         return {
-            "acc_at": rows[0],
-            "token_acc_at": rows[1],
-            "halt_prob_at": rows[2],
-            "step_losses": rows[3],
+            key: curves[key] for key in ("acc_at", "token_acc_at", "halt_prob_at", "step_losses")
         }
 
-    @torch.no_grad()
     def inference(
         self,
         input_ids: torch.Tensor | np.ndarray | list,
         return_traces: bool = False,
         max_steps_override: int | None = None,
         early_stopping: bool | None = None,
-        task_type: str = "sequence",
+        task_type: str | None = None,
     ) -> dict[str, Any]:
-        """Refine each sample until it stops; stopped samples leave the active batch.
+        """Refine each sample until it stops; stopped samples leave the active batch
+        (the loop is refiner.inference.infer_few).
 
         `early_stopping=False` (or config.stopping.early_stopping=False) runs every
-        sample to the step limit. Changes no state except memory-bank read counters.
+        sample to the step limit. `task_type` picks the edit history to choose edits
+        from; by default the task type this orchestrator was trained on. Changes no
+        state except memory-bank read counters.
         Returns final_canvas_ids [B][L], final_canvas (decoded by the tokenizer, or None
         without one), steps_taken [B], mean_steps, sample_steps (sum of steps_taken),
         stopping_reason [B] (refiner.halting.STOP_REASONS), stopping_reason_counts,
@@ -302,114 +374,32 @@ class UnifiedRefinerOrchestrator:
         canvases, scores, halting probabilities, strategy and the rows that stopped.
         """
         c = self.config
-        max_steps = max_steps_override if max_steps_override is not None else c.max_steps_infer
-        if max_steps < 1:
-            raise ValueError(f"max_steps_override must be >= 1, got {max_steps}")
-        stop_early = c.stopping.early_stopping if early_stopping is None else early_stopping
-        inputs = _as_ids(input_ids, self.device)
-        core = self.core
-        was_training = core.training
-        core.eval()
-        B = inputs.shape[0]
-        final_canvas = torch.full_like(inputs, MASK)
-        final_score = torch.zeros(B, device=self.device)
-        steps_taken = torch.zeros(B, dtype=torch.long, device=self.device)
-        reasons = torch.full((B,), -1, dtype=torch.long, device=self.device)
-        rule = StoppingRule(c.stopping, B, self.device, enabled=stop_early)
-        rows = torch.arange(B, device=self.device)  # original index of each active row
-        strategy_use: Counter[str] = Counter()
-        per_step: list[dict[str, Any]] = []
-        memory = self._memory()
-        try:
-            with self._autocast():
-                x = core.embed_input(inputs)
-                state = core.initial_state(inputs)
-                canvas, quality, latent = state["canvas"], state["canvas_quality"], state["latent"]
-                for t in range(max_steps):
-                    out = core.step(x, canvas, latent, memory)
-                    latent = out["latent"]
-                    proposal = out["logits"].argmax(-1)
-                    proposal_quality = torch.sigmoid(out["quality_logits"].float())
-                    strategy = self.edit_selector.select(
-                        t, canvas_score(quality), task_type, explore=False
-                    )
-                    canvas, quality = apply_edit(
-                        strategy,
-                        canvas,
-                        quality,
-                        proposal,
-                        proposal_quality,
-                        self._budget(strategy),
-                    )
-                    strategy_use[strategy] += 1
-                    score = canvas_score(quality)
-                    halt_prob = torch.sigmoid(out["halt_logit"].float())
-                    if self.memory_bank is not None and self.memory_bank.size:
-                        self.memory_bank.record_reads(out["memory_similarity"])
-                    codes = rule.update(halt_prob, score, last_step=t == max_steps - 1)
-                    done = codes >= 0
-                    record = {
-                        "step": t + 1,
-                        "active": rows.numel(),
-                        "mean_score": score.mean().item(),
-                        "mean_halt_prob": halt_prob.mean().item(),
-                        "strategy": strategy,
-                    }
-                    if return_traces:
-                        record.update(
-                            rows=rows.tolist(),
-                            canvas=canvas.tolist(),
-                            score=score.tolist(),
-                            halt_prob=halt_prob.tolist(),
-                            stopped=rows[done].tolist(),
-                        )
-                    per_step.append(record)
-                    if done.any():
-                        stopped = rows[done]
-                        final_canvas[stopped] = canvas[done]
-                        final_score[stopped] = score[done]
-                        steps_taken[stopped] = t + 1
-                        reasons[stopped] = codes[done]
-                        keep = (~done).nonzero().squeeze(1)
-                        rows, x, canvas, quality, latent = (
-                            v[keep] for v in (rows, x, canvas, quality, latent)
-                        )
-                        rule.keep(keep)
-                    if rows.numel() == 0:
-                        break
-        finally:
-            core.train(was_training)
-
-        ids = final_canvas.tolist()
-        reason_names = [STOP_REASONS[r] for r in reasons.tolist()]
-        taken = steps_taken.tolist()
-        result = {
-            "final_canvas_ids": ids,
-            "final_canvas": [self._decode(row) for row in ids],
-            "steps_taken": taken,
-            "mean_steps": sum(taken) / B if B else 0.0,
-            "sample_steps": sum(taken),
-            "stopping_reason": reason_names,
-            "stopping_reason_counts": dict(Counter(reason_names)),
-            "final_canvas_scores": final_score.tolist(),
-            "quality_per_step": [r["mean_score"] for r in per_step],
-            "halt_prob_per_step": [r["mean_halt_prob"] for r in per_step],
-            "active_per_step": [r["active"] for r in per_step],
-            "edit_strategy_use": dict(strategy_use),
-            "memory": self.memory_bank.get_stats() if self.memory_bank is not None else None,
-        }
-        if return_traces:
-            result["traces"] = per_step
-        return result
+        return infer_few(
+            self,
+            input_ids,
+            max_steps=max_steps_override if max_steps_override is not None else c.max_steps_infer,
+            early_stopping=c.stopping.early_stopping if early_stopping is None else early_stopping,
+            task_type=self._task_type(task_type),
+            return_traces=return_traces,
+        )
 
     # ------------------------------------------------------------------ stats and state
 
     def get_training_stats(self) -> dict[str, Any]:
+        """Counters, recent gradient norms and losses, edit performance, memory stats.
+
+        The seed's key names (`training_mode`, `edit_strategy_performance`,
+        `memory_stats`) sit beside this project's (`mode`, `edit_performance`, `memory`)."""
         grads, losses = list(self.grad_norm_history), list(self.loss_history)
+        mode = "train" if self.training else "eval"
+        edit_performance = self.edit_selector.performance()
+        memory = self.memory_bank.get_stats() if self.memory_bank is not None else None
         return {
             "step_count": self.step_count,
             "skipped_steps": self.skipped_steps,
-            "mode": "train" if self.training else "eval",
+            "mode": mode,
+            "training_mode": mode,
+            "task_type": self.task_type,
             "gradient_norm": {
                 "recent": grads[-1] if grads else None,
                 "average": sum(grads) / len(grads) if grads else None,
@@ -421,8 +411,10 @@ class UnifiedRefinerOrchestrator:
                 "smoothed": self._smoothed_loss(),
                 "history_length": len(losses),
             },
-            "edit_performance": self.edit_selector.performance(),
-            "memory": self.memory_bank.get_stats() if self.memory_bank is not None else None,
+            "edit_performance": edit_performance,
+            "edit_strategy_performance": edit_performance,
+            "memory": memory,
+            "memory_stats": memory,
             "config": self.config.to_dict(),
         }
 
@@ -434,6 +426,7 @@ class UnifiedRefinerOrchestrator:
             "config": self.config.to_dict(),
             "step_count": self.step_count,
             "skipped_steps": self.skipped_steps,
+            "task_type": self.task_type,
             "loss_history": list(self.loss_history),
             "grad_norm_history": list(self.grad_norm_history),
             "edit_selector": self.edit_selector.state_dict(),
@@ -446,6 +439,7 @@ class UnifiedRefinerOrchestrator:
         self.core.load_state_dict(state["model"])
         self.step_count = state["step_count"]
         self.skipped_steps = state["skipped_steps"]
+        self.task_type = state.get("task_type")  # absent from checkpoints before it was kept
         self.loss_history = deque(state["loss_history"], maxlen=HISTORY_LENGTH)
         self.grad_norm_history = deque(state["grad_norm_history"], maxlen=HISTORY_LENGTH)
         self.edit_selector.load_state_dict(state["edit_selector"])
@@ -463,26 +457,33 @@ class UnifiedRefinerOrchestrator:
             )
         return inputs.to(self.device, torch.long), target.to(self.device, torch.long)
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
+    def autocast_context(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast around forwards when enabled, else nothing."""
         if not self.autocast:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
 
-    def _memory(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def memory_snapshot(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The memory bank's filled (keys, values), as the model reads them, or None."""
         return self.memory_bank.snapshot() if self.memory_bank is not None else None
 
-    def _budget(self, strategy: str) -> float:
+    def edit_budget(self, strategy: str) -> float:
+        """The fraction of positions a `patch` or `append` edit may change."""
         return self.config.append_budget if strategy == "append" else self.config.patch_budget
+
+    def _task_type(self, task_type: str | None) -> str:
+        """A given task type, else the one trained on, else the default."""
+        return task_type or self.task_type or DEFAULT_TASK_TYPE
 
     def _edit_fn(
         self,
         task_type: str,
-        explore: bool,
         target: torch.Tensor | None = None,
         gains: list[tuple[str, torch.Tensor]] | None = None,
     ) -> EditFn:
-        """The per-step edit callback the unroll calls; with a target it measures each
-        edit's token-accuracy gain (the adaptive selector's reward)."""
+        """The per-step edit callback the unroll calls: the strategy comes from
+        `select_edit_strategy`; with a target it measures each edit's token-accuracy
+        gain (the adaptive selector's reward)."""
 
         def edit(
             step: int,
@@ -492,9 +493,9 @@ class UnifiedRefinerOrchestrator:
             proposal_quality: torch.Tensor,
         ) -> tuple[torch.Tensor, torch.Tensor, str]:
             scores = canvas_score(quality) if self.edit_selector.adaptive else None
-            strategy = self.edit_selector.select(step, scores, task_type, explore=explore)
+            strategy = self.select_edit_strategy(step, scores, task_type)
             new_canvas, new_quality = apply_edit(
-                strategy, canvas, quality, proposal, proposal_quality, self._budget(strategy)
+                strategy, canvas, quality, proposal, proposal_quality, self.edit_budget(strategy)
             )
             if target is not None and gains is not None:
                 gains.append(
@@ -504,28 +505,31 @@ class UnifiedRefinerOrchestrator:
 
         return edit
 
-    def _write_memory(self, out: dict[str, Any], solved: torch.Tensor) -> None:
+    def _write_memory(
+        self, summary: torch.Tensor, latent: torch.Tensor, solved: torch.Tensor
+    ) -> None:
+        """Write up to memory_writes_per_step solved rows: summary [B, D] as keys, the
+        pooled final latent [B, L, D] as values."""
         n = self.config.memory_writes_per_step
         if self.memory_bank is None or n == 0:
             return
         rows = solved.nonzero().squeeze(1)[:n]
         if rows.numel():
-            self.memory_bank.write(
-                out["summary"][rows].float(), out["latent"][rows].mean(1).float()
-            )
+            self.memory_bank.write(summary[rows].float(), latent[rows].mean(1).float())
 
-    def _record_memory_reads(self, steps: list[dict[str, Any]]) -> None:
+    def _record_memory_reads(self, records: list[StepRecord]) -> None:
         if self.memory_bank is None or self.memory_bank.size == 0:
             return
-        for s in steps:
-            if s["memory_similarity"] is not None:
-                self.memory_bank.record_reads(s["memory_similarity"])
+        for r in records:
+            if r.memory_similarity is not None:
+                self.memory_bank.record_reads(r.memory_similarity)
 
     def _smoothed_loss(self) -> float | None:
         recent = list(self.loss_history)[-self.config.loss_smoothing_window :]
         return sum(recent) / len(recent) if recent else None
 
-    def _decode(self, ids: list[int]) -> Any:
+    def decode(self, ids: list[int]) -> Any:
+        """Token ids decoded by the tokenizer (None without one)."""
         if self.tokenizer is None:
             return None
         decoded = self.tokenizer.decode(ids)
@@ -540,14 +544,19 @@ def _grad_norm(params: list[torch.Tensor]) -> float:
     ).item()
 
 
+def _curves(records: list[StepRecord], per_step: torch.Tensor) -> dict[str, list[float]]:
+    """Per-step metrics of a supervised unroll, in one host transfer: step_losses [T]
+    (type-weighted), acc_at [T] (exact match), token_acc_at [T], halt_prob_at [T]."""
+    rows = torch.stack(
+        [
+            per_step.detach(),
+            torch.stack([r.losses.exact.float().mean() for r in records]),
+            torch.stack([r.losses.token_acc for r in records]),
+            torch.stack([r.halt_prob.mean() for r in records]),
+        ]
+    ).tolist()
+    return dict(zip(("step_losses", "acc_at", "token_acc_at", "halt_prob_at"), rows, strict=True))
+
+
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
-
-
-def _as_ids(input_ids: torch.Tensor | np.ndarray | list, device: torch.device) -> torch.Tensor:
-    ids = torch.as_tensor(np.asarray(input_ids) if isinstance(input_ids, list) else input_ids)
-    if ids.dim() == 1:
-        ids = ids.unsqueeze(0)
-    if ids.dim() != 2:
-        raise ValueError(f"input_ids must be [B, L], got shape {tuple(ids.shape)}")
-    return ids.to(device, torch.long)

@@ -14,14 +14,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from refiner.batches import batch_from_table
-from refiner.checkpoint import CheckpointError, checkpoint_configs, load_checkpoint, read_checkpoint
+from refiner.checkpoint import CheckpointError, checkpoint_configs, read_checkpoint
 from refiner.evaluation import EvaluationReport, evaluate_refiner
 from refiner.experiment import TaskConfig, load_task_table
-from refiner.memory import MemoryBank
-from refiner.model import RefinerModel
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.tasks.schema import describe_tasks
-from refiner.tokenizers import tokenizer_for
 
 CHECKPOINT_FILE = "checkpoint.pt"
 MLFLOW_SCHEMES = ("models:/", "runs:/")
@@ -58,14 +55,9 @@ def evaluate_checkpoint(
             f"max_steps_train), got {max_steps}"
         )
     task_type, num_symbols = describe_tasks(tasks)
-    orchestrator = UnifiedRefinerOrchestrator(
-        RefinerModel(model_config),
-        tokenizer_for(task_type, num_symbols),
-        MemoryBank.from_config(model_config, "cpu"),
-        orchestration,
+    orchestrator = UnifiedRefinerOrchestrator.from_checkpoint(
+        path, task_type=task_type, num_symbols=num_symbols
     )
-    load_checkpoint(path, orchestrator)
-    orchestrator.eval()
     try:
         batch = batch_from_table(tasks, model_config.seq_len)
     except ValueError as err:

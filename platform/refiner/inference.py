@@ -1,0 +1,140 @@
+"""Infer few: refine each sample until it stops on its own.
+
+Every sample stops by its own rule (ACT confidence, quality, patience, the step limit;
+refiner.halting), and stopped samples leave the active batch, so later steps run on
+fewer rows. `UnifiedRefinerOrchestrator.inference` is the public entry point; this module
+holds the loop so that training (refiner.orchestrator) and inference read separately.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from refiner.edits import apply_edit, canvas_score
+from refiner.halting import STOP_REASONS, StoppingRule
+from refiner.tokenizers import MASK
+
+if TYPE_CHECKING:
+    from refiner.orchestrator import UnifiedRefinerOrchestrator
+
+
+@torch.no_grad()
+def infer_few(
+    orchestrator: UnifiedRefinerOrchestrator,
+    input_ids: torch.Tensor | np.ndarray | list,
+    max_steps: int,
+    early_stopping: bool,
+    task_type: str,
+    return_traces: bool = False,
+) -> dict[str, Any]:
+    """The result dict documented on `UnifiedRefinerOrchestrator.inference`.
+
+    Edits go through `orchestrator.select_edit_strategy` (never exploring). Changes no
+    state except memory-bank read counters."""
+    if max_steps < 1:
+        raise ValueError(f"max_steps_override must be >= 1, got {max_steps}")
+    o = orchestrator
+    device = o.device
+    inputs = as_ids(input_ids, device)  # [B, L]
+    core = o.core
+    was_training = core.training
+    core.eval()
+    B = inputs.shape[0]
+    final_canvas = torch.full_like(inputs, MASK)  # [B, L]
+    final_score = torch.zeros(B, device=device)
+    steps_taken = torch.zeros(B, dtype=torch.long, device=device)
+    reasons = torch.full((B,), -1, dtype=torch.long, device=device)  # STOP_REASONS index
+    rule = StoppingRule(o.config.stopping, B, device, enabled=early_stopping)
+    rows = torch.arange(B, device=device)  # [active] original index of each active row
+    strategy_use: Counter[str] = Counter()
+    per_step: list[dict[str, Any]] = []
+    memory = o.memory_snapshot()
+    bank = o.memory_bank
+    try:
+        with o.autocast_context(), o.exploring(False):
+            x = core.embed_input(inputs)  # [active, L, D]
+            state = core.initial_state(inputs)
+            canvas, quality, latent = state.canvas, state.canvas_quality, state.latent
+            for t in range(max_steps):
+                out = core.step(x, canvas, latent, memory)
+                latent = out.latent
+                proposal = out.logits.argmax(-1)
+                proposal_quality = torch.sigmoid(out.quality_logits.float())
+                strategy = o.select_edit_strategy(t, canvas_score(quality), task_type)
+                canvas, quality = apply_edit(
+                    strategy, canvas, quality, proposal, proposal_quality, o.edit_budget(strategy)
+                )
+                strategy_use[strategy] += 1
+                score = canvas_score(quality)  # [active]
+                halt_prob = torch.sigmoid(out.halt_logit.float())  # [active]
+                if bank is not None and bank.size:
+                    bank.record_reads(out.memory_similarity)
+                codes = rule.update(halt_prob, score, last_step=t == max_steps - 1)
+                done = codes >= 0
+                record = {
+                    "step": t + 1,
+                    "active": rows.numel(),
+                    "mean_score": score.mean().item(),
+                    "mean_halt_prob": halt_prob.mean().item(),
+                    "strategy": strategy,
+                }
+                if return_traces:
+                    record.update(
+                        rows=rows.tolist(),
+                        canvas=canvas.tolist(),
+                        score=score.tolist(),
+                        halt_prob=halt_prob.tolist(),
+                        stopped=rows[done].tolist(),
+                    )
+                per_step.append(record)
+                if done.any():
+                    stopped = rows[done]
+                    final_canvas[stopped] = canvas[done]
+                    final_score[stopped] = score[done]
+                    steps_taken[stopped] = t + 1
+                    reasons[stopped] = codes[done]
+                    keep = (~done).nonzero().squeeze(1)  # batch compaction
+                    rows, x, canvas, quality, latent = (
+                        v[keep] for v in (rows, x, canvas, quality, latent)
+                    )
+                    rule.keep(keep)
+                if rows.numel() == 0:
+                    break
+    finally:
+        core.train(was_training)
+
+    ids = final_canvas.tolist()
+    reason_names = [STOP_REASONS[r] for r in reasons.tolist()]
+    taken = steps_taken.tolist()
+    result = {
+        "final_canvas_ids": ids,
+        "final_canvas": [o.decode(row) for row in ids],
+        "steps_taken": taken,
+        "mean_steps": sum(taken) / B if B else 0.0,
+        "sample_steps": sum(taken),
+        "stopping_reason": reason_names,
+        "stopping_reason_counts": dict(Counter(reason_names)),
+        "final_canvas_scores": final_score.tolist(),
+        "quality_per_step": [r["mean_score"] for r in per_step],
+        "halt_prob_per_step": [r["mean_halt_prob"] for r in per_step],
+        "active_per_step": [r["active"] for r in per_step],
+        "edit_strategy_use": dict(strategy_use),
+        "memory": bank.get_stats() if bank is not None else None,
+    }
+    if return_traces:
+        result["traces"] = per_step
+    return result
+
+
+def as_ids(input_ids: torch.Tensor | np.ndarray | list, device: torch.device) -> torch.Tensor:
+    """Token ids as a [B, L] long tensor on `device` (one sequence becomes B=1)."""
+    ids = torch.as_tensor(np.asarray(input_ids) if isinstance(input_ids, list) else input_ids)
+    if ids.dim() == 1:
+        ids = ids.unsqueeze(0)
+    if ids.dim() != 2:
+        raise ValueError(f"input_ids must be [B, L], got shape {tuple(ids.shape)}")
+    return ids.to(device, torch.long)
