@@ -131,7 +131,7 @@ class UnifiedRefinerOrchestrator:
         steps = self.apply_truncated_backprop(out["steps"], c)
 
         w = c.step_loss_weights
-        weights = step_weights(w, T).to(self.device, torch.float32)
+        weights = step_weights(w, T, K).to(self.device, torch.float32)
         per_type = {name: torch.stack([s[name] for s in steps]) for name in LOSS_TYPES}  # [T] each
         step_losses = (
             w.token * per_type["token"]
