@@ -261,3 +261,38 @@ def test_apply_overrides_parses_yaml_scalars_and_checks_paths():
     assert apply_overrides(base, ["training.lr=0.5"])["training"]["lr"] == 0.5
     with pytest.raises(ConfigError, match=r"^training.steps: unknown key"):
         apply_overrides(base, ["training.steps=5"])
+
+
+@pytest.mark.parametrize(
+    "source, strategies, refused",
+    [
+        ("parity", ["paraphrase", "position_shift"], "position_shift"),
+        ("parity", ["masking"], "masking"),
+        ("sudoku", ["format_variation", "token_noise"], "token_noise"),
+        ("sudoku", ["masking", "paraphrase"], None),  # a masked given keeps the target a solution
+        ("parity", ["paraphrase", "format_variation"], None),  # the defaults
+    ],
+)
+def test_input_only_noise_is_refused_where_it_makes_wrong_labels(source, strategies, refused):
+    """Issue 10, point 9: input-only strategies keep the target while changing the input;
+    for parity (every bit decides the answer) and sudoku (noise/shift change the puzzle)
+    that makes wrong labels, so the run is refused before compute, naming the key."""
+    from refiner.experiment import prepare_experiment
+
+    overrides = [
+        f"task.source={source}",
+        "task.count=8",
+        f"task.size={4 if source == 'sudoku' else 8}",
+        f"orchestration.augmentation_strategies=[{', '.join(strategies)}]",
+    ]
+    if refused is None:
+        config, _ = prepare_experiment(overrides=overrides)
+        assert config.orchestration.augmentation_strategies == strategies
+        return
+    with pytest.raises(ConfigError) as err:
+        prepare_experiment(overrides=overrides)
+    i = strategies.index(refused)
+    assert str(err.value).startswith(f"orchestration.augmentation_strategies[{i}]: '{refused}'")
+    assert "wrong labels" in str(err.value) and source in str(err.value)
+    # task.augment=false trains on the tasks as they are: nothing to refuse.
+    prepare_experiment(overrides=[*overrides, "task.augment=false"])
