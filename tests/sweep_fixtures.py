@@ -46,11 +46,15 @@ def write_space(path: Path, space: dict, scheduler: dict, num_samples: int = 1) 
     return path
 
 
-@pytest.fixture(scope="module")
-def local_ray():
+def start_sweep_ray() -> None:
     # 4 logical CPUs on 2 cores: two trials (0.25 + 0.5 CPU each) plus a data CPU each.
     # The dashboard hosts the State API, which Ray Train's PlacementGroupCleaner needs to
     # free the resources of trials that ASHA stops; without it a sweep stalls.
     init_local_on_loopback(num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    start_sweep_ray()
     yield
     ray.shutdown()

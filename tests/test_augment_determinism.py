@@ -8,9 +8,9 @@ import pyarrow as pa
 from augment_tasks import as_batch, mixed_table
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from oracles.augment_reference import reference_augment_table
 
 from refiner.augment import STRATEGIES, AugmentationSpec, augment_batch, augment_table
-from refiner.augment.reference import reference_augment_table
 
 SETTINGS = settings(max_examples=8, deadline=None)
 SEEDS = st.integers(-(2**40), 2**40)

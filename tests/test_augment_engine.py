@@ -16,6 +16,7 @@ from augment_tasks import (
     table,
     text_rows,
 )
+from oracles.augment_reference import reference_augment_table
 
 from refiner.augment import (
     LABEL_CONSISTENT_STRATEGIES,
@@ -24,7 +25,6 @@ from refiner.augment import (
     Augmenter,
     augment_batch,
 )
-from refiner.augment.reference import reference_augment_table
 from refiner.tokenizers import NUM_SPECIAL, PAD, pad_to_length
 
 SPEC = AugmentationSpec(count=6)

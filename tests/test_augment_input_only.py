@@ -175,6 +175,42 @@ def test_position_shift_rolls_sudoku(seed):
         )
 
 
+@SETTINGS
+@given(seed=SEEDS)
+def test_position_shift_moves_short_inputs_at_default_intensity(seed):
+    """Issue 10, point 9: at the default intensity (0.1) floor(f * 9) is 0, so a 9x9
+    sudoku or an 8-token sequence was never shifted, yet every row was labelled
+    position_shift. An applied shift now moves at least one position (here exactly one,
+    the reach being capped below by 1), on every axis it applies to."""
+    n = 8
+    distinct = {  # all tokens different: a roll by k != 0 always changes the row
+        "task_id": "distinct",
+        "task_type": "sequence",
+        "input": list(range(NUM_SPECIAL, NUM_SPECIAL + n)),
+        "target": list(range(NUM_SPECIAL, NUM_SPECIAL + n)),
+        "num_symbols": n,
+    }
+    rows = sudoku_rows(9, 2, 4) + [distinct]
+    spec = AugmentationSpec(strategies=("position_shift",), count=COUNT)
+    out = augment_batch(as_batch(table(rows)), spec, seed)
+    for row, source in enumerate(out["input"]):
+        task = rows[row // COUNT]
+        original = np.asarray(task["input"])
+        if out["aug_index"][row] == 0:  # the original row stays the task
+            assert out["aug_strategies"][row] == "" and (source[: len(original)] == original).all()
+            continue
+        assert out["aug_strategies"][row] == "position_shift"
+        if task["task_id"] == "distinct":
+            assert any((source[:n] == np.roll(original, k)).all() for k in (-1, 1))
+        else:
+            grid, puzzle = source.reshape(9, 9), original.reshape(9, 9)
+            assert any(
+                (np.roll(puzzle, (dy, dx), axis=(0, 1)) == grid).all()
+                for dy in (-1, 1)
+                for dx in (-1, 1)
+            )
+
+
 def test_every_kind_is_covered_by_the_mixed_table():
     kinds = {
         (t, s)

@@ -6,13 +6,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from refiner.config import (
-    ConfigError,
-    ModelConfig,
-    OrchestrationConfig,
-    apply_overrides,
-    load_dataclass,
-)
+from refiner.config import ConfigError, ModelConfig, OrchestrationConfig
+from refiner.config_loader import apply_overrides, load_dataclass
 from refiner.tokenizers import VOCAB_SIZE
 
 
@@ -22,13 +17,8 @@ def test_defaults_are_the_seeds():
     assert c.truncated_backprop and c.backprop_truncate_steps == 8
     assert c.gradient_clip_threshold == 1.0 and c.loss_smoothing_window == 3
     assert c.augmentation_count == 300
-    assert c.augmentation_strategies == [
-        "token_noise",
-        "position_shift",
-        "masking",
-        "paraphrase",
-        "format_variation",
-    ]
+    # Label-consistent augmentation only: input-only noise is opt-in (issue 10, point 9).
+    assert c.augmentation_strategies == ["paraphrase", "format_variation"]
     assert c.canvas_edit_strategies == ["replace", "patch", "append"] and c.adaptive_edit_selection
     assert ModelConfig().vocab_size == VOCAB_SIZE
 
@@ -100,11 +90,14 @@ def test_numbers_are_coerced_where_unambiguous():
         ),
         (
             {"augmentation_strategies": ["token_noise", "paraphrse"]},
-            "augmentation_strategies[1]: unknown strategy 'paraphrse' (did you mean 'paraphrase'?)",
+            "augmentation_strategies[1]: must be one of ['token_noise', 'position_shift', "
+            "'masking', 'paraphrase', 'format_variation'], got 'paraphrse' "
+            "(did you mean 'paraphrase'?)",
         ),
         (
             {"canvas_edit_strategies": ["rewrite"]},
-            "canvas_edit_strategies[0]: unknown strategy 'rewrite'",
+            "canvas_edit_strategies[0]: must be one of ['replace', 'patch', 'append'], "
+            "got 'rewrite'",
         ),
         ({"canvas_edit_strategies": []}, "canvas_edit_strategies: needs at least one strategy"),
         (
@@ -131,6 +124,24 @@ def test_numbers_are_coerced_where_unambiguous():
         ({"stopping": {"act_threshold": 1.5}}, "stopping.act_threshold: must be in (0, 1] or null"),
         ({"grokfast": {"mode": "fast"}}, "grokfast.mode: must be one of"),
         ({"patch_budget": 0}, "patch_budget: a fraction of positions in (0, 1]"),
+        (
+            {"canvas_edit_strategies": ["patch", "patch"]},
+            "canvas_edit_strategies: lists a strategy twice",
+        ),
+        (
+            {"edit_selection": "ucb1"},
+            "edit_selection: must be one of ['epsilon_greedy', 'ucb'], got 'ucb1' "
+            "(did you mean 'ucb'?)",
+        ),
+        (
+            {
+                "max_steps_train": 4,
+                "max_steps_infer": 2,
+                "backprop_truncate_steps": 2,
+                "step_loss_weights": {"schedule": "explicit", "steps": [1, 1, 0, 0]},
+            },
+            "step_loss_weights.steps: the last 2 steps carry the gradient",
+        ),
     ],
 )
 def test_cross_field_validation(data, message):
@@ -152,6 +163,18 @@ def test_model_config_validation():
         ModelConfig(d_model=100, n_heads=3)
     with pytest.raises(ConfigError, match="positional: must be one of"):
         ModelConfig.from_dict({"positional": "alibi"})
+
+
+def test_literal_fields_are_checked_also_when_built_in_python():
+    """Enum-like fields are Literal types: the loader checks them, and so does construction."""
+    with pytest.raises(ConfigError, match=r"^positional: must be one of \['rope', 'learned'\]"):
+        ModelConfig(positional="alibi")
+    with pytest.raises(ConfigError, match=r"^canvas_edit_strategies\[1\]: .*did you mean 'patch'"):
+        OrchestrationConfig(canvas_edit_strategies=["replace", "pach"])
+    with pytest.raises(ConfigError, match=r"^grokfast.mode: must be one of .*got 'EMA'"):
+        OrchestrationConfig.from_dict({"grokfast": {"mode": "EMA"}})
+    with pytest.raises(ConfigError, match="schedule: must not be null"):
+        OrchestrationConfig.from_dict({"step_loss_weights": {"schedule": None}})
 
 
 def test_from_yaml_names_the_file(tmp_path):
@@ -238,3 +261,38 @@ def test_apply_overrides_parses_yaml_scalars_and_checks_paths():
     assert apply_overrides(base, ["training.lr=0.5"])["training"]["lr"] == 0.5
     with pytest.raises(ConfigError, match=r"^training.steps: unknown key"):
         apply_overrides(base, ["training.steps=5"])
+
+
+@pytest.mark.parametrize(
+    "source, strategies, refused",
+    [
+        ("parity", ["paraphrase", "position_shift"], "position_shift"),
+        ("parity", ["masking"], "masking"),
+        ("sudoku", ["format_variation", "token_noise"], "token_noise"),
+        ("sudoku", ["masking", "paraphrase"], None),  # a masked given keeps the target a solution
+        ("parity", ["paraphrase", "format_variation"], None),  # the defaults
+    ],
+)
+def test_input_only_noise_is_refused_where_it_makes_wrong_labels(source, strategies, refused):
+    """Issue 10, point 9: input-only strategies keep the target while changing the input;
+    for parity (every bit decides the answer) and sudoku (noise/shift change the puzzle)
+    that makes wrong labels, so the run is refused before compute, naming the key."""
+    from refiner.experiment import prepare_experiment
+
+    overrides = [
+        f"task.source={source}",
+        "task.count=8",
+        f"task.size={4 if source == 'sudoku' else 8}",
+        f"orchestration.augmentation_strategies=[{', '.join(strategies)}]",
+    ]
+    if refused is None:
+        config, _ = prepare_experiment(overrides=overrides)
+        assert config.orchestration.augmentation_strategies == strategies
+        return
+    with pytest.raises(ConfigError) as err:
+        prepare_experiment(overrides=overrides)
+    i = strategies.index(refused)
+    assert str(err.value).startswith(f"orchestration.augmentation_strategies[{i}]: '{refused}'")
+    assert "wrong labels" in str(err.value) and source in str(err.value)
+    # task.augment=false trains on the tasks as they are: nothing to refuse.
+    prepare_experiment(overrides=[*overrides, "task.augment=false"])

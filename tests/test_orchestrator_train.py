@@ -37,17 +37,49 @@ def _explicit(step_weights_list, truncated, k=2):
 
 
 def test_truncation_early_step_loss_gives_no_gradient():
-    """Loss only on steps 1-2 of 4: with K=2 (steps 3-4 carry gradient) the gradient is
-    exactly zero; without truncation it is not."""
+    """Steps 1-2 of 4 run outside the gradient window (K=2): their losses cannot reach the
+    weights, with or without a weight on them; without truncation they can."""
     batch = parity_batch(8)
-    truncated = tiny_orchestrator(_explicit([1, 1, 0, 0], truncated=True))
-    full = tiny_orchestrator(_explicit([1, 1, 0, 0], truncated=False))
+    truncated = tiny_orchestrator(_explicit([1, 1, 0, 1], truncated=True))
+    full = tiny_orchestrator(_explicit([1, 1, 0, 1], truncated=False))
+    for o, grad_steps in ((truncated, 2), (full, T)):
+        out = o.core(batch["input"], steps=T, grad_steps=grad_steps, target=batch["target"])
+        early = out["steps"][0]["token"] + out["steps"][1]["token"]
+        assert early.requires_grad == (grad_steps == T)
     m_trunc = truncated.train_step(batch, _sgd(truncated))
     m_full = full.train_step(batch, _sgd(full))
-    assert m_trunc["loss"] == pytest.approx(m_full["loss"])  # same forward, same loss value
-    assert m_trunc["grad_norm"] == 0.0
-    assert m_full["grad_norm"] > 1e-3
+    assert m_trunc["step_losses"] == pytest.approx(m_full["step_losses"])  # same forward
     assert m_trunc["gradient_steps"] == 2 and m_full["gradient_steps"] == T
+
+
+def test_step_weights_are_normalised_over_the_gradient_window():
+    """Issue 10, point 9: weights sum to 1 over the K steps that carry gradient and are 0
+    before them, so truncation does not scale the gradient down; every step's loss is
+    still reported."""
+    assert step_weights(StepLossWeights(schedule="uniform"), 6, 2).tolist() == pytest.approx(
+        [0, 0, 0, 0, 0.5, 0.5]
+    )
+    exponential = step_weights(StepLossWeights(schedule="exponential", decay=0.5), T, 2)
+    assert exponential.tolist() == pytest.approx([0, 0, 1 / 3, 2 / 3])  # shape kept
+    with pytest.raises(ValueError, match="gradient window"):
+        step_weights(StepLossWeights(schedule="explicit", steps=[1, 1, 0, 0]), T, 2)
+
+    def grads(config):
+        o = tiny_orchestrator(config)
+        m = o.train_step(parity_batch(8), _sgd(o))
+        return m, {n: p.grad.clone() for n, p in o.core.named_parameters() if p.grad is not None}
+
+    # uniform over T=4 with K=2 weighs steps 3-4 by 1/2 each, exactly as [0, 0, 1, 1] does
+    # (before: 1/4 each, half the gradient of the explicit schedule).
+    uniform, g_uniform = grads(
+        tiny_config(step_loss_weights={"schedule": "uniform"}, canvas_edit_strategies=["replace"])
+    )
+    last_two, g_last_two = grads(_explicit([0, 0, 1, 1], truncated=True))
+    assert uniform["loss"] == pytest.approx(sum(uniform["step_losses"][2:]) / 2, rel=1e-5)
+    assert uniform["loss"] == pytest.approx(last_two["loss"], rel=1e-5)
+    assert len(uniform["step_losses"]) == T and all(v is not None for v in uniform["step_losses"])
+    for name, g in g_uniform.items():
+        torch.testing.assert_close(g, g_last_two[name], rtol=1e-4, atol=1e-6)
 
 
 def test_truncation_cuts_the_path_through_earlier_steps():
@@ -158,7 +190,7 @@ def test_schedules_change_the_loss_as_specified():
     step_losses = results["uniform"]["step_losses"]
     assert results["linear"]["step_losses"] == pytest.approx(step_losses)
     for name, m in results.items():
-        w = step_weights(StepLossWeights(schedule=name), T).tolist()
+        w = step_weights(StepLossWeights(schedule=name), T, gradient_steps=2).tolist()
         assert m["loss"] == pytest.approx(
             sum(a * b for a, b in zip(w, step_losses, strict=True)), rel=1e-5
         )
@@ -209,6 +241,34 @@ def test_nan_guard_leaves_weights_and_optimizer_untouched():
     assert len(o.loss_history) == 1 and len(o.grad_norm_history) == 1  # nothing non-finite recorded
     m = o.train_step(batch, optimizer, lr_scheduler=scheduler)  # and training goes on
     assert not m["skipped"] and all(torch.isfinite(v).all() for v in weights(o).values())
+
+
+def test_token_accuracy_counts_non_pad_positions_only():
+    """Issue 10, point 9: the curve's token accuracy (train and evaluate) scores the
+    target's non-PAD positions, as infer-few's does: a canvas right only on the PAD
+    cells scores 0, not the PAD fraction."""
+    from refiner.evaluation import evaluate_refiner
+    from refiner.losses import step_loss_terms
+    from refiner.tokenizers import PAD
+
+    target = torch.tensor([[5, 6, PAD, PAD], [7, PAD, PAD, PAD]])
+    canvas = torch.tensor([[9, 6, PAD, PAD], [9, PAD, PAD, PAD]])  # 1 of 3 content cells
+    logits = torch.zeros(2, 4, 10)
+    terms = step_loss_terms(logits, torch.zeros(2, 4), torch.zeros(2), canvas, canvas, target)
+    assert terms["token_acc"].item() == pytest.approx(1 / 3)  # all positions: 6/8
+
+    o = tiny_orchestrator(tiny_config(canvas_edit_strategies=["replace"]))
+    batch = parity_batch(8)
+    batch["target"][:, -3:] = PAD  # shorter targets in the canvas: PAD cells to get right
+    report = evaluate_refiner(o, batch, curve_steps=o.config.max_steps_infer)
+    o.eval()
+    final = torch.tensor(o.inference(batch["input"], early_stopping=False)["final_canvas_ids"])
+    curve = o.evaluate(batch, steps=o.config.max_steps_infer)
+    scored = batch["target"] != PAD
+    expected = ((final == batch["target"]) & scored).sum().item() / scored.sum().item()
+    # Without early stopping both run the same steps: the last curve point is infer-few's.
+    assert curve["token_acc_at"][-1] == pytest.approx(expected)
+    assert report.token_acc_at == curve["token_acc_at"]
 
 
 def test_metrics_are_json_and_complete():

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import ray
 from mlflow import MlflowClient
-from sweep_fixtures import TINY, job, local_ray, write_space  # noqa: F401
+from sweep_fixtures import TINY, job, start_sweep_ray, write_space
 
+from refiner.distributed.loop import FAULT_ENV
 from refiner.distributed.sweep_driver import run_sweep
 from refiner.experiment import load_task_table
 from refiner.sweep.plan import SweepPlan, plan_sweep
@@ -17,12 +19,23 @@ from refiner.tracking import sweeps as sweep_tracking
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-def test_failed_trial_is_resumed(tmp_path: Path, local_ray) -> None:  # noqa: F811
+@pytest.fixture(scope="module")
+def ray_with_fault_hook():
+    # The trial with seed 1 raises once at update 15 (the test hook in distributed/loop.py).
+    # Workers take the environment of the Ray node, so it is set before the node starts.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(FAULT_ENV, "15,seed=1")
+        start_sweep_ray()
+        yield
+        ray.shutdown()
+
+
+def test_failed_trial_is_resumed(tmp_path: Path, ray_with_fault_hook) -> None:
     # One trial raises once at update 15 (after its checkpoint at 10); training.max_failures
     # is 0, so the trial errors. The fault marker keeps the resumed run from failing again.
     space = write_space(
         tmp_path / "space.yaml",
-        {"training": {"fault_at_step": {"grid": [None, 15]}}},
+        {"seed": {"grid": [0, 1]}},
         {"type": "fifo", "metric": "loss", "mode": "min"},
     )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -41,7 +54,7 @@ def test_failed_trial_is_resumed(tmp_path: Path, local_ray) -> None:  # noqa: F8
     config = plan.config()
     tasks = load_task_table(config.task, config.seed)
     first = run_sweep(plan, tasks, tracking=sweep_tracking)
-    assert [t.params["training.fault_at_step"] for t in first.errored] == [15]
+    assert [t.params["seed"] for t in first.errored] == [1]
     done_before = {t.trial_id for t in first.trials if t.status == "done"}
     assert len(done_before) == 1
 
@@ -57,9 +70,9 @@ def test_failed_trial_is_resumed(tmp_path: Path, local_ray) -> None:  # noqa: F8
     children = [r for r in runs if r.data.tags.get(PARENT_TAG)]
     assert len(children) == 2  # the resumed trial reopened its run
     assert all(r.info.status == "FINISHED" for r in runs)
-    again = [c for c in children if c.data.params["training.fault_at_step"] == "15"][0]
+    again = [c for c in children if c.data.params["seed"] == "1"][0]
     assert again.data.tags.get("refiner.resumed_from_step") == "10"
     assert again.data.metrics["step"] == 20
     # the trial that had finished was not run again
-    done = [c for c in children if c.data.params["training.fault_at_step"] == "None"][0]
+    done = [c for c in children if c.data.params["seed"] == "0"][0]
     assert "refiner.resumed_from_step" not in done.data.tags

@@ -13,16 +13,18 @@ from mlflow import MlflowClient
 from train_fixtures import TINY, run_train_job, set_args
 
 from refiner.checkpoint import read_checkpoint
+from refiner.distributed.loop import FAULT_ENV
 
 pytestmark = pytest.mark.slow
 
-DDP = [*TINY, "training.num_workers=2", "training.fault_at_step=13", "training.max_failures=1"]
+DDP = [*TINY, "training.num_workers=2", "training.max_failures=1"]
+FAULT_AT_13 = {FAULT_ENV: "13"}  # the test hook: one worker raises once at update 13
 
 
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
-    done = run_train_job(tmp, *set_args(DDP), "--steps", "30", "--run-name", "ddp")
+    done = run_train_job(tmp, *set_args(DDP), "--steps", "30", "--run-name", "ddp", env=FAULT_AT_13)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("refiner").experiment_id])

@@ -1,278 +1,49 @@
-"""Configuration: the model's and the orchestrator's dataclasses, and a reusable loader.
+"""Configuration: the model's and the orchestrator's dataclasses.
 
-`load_dataclass(cls, data, path)` builds (nested) dataclasses from plain dicts, as read
-from YAML: unknown keys are rejected with the full key path and a "did you mean" hint,
-values are type-checked against the annotations, and each dataclass's `validate()` runs
-for cross-field checks. Every problem raises `ConfigError` naming the key.
-`apply_overrides(d, ["a.b=3"])` applies `--set key=value` overrides to a config dict.
+Loading (key paths in errors, "did you mean", type checks, ``--set`` overrides) is
+``refiner.config_loader``; this module only declares the fields, their defaults and the
+rules between them. Enum-like fields are ``Literal`` types: the loader checks them (with a
+"did you mean" hint), also when a config is built directly in Python.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import difflib
-import re
-import types
-import typing
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import Literal, get_args
 
-import yaml
-
-from refiner.augment import STRATEGIES as AUGMENTATION_STRATEGIES
+from refiner.augment.strategies import LABEL_CONSISTENT_STRATEGIES, AugmentationStrategy
+from refiner.config_loader import ConfigError, YamlConfig, require
 from refiner.tokenizers import VOCAB_SIZE
 
-EDIT_STRATEGIES = ("replace", "patch", "append")
-STEP_SCHEDULES = ("uniform", "linear", "exponential", "explicit")
-EDIT_SELECTORS = ("epsilon_greedy", "ucb")
-GROKFAST_MODES = ("off", "ema", "ma")
-POSITIONAL_ENCODINGS = ("rope", "learned")
+__all__ = [
+    "EDIT_SELECTORS",
+    "EDIT_STRATEGIES",
+    "ConfigError",
+    "GrokfastConfig",
+    "ModelConfig",
+    "OrchestrationConfig",
+    "StepLossWeights",
+    "StoppingConfig",
+]
 
-T = TypeVar("T")
-C = TypeVar("C", bound="_YamlMixin")
+EditStrategy = Literal["replace", "patch", "append"]
+StepSchedule = Literal["uniform", "linear", "exponential", "explicit"]
+EditSelection = Literal["epsilon_greedy", "ucb"]
+GrokfastMode = Literal["off", "ema", "ma"]
+PositionalEncoding = Literal["rope", "learned"]
 
-
-class ConfigError(ValueError):
-    """A config value is missing, unknown, of the wrong type or inconsistent."""
-
-
-# ----------------------------------------------------------------------------- loader
-
-
-def load_dataclass(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T:
-    """Build dataclass `cls` from a (nested) mapping; `path` prefixes key names in errors."""
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{path or cls.__name__}: expected a mapping, got {_describe(data)}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    hints = typing.get_type_hints(cls)
-    for key in data:
-        if key not in fields:
-            raise ConfigError(_unknown_key(_join(path, str(key)), str(key), fields))
-    kwargs = {}
-    for name, value in data.items():
-        kwargs[name] = _convert(hints[name], value, _join(path, name))
-    missing = [
-        name
-        for name, f in fields.items()
-        if name not in kwargs
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ConfigError(f"{_join(path, missing[0])}: required key is missing")
-    try:
-        return cls(**kwargs)
-    except ConfigError as err:  # cross-field validation: prefix with where we are
-        raise ConfigError(_join(path, str(err)) if path else str(err)) from None
-
-
-def dataclass_to_dict(obj: Any) -> dict[str, Any]:
-    """A dataclass as plain YAML-safe containers (tuples become lists)."""
-    return _plain(dataclasses.asdict(obj))
-
-
-def apply_overrides(
-    d: Mapping[str, Any], overrides: Sequence[str], cls: type | None = None
-) -> dict[str, Any]:
-    """Apply `key.path=value` overrides to a copy of `d`; values are parsed as YAML scalars.
-
-    With `cls` (the dataclass `d` describes) any field of `cls` may be set, even if `d`
-    lacks it; without, the key path must already exist in `d`. Unknown paths raise.
-    """
-    out = copy.deepcopy(dict(d))
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected key.path=value")
-        key_path, raw = item.split("=", 1)
-        keys = key_path.strip().split(".")
-        if not all(keys):
-            raise ConfigError(f"override {item!r}: empty key in {key_path!r}")
-        value = _parse_scalar(raw)
-        node: dict[str, Any] = out
-        node_cls = cls
-        for depth, key in enumerate(keys):
-            here = ".".join(keys[: depth + 1])
-            last = depth == len(keys) - 1
-            if node_cls is not None and dataclasses.is_dataclass(node_cls):
-                fields = {f.name: f for f in dataclasses.fields(node_cls)}
-                if key not in fields:
-                    raise ConfigError(_unknown_key(here, key, fields))
-                node_cls = _dataclass_in(typing.get_type_hints(node_cls)[key])
-            elif key not in node:
-                raise ConfigError(_unknown_key(here, key, node))
-            if last:
-                node[key] = value
-            else:
-                child = node.get(key)
-                if child is None:
-                    child = node[key] = {}
-                if not isinstance(child, dict):
-                    raise ConfigError(f"{here}: is a value, not a section")
-                node = child
-    return out
-
-
-def _convert(tp: Any, value: Any, path: str) -> Any:
-    if tp is Any:
-        return value
-    if dataclasses.is_dataclass(tp):
-        return load_dataclass(tp, value, path)
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (Union, types.UnionType):
-        if value is None:
-            if type(None) in args:
-                return None
-            raise ConfigError(f"{path}: must not be null")
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(arg, value, path)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(
-            errors[0] if len(errors) == 1 else f"{path}: {_describe(value)} fits none of {tp}"
-        )
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{path}: must be one of {list(args)}, got {value!r}")
-        return value
-    if origin in (list, tuple) or tp in (list, tuple):
-        if isinstance(value, str) or not isinstance(value, Sequence):
-            raise ConfigError(f"{path}: expected a list, got {_describe(value)}")
-        item_tp = args[0] if args else Any
-        items = [_convert(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict or tp is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{path}: expected a mapping, got {_describe(value)}")
-        value_tp = args[1] if args else Any
-        return {str(k): _convert(value_tp, v, f"{path}.{k}") for k, v in value.items()}
-    if value is None:
-        raise ConfigError(f"{path}: must not be null")
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true/false, got {_describe(value)}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {_describe(value)}")
-        return value
-    if tp is float:
-        # PyYAML reads `1e-3` (no dot) as a string; accept such number literals.
-        if isinstance(value, str) and _FLOAT_LITERAL.fullmatch(value.strip()):
-            return float(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {_describe(value)}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}: expected a string, got {_describe(value)}")
-        return value
-    raise ConfigError(f"{path}: unsupported field type {tp}")  # a programming error
-
-
-_FLOAT_LITERAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(inf|nan)", re.I)
-
-
-def _parse_scalar(raw: str) -> Any:
-    raw = raw.strip()
-    try:
-        value = yaml.safe_load(raw) if raw else None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"cannot parse override value {raw!r}: {err}") from None
-    if isinstance(value, str) and _FLOAT_LITERAL.fullmatch(value):
-        return float(value)
-    return value
-
-
-def _dataclass_in(tp: Any) -> type | None:
-    """The dataclass inside `tp` (`X` or `X | None`), if any."""
-    if dataclasses.is_dataclass(tp):
-        return tp
-    for arg in typing.get_args(tp):
-        if dataclasses.is_dataclass(arg):
-            return arg
-    return None
-
-
-def _unknown_key(full: str, key: str, known: Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(key, [str(k) for k in known], n=1)
-    hint = (
-        f" (did you mean '{close[0]}'?)"
-        if close
-        else f" (known keys: {', '.join(map(str, known))})"
-    )
-    return f"{full}: unknown key{hint}"
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _describe(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _read_yaml(path: str | Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
-
-
-class _YamlMixin:
-    """`from_dict` / `from_yaml` / `to_dict` / `to_yaml` for the config dataclasses."""
-
-    @classmethod
-    def from_dict(cls: type[C], d: Mapping[str, Any] | None, path: str = "") -> C:
-        return load_dataclass(cls, d, path)
-
-    @classmethod
-    def from_yaml(cls: type[C], path: str | Path) -> C:
-        data = _read_yaml(path)
-        try:
-            return load_dataclass(cls, data)
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclass_to_dict(self)
-
-    def to_yaml(self, path: str | Path | None = None) -> str:
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
-        return text
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
+EDIT_STRATEGIES: tuple[str, ...] = get_args(EditStrategy)
+STEP_SCHEDULES: tuple[str, ...] = get_args(StepSchedule)
+EDIT_SELECTORS: tuple[str, ...] = get_args(EditSelection)
+GROKFAST_MODES: tuple[str, ...] = get_args(GrokfastMode)
+POSITIONAL_ENCODINGS: tuple[str, ...] = get_args(PositionalEncoding)
 
 
 # ----------------------------------------------------------------------------- model
 
 
 @dataclass
-class ModelConfig(_YamlMixin):
+class ModelConfig(YamlConfig):
     """Sizes of the RefinerModel and its memory bank."""
 
     vocab_size: int = VOCAB_SIZE
@@ -283,7 +54,7 @@ class ModelConfig(_YamlMixin):
     mlp_ratio: float = 4.0  # hidden width of the gated MLP, as a multiple of d_model
     dropout: float = 0.0
     latent_cycles: int = 2  # block-stack passes over the latent per refinement step
-    positional: str = "rope"  # "rope" (rotary, in attention) or "learned" (added once)
+    positional: PositionalEncoding = "rope"  # rotary (in attention) or learned (added once)
     rope_base: float = 10000.0
     # Local attention: position i sees positions j with |i - j| <= attention_window (null:
     # all). Information then moves at most window * layers positions per refinement step.
@@ -293,38 +64,31 @@ class ModelConfig(_YamlMixin):
     memory_top_k: int = 4  # entries mixed into one read
     memory_hit_threshold: float = 0.9  # cosine similarity that counts a read as a hit
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     def validate(self) -> None:
-        _check(self.vocab_size >= 5, f"vocab_size: must be >= 5, got {self.vocab_size}")
-        _check(self.seq_len >= 1, f"seq_len: must be >= 1, got {self.seq_len}")
+        require(self.vocab_size >= 5, f"vocab_size: must be >= 5, got {self.vocab_size}")
+        require(self.seq_len >= 1, f"seq_len: must be >= 1, got {self.seq_len}")
         for name in ("d_model", "n_heads", "n_layers", "latent_cycles"):
-            _check(getattr(self, name) >= 1, f"{name}: must be >= 1, got {getattr(self, name)}")
-        _check(
+            require(getattr(self, name) >= 1, f"{name}: must be >= 1, got {getattr(self, name)}")
+        require(
             self.d_model % self.n_heads == 0,
             f"d_model: {self.d_model} is not divisible by n_heads={self.n_heads}",
         )
-        _check(self.mlp_ratio > 0, f"mlp_ratio: must be > 0, got {self.mlp_ratio}")
-        _check(0.0 <= self.dropout < 1.0, f"dropout: must be in [0, 1), got {self.dropout}")
-        _check(
-            self.positional in POSITIONAL_ENCODINGS,
-            f"positional: must be one of {list(POSITIONAL_ENCODINGS)}, got {self.positional!r}",
-        )
+        require(self.mlp_ratio > 0, f"mlp_ratio: must be > 0, got {self.mlp_ratio}")
+        require(0.0 <= self.dropout < 1.0, f"dropout: must be in [0, 1), got {self.dropout}")
         if self.positional == "rope":
-            _check(
+            require(
                 (self.d_model // self.n_heads) % 2 == 0,
                 f"d_model: rotary positions need an even head size, got {self.d_model // self.n_heads}",
             )
-        _check(
+        require(
             self.attention_window is None or self.attention_window >= 1,
             f"attention_window: must be >= 1 or null, got {self.attention_window}",
         )
-        _check(
+        require(
             self.memory_capacity >= 0, f"memory_capacity: must be >= 0, got {self.memory_capacity}"
         )
-        _check(self.memory_top_k >= 1, f"memory_top_k: must be >= 1, got {self.memory_top_k}")
-        _check(
+        require(self.memory_top_k >= 1, f"memory_top_k: must be >= 1, got {self.memory_top_k}")
+        require(
             -1.0 <= self.memory_hit_threshold <= 1.0,
             f"memory_hit_threshold: a cosine similarity in [-1, 1], got {self.memory_hit_threshold}",
         )
@@ -334,36 +98,32 @@ class ModelConfig(_YamlMixin):
 
 
 @dataclass
-class StepLossWeights(_YamlMixin):
+class StepLossWeights(YamlConfig):
     """Weights per loss type, and how the per-step losses are weighted over the unroll.
 
-    Step weights are normalised to sum to 1 over `max_steps_train` steps:
-    uniform w_t = 1; linear w_t = t; exponential w_t = decay^(T - t) (recent steps
-    weigh more); explicit: `steps`, one non-negative weight per training step.
+    Step weights over the T = `max_steps_train` steps: uniform w_t = 1; linear w_t = t;
+    exponential w_t = decay^(T - t) (recent steps weigh more); explicit: `steps`, one
+    non-negative weight per training step. They are normalised to sum to 1 over the steps
+    that carry gradient (the last `backprop_truncate_steps` with truncation, else all T);
+    earlier steps weigh 0 in the loss (their losses are still reported), so truncation
+    does not scale the gradient down (`refiner.losses.step_weights`).
     """
 
     token: float = 1.0
     halting: float = 0.5
     quality: float = 0.5
-    schedule: str = "exponential"
+    schedule: StepSchedule = "exponential"
     decay: float = 0.8
     steps: list[float] | None = None
-
-    def __post_init__(self) -> None:
-        self.validate()
 
     def validate(self) -> None:
         for name in ("token", "halting", "quality"):
             value = getattr(self, name)
-            _check(value >= 0, f"{name}: loss weights must be >= 0, got {value}")
-        _check(self.token + self.halting + self.quality > 0, "token: all loss weights are zero")
-        _check(
-            self.schedule in STEP_SCHEDULES,
-            f"schedule: must be one of {list(STEP_SCHEDULES)}, got {self.schedule!r}",
-        )
-        _check(0 < self.decay <= 1, f"decay: must be in (0, 1], got {self.decay}")
+            require(value >= 0, f"{name}: loss weights must be >= 0, got {value}")
+        require(self.token + self.halting + self.quality > 0, "token: all loss weights are zero")
+        require(0 < self.decay <= 1, f"decay: must be in (0, 1], got {self.decay}")
         if self.schedule == "explicit":
-            _check(
+            require(
                 self.steps is not None, "steps: schedule 'explicit' needs a list of step weights"
             )
         elif self.steps is not None:
@@ -371,15 +131,15 @@ class StepLossWeights(_YamlMixin):
                 f"steps: only used with schedule 'explicit' (schedule is {self.schedule!r})"
             )
         if self.steps is not None:
-            _check(
+            require(
                 all(w >= 0 for w in self.steps),
                 f"steps: step weights must be >= 0, got {self.steps}",
             )
-            _check(sum(self.steps) > 0, "steps: at least one step weight must be > 0")
+            require(sum(self.steps) > 0, "steps: at least one step weight must be > 0")
 
 
 @dataclass
-class StoppingConfig(_YamlMixin):
+class StoppingConfig(YamlConfig):
     """When inference stops a sample (checked in this order, after every step)."""
 
     early_stopping: bool = True  # False: every sample runs to max steps
@@ -388,54 +148,55 @@ class StoppingConfig(_YamlMixin):
     patience: int | None = 3  # stop after this many steps without score improvement
     min_improvement: float = 1e-3  # a score gain below this does not count as improvement
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     def validate(self) -> None:
         for name in ("act_threshold", "quality_threshold"):
             value = getattr(self, name)
-            _check(
+            require(
                 value is None or 0 < value <= 1, f"{name}: must be in (0, 1] or null, got {value}"
             )
-        _check(
+        require(
             self.patience is None or self.patience >= 1,
             f"patience: must be >= 1 or null, got {self.patience}",
         )
-        _check(
+        require(
             self.min_improvement >= 0, f"min_improvement: must be >= 0, got {self.min_improvement}"
         )
 
 
 @dataclass
-class GrokfastConfig(_YamlMixin):
+class GrokfastConfig(YamlConfig):
     """Grokfast gradient filter (Lee et al. 2024): amplify the slow gradient component.
 
     ema: mu <- alpha*mu + (1-alpha)*g ; g <- g + lamb*mu.
     ma:  g <- g + lamb*mean(last `window` gradients) (once the window is full if warmup).
     """
 
-    mode: str = "off"
+    mode: GrokfastMode = "off"
     alpha: float = 0.98
     lamb: float = 2.0
     window: int = 100
     warmup: bool = True
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     def validate(self) -> None:
-        _check(
-            self.mode in GROKFAST_MODES,
-            f"mode: must be one of {list(GROKFAST_MODES)}, got {self.mode!r}",
-        )
-        _check(0 <= self.alpha < 1, f"alpha: must be in [0, 1), got {self.alpha}")
-        _check(self.lamb >= 0, f"lamb: must be >= 0, got {self.lamb}")
-        _check(self.window >= 1, f"window: must be >= 1, got {self.window}")
+        require(0 <= self.alpha < 1, f"alpha: must be in [0, 1), got {self.alpha}")
+        require(self.lamb >= 0, f"lamb: must be >= 0, got {self.lamb}")
+        require(self.window >= 1, f"window: must be >= 1, got {self.window}")
 
 
 @dataclass
-class OrchestrationConfig(_YamlMixin):
-    """Everything the UnifiedRefinerOrchestrator does: train many steps, infer few."""
+class OrchestrationConfig(YamlConfig):
+    """Everything the UnifiedRefinerOrchestrator does: train many steps, infer few.
+
+    Augmentation defaults to the label-consistent strategies (paraphrase,
+    format_variation), which transform input and target together. The input-only ones
+    (token_noise, position_shift, masking) perturb the input and keep the target, which
+    is only right when the answer survives the perturbation: they are opt-in, and
+    ``refiner.experiment.prepare_experiment`` refuses them for task kinds where they make
+    wrong labels (parity: every input bit decides the target; sudoku: noise and shifts
+    change the puzzle, see ``refiner.augment.strategies.LABEL_BREAKING``). Generic
+    sequence tasks have no label-consistent strategy: with the defaults their rows are
+    copies of the task.
+    """
 
     max_steps_train: int = 16
     max_steps_infer: int = 4
@@ -444,13 +205,16 @@ class OrchestrationConfig(_YamlMixin):
     step_loss_weights: StepLossWeights = field(default_factory=StepLossWeights)
     gradient_clip_threshold: float | None = 1.0  # max global grad norm; null: no clipping
     loss_smoothing_window: int = 3
-    augmentation_strategies: list[str] = field(
-        default_factory=lambda: list(AUGMENTATION_STRATEGIES)
+    # Label-consistent strategies only by default; input-only noise is opt-in (see above).
+    augmentation_strategies: list[AugmentationStrategy] = field(
+        default_factory=lambda: list(LABEL_CONSISTENT_STRATEGIES)
     )
     augmentation_count: int = 300
-    canvas_edit_strategies: list[str] = field(default_factory=lambda: list(EDIT_STRATEGIES))
+    canvas_edit_strategies: list[EditStrategy] = field(
+        default_factory=lambda: list(EDIT_STRATEGIES)
+    )
     adaptive_edit_selection: bool = True
-    edit_selection: str = "epsilon_greedy"  # or "ucb"
+    edit_selection: EditSelection = "epsilon_greedy"
     edit_exploration: float = 0.1  # epsilon, or the UCB exploration coefficient
     patch_budget: float = 0.25  # fraction of positions a `patch` edit may change
     append_budget: float = 0.25  # fraction of positions an `append` edit fills
@@ -459,64 +223,61 @@ class OrchestrationConfig(_YamlMixin):
     memory_writes_per_step: int = 8  # solved samples written to the memory bank per step
     seed: int = 0  # edit-selection exploration
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     def validate(self) -> None:
-        _check(
+        require(
             1 <= self.max_steps_train <= 256,
             f"max_steps_train: must be in [1, 256], got {self.max_steps_train}",
         )
-        _check(
+        require(
             1 <= self.max_steps_infer <= self.max_steps_train,
             f"max_steps_infer: must be in [1, max_steps_train={self.max_steps_train}], "
             f"got {self.max_steps_infer}",
         )
         if self.truncated_backprop:
-            _check(
+            require(
                 1 <= self.backprop_truncate_steps <= self.max_steps_train,
                 f"backprop_truncate_steps: must be in [1, max_steps_train={self.max_steps_train}], "
                 f"got {self.backprop_truncate_steps}",
             )
         w = self.step_loss_weights
         if w.steps is not None:
-            _check(
+            require(
                 len(w.steps) == self.max_steps_train,
                 f"step_loss_weights.steps: has {len(w.steps)} weights, "
                 f"max_steps_train is {self.max_steps_train}",
             )
-        _check(
+            window = self.gradient_window()
+            require(
+                sum(w.steps[-window:]) > 0,
+                f"step_loss_weights.steps: the last {window} steps carry the gradient "
+                f"(backprop_truncate_steps) and all weigh 0, so training would learn nothing",
+            )
+        require(
             self.gradient_clip_threshold is None or self.gradient_clip_threshold > 0,
             f"gradient_clip_threshold: must be > 0 or null, got {self.gradient_clip_threshold}",
         )
-        _check(
+        require(
             self.loss_smoothing_window >= 1,
             f"loss_smoothing_window: must be >= 1, got {self.loss_smoothing_window}",
         )
-        _check_names(
-            "augmentation_strategies", self.augmentation_strategies, AUGMENTATION_STRATEGIES
-        )
-        _check(
+        _require_unique("augmentation_strategies", self.augmentation_strategies)
+        require(
             self.augmentation_count >= 1,
             f"augmentation_count: must be >= 1, got {self.augmentation_count}",
         )
-        _check_names("canvas_edit_strategies", self.canvas_edit_strategies, EDIT_STRATEGIES)
-        _check(
+        _require_unique("canvas_edit_strategies", self.canvas_edit_strategies)
+        require(
             len(self.canvas_edit_strategies) >= 1,
             "canvas_edit_strategies: needs at least one strategy",
         )
-        _check(
-            self.edit_selection in EDIT_SELECTORS,
-            f"edit_selection: must be one of {list(EDIT_SELECTORS)}, got {self.edit_selection!r}",
-        )
-        _check(
+        require(
             self.edit_exploration >= 0,
             f"edit_exploration: must be >= 0, got {self.edit_exploration}",
         )
         for name in ("patch_budget", "append_budget"):
             value = getattr(self, name)
-            _check(0 < value <= 1, f"{name}: a fraction of positions in (0, 1], got {value}")
-        _check(
+            require(0 < value <= 1, f"{name}: a fraction of positions in (0, 1], got {value}")
+        require(
             self.memory_writes_per_step >= 0,
             f"memory_writes_per_step: must be >= 0, got {self.memory_writes_per_step}",
         )
@@ -527,10 +288,5 @@ class OrchestrationConfig(_YamlMixin):
         return min(self.backprop_truncate_steps, steps) if self.truncated_backprop else steps
 
 
-def _check_names(key: str, names: Sequence[str], known: Sequence[str]) -> None:
-    for i, name in enumerate(names):
-        if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"{key}[{i}]: unknown strategy {name!r}{hint}; known: {list(known)}")
-    _check(len(set(names)) == len(names), f"{key}: lists a strategy twice: {list(names)}")
+def _require_unique(key: str, names: list[str]) -> None:
+    require(len(set(names)) == len(names), f"{key}: lists a strategy twice: {list(names)}")

@@ -25,15 +25,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from refiner.config import (
+from refiner.augment.batch import task_kind
+from refiner.augment.strategies import label_breaking
+from refiner.config import ModelConfig, OrchestrationConfig
+from refiner.config_loader import (
     ConfigError,
-    ModelConfig,
-    OrchestrationConfig,
-    _check,
-    _read_yaml,
-    _YamlMixin,
+    YamlConfig,
     apply_overrides,
     load_dataclass,
+    read_yaml,
+    require,
 )
 from refiner.optim import make_optimizer, warmup_cosine
 from refiner.orchestrator import UnifiedRefinerOrchestrator
@@ -41,7 +42,7 @@ from refiner.tasks.sources import SOURCES, load_tasks
 
 
 @dataclass
-class TaskConfig(_YamlMixin):
+class TaskConfig(YamlConfig):
     """Which tasks to train on. ``source``: a built-in source name or a task file."""
 
     source: str = "parity"
@@ -54,13 +55,13 @@ class TaskConfig(_YamlMixin):
     augment_intensity: dict[str, float] = field(default_factory=dict)  # per strategy, [0, 1]
     augment_dedup: bool = False  # drop identical augmented rows of a grid task
 
-    def __post_init__(self) -> None:
-        _check(bool(self.source), "source: must name a built-in source or a task file")
-        _check(self.val_max_rows >= 1, f"val_max_rows: must be >= 1, got {self.val_max_rows}")
+    def validate(self) -> None:
+        require(bool(self.source), "source: must name a built-in source or a task file")
+        require(self.val_max_rows >= 1, f"val_max_rows: must be >= 1, got {self.val_max_rows}")
 
 
 @dataclass
-class TrainingConfig(_YamlMixin):
+class TrainingConfig(YamlConfig):
     """Optimisation, scale-out, reporting and checkpointing."""
 
     steps: int = 300  # optimizer updates (all workers step together under DDP)
@@ -80,42 +81,41 @@ class TrainingConfig(_YamlMixin):
     max_failures: int = 2  # worker-group restarts before the run fails
     shuffle_buffer_rows: int = 4096  # local shuffle of augmented rows before batching
     tasks_per_augment_batch: int = 32  # tasks per Ray Data augmentation call
-    fault_at_step: int | None = None  # testing aid: one worker raises once at this update
     # Stop the run (FAILED, nothing saved) after this many consecutive updates skipped for
     # non-finite gradients (the NaN/Inf guard); null: keep skipping and keep going.
     max_skipped_updates: int | None = None
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         for name in ("steps", "batch_size", "report_every", "checkpoint_every", "num_to_keep"):
             value = getattr(self, name)
-            _check(value >= 1, f"{name}: must be >= 1, got {value}")
-        _check(self.lr > 0, f"lr: must be > 0, got {self.lr}")
-        _check(self.warmup_steps >= 0, f"warmup_steps: must be >= 0, got {self.warmup_steps}")
-        _check(
+            require(value >= 1, f"{name}: must be >= 1, got {value}")
+        require(self.lr > 0, f"lr: must be > 0, got {self.lr}")
+        require(self.warmup_steps >= 0, f"warmup_steps: must be >= 0, got {self.warmup_steps}")
+        require(
             0 <= self.min_lr_ratio <= 1, f"min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio}"
         )
-        _check(self.num_workers >= 0, f"num_workers: must be >= 0, got {self.num_workers}")
-        _check(
+        require(self.num_workers >= 0, f"num_workers: must be >= 0, got {self.num_workers}")
+        require(
             self.cpus_per_worker > 0, f"cpus_per_worker: must be > 0, got {self.cpus_per_worker}"
         )
-        _check(self.torch_threads >= 1, f"torch_threads: must be >= 1, got {self.torch_threads}")
-        _check(self.max_failures >= 0, f"max_failures: must be >= 0, got {self.max_failures}")
-        _check(
+        require(self.torch_threads >= 1, f"torch_threads: must be >= 1, got {self.torch_threads}")
+        require(self.max_failures >= 0, f"max_failures: must be >= 0, got {self.max_failures}")
+        require(
             self.max_skipped_updates is None or self.max_skipped_updates >= 1,
             f"max_skipped_updates: must be >= 1 or null, got {self.max_skipped_updates}",
         )
-        _check(
+        require(
             self.shuffle_buffer_rows >= 0,
             f"shuffle_buffer_rows: must be >= 0, got {self.shuffle_buffer_rows}",
         )
-        _check(
+        require(
             self.tasks_per_augment_batch >= 1,
             f"tasks_per_augment_batch: must be >= 1, got {self.tasks_per_augment_batch}",
         )
 
 
 @dataclass
-class ExperimentConfig(_YamlMixin):
+class ExperimentConfig(YamlConfig):
     seed: int = 0
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -135,7 +135,7 @@ def load_experiment_config(
     """
     data: Any = dict(base or {})
     if path is not None:
-        data = _read_yaml(path)
+        data = read_yaml(path)
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
@@ -166,7 +166,7 @@ def prepare_experiment(
     """
     data: dict[str, Any] = {}
     if config_path is not None:
-        loaded = _read_yaml(config_path)
+        loaded = read_yaml(config_path)
         if loaded is not None and not isinstance(loaded, Mapping):
             raise ConfigError(f"{config_path}: expected a mapping at the top level")
         data = dict(loaded or {})
@@ -201,7 +201,28 @@ def prepare_experiment(
             f"{tasks.column('task_id')[row].as_py()!r} ({longest} tokens) in {config.task.source}; "
             f"raise it or leave it unset to follow the data"
         )
+    if config.task.augment:
+        _refuse_label_breaking(config, tasks, origin)
     return config, tasks
+
+
+def _refuse_label_breaking(config: ExperimentConfig, tasks: pa.Table, origin: str) -> None:
+    """Input-only strategies that would make wrong labels for these tasks are an error."""
+    strategies = config.orchestration.augmentation_strategies
+    pairs = pc.unique(
+        pc.binary_join_element_wise(tasks.column("task_type"), tasks.column("source"), "\0")
+    ).to_pylist()
+    for pair in pairs:
+        task_type, source = pair.split("\0", 1)
+        kind = task_kind(task_type, source)
+        bad = label_breaking(strategies, kind)
+        if bad:
+            i = strategies.index(bad[0])
+            raise ConfigError(
+                f"{origin}orchestration.augmentation_strategies[{i}]: {bad[0]!r} keeps the "
+                f"target of a {kind} task while changing its input, which makes wrong labels "
+                f"there; remove it (refused for {kind}: {', '.join(bad)})"
+            )
 
 
 _SOURCE_KEYS = ("count", "size", "options")

@@ -3,7 +3,13 @@
 Every step is supervised: token cross-entropy of the step's logits against the target
 (over all positions, PAD included: PAD is a legitimate "nothing here" prediction), the
 quality head against "is the proposed token right" per position, and the halting head
-against "the canvas after this step's edit is exactly right".
+against "the canvas after this step's edit is exactly right". The reported token
+accuracy counts only the target's non-PAD positions, as inference's does (PAD cells
+are easy and would inflate it on short targets in a long canvas).
+
+Step weights are normalised over the steps that carry gradient (the truncation window):
+the objective is the weighted mean of those steps' losses, so truncating backprop does
+not scale the gradient down; earlier steps get weight 0 (their losses are still reported).
 """
 
 from __future__ import annotations
@@ -14,12 +20,23 @@ import torch
 import torch.nn.functional as F
 
 from refiner.config import StepLossWeights
+from refiner.tokenizers import PAD
 
 LOSS_TYPES = ("token", "halting", "quality")
 
 
-def step_weights(weights: StepLossWeights, steps: int) -> torch.Tensor:
-    """Per-step weights w_1..w_T (float64, summing to 1) for the configured schedule."""
+def step_weights(
+    weights: StepLossWeights, steps: int, gradient_steps: int | None = None
+) -> torch.Tensor:
+    """Per-step weights w_1..w_T (float64) for the configured schedule.
+
+    Only the last ``gradient_steps`` steps (all ``steps`` when None) are weighted; their
+    weights sum to 1 and the steps before them weigh 0. A schedule's shape is kept: the
+    window's weights are the schedule's, renormalised.
+    """
+    window = steps if gradient_steps is None else gradient_steps
+    if not 1 <= window <= steps:
+        raise ValueError(f"gradient_steps must be in [1, {steps}], got {gradient_steps}")
     t = torch.arange(1, steps + 1, dtype=torch.float64)
     if weights.schedule == "uniform":
         w = torch.ones(steps, dtype=torch.float64)
@@ -34,7 +51,11 @@ def step_weights(weights: StepLossWeights, steps: int) -> torch.Tensor:
         w = torch.tensor(weights.steps, dtype=torch.float64)
     else:
         raise ValueError(f"unknown step weight schedule {weights.schedule!r}")
-    return w / w.sum()
+    w[: steps - window] = 0.0
+    total = w.sum()
+    if total <= 0:
+        raise ValueError(f"step weights: the last {window} steps (the gradient window) all weigh 0")
+    return w / total
 
 
 @dataclass
@@ -80,5 +101,8 @@ def step_loss_terms(
     )
     correct = canvas == target
     exact = correct.all(-1)
+    scored = target != PAD
     halting = F.binary_cross_entropy_with_logits(halt_logit.float(), exact.float())
-    return StepLosses(token, halting, quality, exact, correct.float().mean())
+    # over the target's non-PAD positions, as evaluation.py scores inference
+    token_acc = (correct & scored).sum().float() / scored.sum().clamp(min=1)
+    return StepLosses(token, halting, quality, exact, token_acc)

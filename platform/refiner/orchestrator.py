@@ -221,7 +221,8 @@ class UnifiedRefinerOrchestrator:
                 truncate=self.apply_truncated_backprop,
             )
         records = unroll.steps
-        weights = step_weights(c.step_loss_weights, T).to(self.device, torch.float32)  # [T]
+        K = c.gradient_window(T)
+        weights = step_weights(c.step_loss_weights, T, K).to(self.device, torch.float32)  # [T]
         per_type, per_step = step_losses(records, c)  # [3, T], [T]
         loss = (weights * per_step).sum()
 

@@ -22,8 +22,10 @@ Transforms (``format_variation`` components: 0 dihedral element, 1 translation):
   fit. Without translation EOS-marked grids keep their corner, plain blocks go where the
   canvas transform takes them.
 - ``position_shift`` (input only), per axis: if the input's block spans the axis it is
-  rolled cyclically, otherwise translated by up to ``K = floor(f*side)`` cells without
-  leaving the canvas (EOS cells may fall off the edge, as they do in ``place_in_canvas``).
+  rolled cyclically, otherwise translated by up to ``K`` cells without leaving the canvas
+  (EOS cells may fall off the edge, as they do in ``place_in_canvas``); ``K`` and the
+  non-zero offset as in ``input_only`` (a block that fills the canvas but for its border
+  may have no room to move on an axis).
 
 Speed: per task, the (up to) 8 transformed grids are built once, small ("compact": block
 plus border, rounded up to a multiple of 4; tasks are bucketed by that size). Rows are
@@ -42,7 +44,7 @@ import numpy as np
 
 from refiner.augment.batch import TaskGroup
 from refiner.augment.counter_rng import integers_below, uniforms
-from refiner.augment.input_only import noise_and_mask
+from refiner.augment.input_only import noise_and_mask, nonzero_offsets, shift_reach
 from refiner.augment.rows import RowPlan
 from refiner.augment.symmetry import (
     DIHEDRAL_ALL,
@@ -192,12 +194,12 @@ def draw_params(
 
 def _input_shift(strength, u, anchor: np.ndarray, extent: np.ndarray, side: int):
     """Input position on one axis after position_shift, and whether it wraps (rolls)."""
-    reach = np.floor(strength * side).astype(np.int64)
+    reach = shift_reach(strength, side)
     full = extent == side
-    rolled = (integers_below(u, 2 * reach + 1) - reach) % side
+    rolled = nonzero_offsets(u, -reach, reach) % side
     low = np.maximum(-anchor, -reach)
     high = np.minimum(side - anchor - extent, reach)
-    moved = anchor + low + integers_below(u, high - low + 1)
+    moved = anchor + nonzero_offsets(u, low, high)
     return np.where(full, rolled, moved), full
 
 

@@ -7,8 +7,11 @@
   with replacement, so the realised fraction is at most f (a repeat pick keeps the later
   symbol; a symbol may equal the one it replaces).
 - ``masking``: the same with "masking/position", writing MASK; applied after noise.
-- ``position_shift``: ``K = floor(f*length)``, offset ``floor(u*(2K+1)) - K`` (stream
-  "position_shift/offset", draw 0 for rows/sequences, draw 1 for grid columns). How a
+- ``position_shift``: reach ``K = floor(f*length)`` raised to at least 1 and capped at
+  ``length - 1`` (0 when f = 0 or length <= 1), offset a uniform *non-zero* integer in
+  ``[-K, K]`` (stream "position_shift/offset", draw 0 for rows/sequences, draw 1 for grid
+  columns): a row labelled with position_shift is shifted, also on short inputs (a 9x9
+  sudoku, 8-bit parity) where ``floor(f*length)`` is 0 at the default intensity. How a
   kind applies the offset is in its module (sequences roll cyclically).
 
 Noise and mask positions are drawn among the task's original content positions and
@@ -76,9 +79,24 @@ def shift_offsets(plan: RowPlan, lengths: np.ndarray, axis: int = 0) -> np.ndarr
     strength = plan.strength("position_shift")
     if strength is None:
         return None
-    reach = np.floor(strength * lengths).astype(np.int64)
+    reach = shift_reach(strength, lengths)
     u = uniforms(plan.seeds, "position_shift/offset", axis + 1)[:, axis]
-    return integers_below(u, 2 * reach + 1) - reach
+    return nonzero_offsets(u, -reach, reach)
+
+
+def shift_reach(strength: np.ndarray, lengths: np.ndarray | int) -> np.ndarray:
+    """int64 ``K = floor(f*length)``, at least 1 where f > 0, at most ``length - 1``."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    reach = np.maximum(np.floor(strength * lengths).astype(np.int64), 1)
+    reach = np.minimum(reach, lengths - 1)
+    return np.where((strength > 0) & (lengths > 1), reach, 0)
+
+
+def nonzero_offsets(u: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """A uniform non-zero integer in ``[low, high]`` (``low <= 0 <= high``); 0 if none."""
+    span = high - low
+    value = low + integers_below(u, np.maximum(span, 1))
+    return np.where(span > 0, value + (value >= 0), 0)
 
 
 def roll_sequences(tokens: np.ndarray, lengths: np.ndarray, offsets: np.ndarray) -> np.ndarray:

@@ -5,7 +5,8 @@ Intensity is a number in [0, 1] per strategy; its meaning is strategy-specific:
 | strategy         | intensity means                                              | per row            |
 |------------------|--------------------------------------------------------------|--------------------|
 | token_noise      | largest fraction of the input's content tokens replaced      | f ~ U(0, max)      |
-| position_shift   | largest shift, as a fraction of the length (side for grids)  | f ~ U(0, max)      |
+| position_shift   | largest shift, as a fraction of the length (side for grids); | f ~ U(0, max)      |
+|                  | an applied shift moves at least one position                 |                    |
 | masking          | largest fraction of the input's content tokens set to MASK   | f ~ U(0, max)      |
 | paraphrase       | fraction of the alphabet relabelled (1 = a uniformly random  | f = the set value  |
 |                  | relabelling); parity: each input bit flipped with prob. f/2  |                    |

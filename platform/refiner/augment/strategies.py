@@ -6,9 +6,15 @@ ones transform input and target together, so the pair stays correct.
 
 from __future__ import annotations
 
-INPUT_ONLY_STRATEGIES = ("token_noise", "position_shift", "masking")
-LABEL_CONSISTENT_STRATEGIES = ("paraphrase", "format_variation")
-STRATEGIES = INPUT_ONLY_STRATEGIES + LABEL_CONSISTENT_STRATEGIES
+from typing import Literal, get_args
+
+InputOnlyStrategy = Literal["token_noise", "position_shift", "masking"]
+LabelConsistentStrategy = Literal["paraphrase", "format_variation"]
+AugmentationStrategy = Literal[InputOnlyStrategy, LabelConsistentStrategy]
+
+INPUT_ONLY_STRATEGIES: tuple[str, ...] = get_args(InputOnlyStrategy)
+LABEL_CONSISTENT_STRATEGIES: tuple[str, ...] = get_args(LabelConsistentStrategy)
+STRATEGIES: tuple[str, ...] = get_args(AugmentationStrategy)
 
 # Task kinds: how a row is augmented. Derived from task_type and source (see batch.py).
 SUDOKU, GRID, PARITY, SEQUENCE, TEXT = "sudoku", "grid", "parity", "sequence", "text"
@@ -22,3 +28,18 @@ APPLICABLE: dict[str, tuple[str, ...]] = {
     SEQUENCE: INPUT_ONLY_STRATEGIES,
     TEXT: STRATEGIES,
 }
+
+# Input-only strategies that make wrong labels for a kind (the kept target no longer
+# answers the perturbed input), refused by ``label_breaking``. Parity: every input bit
+# decides the target, so a flipped, masked or moved bit changes the answer. Sudoku: a
+# changed or moved given makes another puzzle; a masked given leaves the target a
+# solution of the puzzle, so masking stays allowed.
+LABEL_BREAKING: dict[str, tuple[str, ...]] = {
+    PARITY: INPUT_ONLY_STRATEGIES,
+    SUDOKU: ("token_noise", "position_shift"),
+}
+
+
+def label_breaking(strategies: tuple[str, ...] | list[str], kind: str) -> list[str]:
+    """The strategies among ``strategies`` that make wrong labels for tasks of ``kind``."""
+    return [s for s in strategies if s in LABEL_BREAKING.get(kind, ())]

@@ -154,7 +154,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
             ) from None
         fetched = time.perf_counter()
         window.wait_s += fetched - mark
-        _maybe_inject_fault(training.fault_at_step, step, rank, world, job.run_dir)
+        _maybe_inject_fault(step, rank, world, job.run_dir, config.seed)
         info = orchestrator.train_step(
             {"input": batch["input"], "target": batch["target"]},
             optimizer,
@@ -338,18 +338,26 @@ def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _maybe_inject_fault(
-    at_step: int | None, step: int, rank: int, world: int, run_dir: str
-) -> None:
-    """Testing aid (``training.fault_at_step``): the last rank raises once per run.
+FAULT_ENV = "REFINER_TEST_FAULT_AT_STEP"
+
+
+def _maybe_inject_fault(step: int, rank: int, world: int, run_dir: str, seed: int) -> None:
+    """Test hook, not configuration: ``REFINER_TEST_FAULT_AT_STEP=N`` (or ``N,seed=S``, only
+    runs whose config seed is S) in the environment the workers start with makes the last
+    rank raise once per run at update N. Tests set it; a real run never does.
 
     A marker file keeps the restarted worker group from failing again at the same step.
     """
-    if at_step is None or step != at_step or rank != world - 1:
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    at, _, only_seed = spec.partition(",seed=")
+    at_step = int(at)
+    if step != at_step or rank != world - 1 or (only_seed and int(only_seed) != seed):
         return
     run_key = hashlib.sha1(run_dir.encode()).hexdigest()[:12]
     marker = Path(tempfile.gettempdir()) / f"refiner-fault-{run_key}-{at_step}"
     if marker.exists():
         return
     marker.write_text(str(os.getpid()))
-    raise RuntimeError(f"injected fault at update {at_step} (training.fault_at_step)")
+    raise RuntimeError(f"injected fault at update {at_step} ({FAULT_ENV})")

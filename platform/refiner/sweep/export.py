@@ -17,7 +17,6 @@ def export_config(config: ExperimentConfig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = config.to_dict()
-    data["training"]["fault_at_step"] = None  # a testing aid never belongs in a real run
     text = _HEADER.format(path=path) + ExperimentConfig.from_dict(data).to_yaml()
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")

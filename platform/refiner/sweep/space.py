@@ -32,7 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from refiner.config import ConfigError, _dataclass_in, _read_yaml, _unknown_key, load_dataclass
+from refiner.config_loader import (
+    ConfigError,
+    dataclass_in,
+    load_dataclass,
+    read_yaml,
+    unknown_key_message,
+)
 from refiner.experiment import ExperimentConfig
 
 SAMPLERS = ("choice", "grid", "uniform", "loguniform", "randint")
@@ -154,7 +160,7 @@ class SearchSpace:
 
 def load_space(path: str | Path) -> SearchSpace:
     """Read and check a space file: keys, samplers, bounds and constraints."""
-    data = _read_yaml(path)
+    data = read_yaml(path)
     return parse_space(data, str(path))
 
 
@@ -164,7 +170,7 @@ def parse_space(data: Any, origin: str = "<space>") -> SearchSpace:
     for key in data:
         if key not in TOP_LEVEL:
             raise SpaceError(
-                f"{origin}: {_unknown_key(str(key), str(key), dict.fromkeys(TOP_LEVEL))}"
+                f"{origin}: {unknown_key_message(str(key), str(key), dict.fromkeys(TOP_LEVEL))}"
             )
     if not isinstance(data.get("space"), Mapping) or not data["space"]:
         raise SpaceError(f"{origin}: space: needs at least one swept key")
@@ -296,9 +302,9 @@ def _check_key(key: str, origin: str, prefix: str) -> None:
             return
         fields = {f.name: f for f in dataclasses.fields(cls)}
         if part not in fields:
-            raise SpaceError(f"{origin}: {_unknown_key(here, part, fields)}")
+            raise SpaceError(f"{origin}: {unknown_key_message(here, part, fields)}")
         tp = typing.get_type_hints(cls)[part]
-        inner = _dataclass_in(tp)
+        inner = dataclass_in(tp)
         if inner is None and depth < len(parts) - 1 and not _is_dict_type(tp):
             raise SpaceError(f"{origin}: {here}: is a value, it has no key {parts[depth + 1]!r}")
         cls = inner
@@ -314,7 +320,7 @@ def _is_mapping_field(path: str) -> bool:
         if part not in hints:
             return False
         tp = hints[part]
-        cls = _dataclass_in(tp)
+        cls = dataclass_in(tp)
     return cls is None and _is_dict_type(tp)
 
 

@@ -5,7 +5,8 @@ twin of the counter-based RNG; per-task preparation (decoding, grid geometry) ha
 once per task, as any sensible implementation would. It is written independently of the
 vectorised modules (sharing only ``counter_rng`` and the documented semantics), so the
 tests' "engine == reference" checks compare two implementations of one specification.
-Not used in training.
+A test oracle (and the baseline of ``bench/bench_augment.py``), so it lives in tests/,
+not in the package.
 """
 
 from __future__ import annotations
@@ -163,9 +164,22 @@ def _edits(
 
 
 def _shift(row_seed: int, strength: dict, length: int, axis: int = 0) -> int:
-    reach = math.floor(strength["position_shift"] * length)
+    reach = _reach(strength["position_shift"], length)
     u = uniforms_scalar(row_seed, "position_shift/offset", 2)[axis]
-    return _floor(u, 2 * reach + 1) - reach
+    return _nonzero(u, -reach, reach)
+
+
+def _reach(f: float, length: int) -> int:
+    """floor(f*length), at least 1 when f > 0 (a labelled shift moves), at most length - 1."""
+    if f <= 0 or length <= 1:
+        return 0
+    return min(max(math.floor(f * length), 1), length - 1)
+
+
+def _nonzero(u: float, low: int, high: int) -> int:
+    """The non-zero integers of [low, high] in order, the one at floor(u * count)."""
+    choices = [v for v in range(low, high + 1) if v != 0]
+    return choices[_floor(u, len(choices))] if choices else 0
 
 
 # ---- sequences and text -------------------------------------------------------------------
@@ -419,14 +433,14 @@ def _input_shift(row_seed: int, strength: dict, corner, extent, sides):
     corner, rolls = list(corner), [0, 0]
     for axis in (0, 1):
         side = sides[axis]
-        reach = math.floor(strength["position_shift"] * side)
+        reach = _reach(strength["position_shift"], side)
         u = uniforms_scalar(row_seed, "position_shift/offset", 2)[axis]
         if extent[axis] == side:
-            rolls[axis] = _floor(u, 2 * reach + 1) - reach
+            rolls[axis] = _nonzero(u, -reach, reach)
         else:
             low = max(-corner[axis], -reach)
             high = min(side - corner[axis] - extent[axis], reach)
-            corner[axis] += low + _floor(u, high - low + 1)
+            corner[axis] += _nonzero(u, low, high)
     return corner, rolls
 
 
