@@ -21,6 +21,7 @@ from pathlib import Path
 from refiner.checkpoint import CheckpointError, read_checkpoint
 from refiner.config import ConfigError
 from refiner.experiment import TaskConfig, load_task_table
+from refiner.predictors import benchmark_report
 from refiner.sweep.checkpoints import (
     MLFLOW_SCHEMES,
     evaluate_checkpoint,
@@ -45,6 +46,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=int, help="a built-in source's size (e.g. parity length)")
     p.add_argument("--seed", type=int, default=0, help="a built-in source's seed")
     p.add_argument("--max-rows", type=int, default=2048, help="evaluate at most this many rows")
+    p.add_argument(
+        "--vote",
+        type=int,
+        metavar="N",
+        help="also the field's numbers: ARC pass@1/pass@2 voting over N views (dihedral x"
+        " colours), sudoku/maze exact per puzzle and per cell (split, else test rows)",
+    )
     p.add_argument("--tracking-uri", help="MLflow tracking URI (models:/ runs:/ and logging)")
     p.add_argument("--experiment", help="log the evaluation as a run in this MLflow experiment")
     return p.parse_args(argv)
@@ -65,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
                 task.count = args.count if args.count is not None else source.get("count")
             tasks = load_task_table(task, args.seed)
             report = evaluate_checkpoint(path, tasks, args.max_steps, args.split, args.max_rows)
+            field = None
+            if args.vote is not None:
+                field = benchmark_report(
+                    path, tasks, args.vote, args.split, args.max_steps, args.max_rows, args.seed
+                )
         except (
             CheckpointError,
             ConfigError,
@@ -85,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             "stopping reasons: "
             + ", ".join(f"{k}: {v}" for k, v in sorted(report.stopping_reasons.items()))
         )
+        if field is not None:
+            print(field.summary())
         if args.experiment:
             name = f"eval-{Path(args.task).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
             with tracked_run(
@@ -99,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                     }
                 )
                 run.log_metrics(report.metrics("eval_"), step=0)
+                if field is not None:
+                    run.log_metrics(field.metrics("eval_"), step=0)
                 for t, value in enumerate(report.acc_at, start=1):
                     run.log_metrics({"eval_acc_at_t": value}, step=t)
                 for plot in report.plots(scratch):
