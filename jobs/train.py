@@ -2,6 +2,7 @@
 
     python jobs/train.py                                   # parity, 2 CPU workers, local Ray
     python jobs/train.py --task sudoku --steps 2000 --set model.d_model=128
+    python jobs/train.py --config jobs/configs/sudoku_extreme_gpu.yaml --gpu --num-workers 4
     ray job submit --working-dir . -- python jobs/train.py --tracking-uri http://HEAD:5000
 
 Reads top to bottom: load and validate the config and tasks (bad input stops here,
@@ -23,6 +24,7 @@ from refiner.distributed.loop import TrainingDiverged
 from refiner.distributed.storage import StorageError, check_writable
 from refiner.distributed.trainer import resolve_storage, run_training
 from refiner.experiment import prepare_experiment
+from refiner.tasks.sources import SOURCES
 from refiner.tasks.validation import TaskFileError
 from refiner.tracking import (
     TrackingError,
@@ -31,14 +33,19 @@ from refiner.tracking import (
     tracked_run,
 )
 
-DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
+CONFIGS = Path(__file__).parent / "configs"
+DEFAULT_CONFIG = CONFIGS / "default.yaml"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="run config YAML")
+    p.add_argument(
+        "--config",
+        help="run config YAML (default: the --task source's recipe, configs/<source>.yaml,"
+        " where there is one, else configs/default.yaml)",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -76,7 +83,13 @@ def overrides_from(args: argparse.Namespace) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        config, tasks = prepare_experiment(args.config, overrides_from(args), task=args.task)
+        # A source's own recipe already names its task (and its count/size/options).
+        recipe = source_recipe(args.task) if args.config is None else None
+        config, tasks = prepare_experiment(
+            recipe or args.config or DEFAULT_CONFIG,
+            overrides_from(args),
+            task=None if recipe else args.task,
+        )
         tracking_uri = resolve_tracking_uri(args.tracking_uri)
         check_tracking_store(tracking_uri)
         storage = resolve_storage(args.storage)
@@ -113,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"MLflow run: {tracker.run_id} in experiment {args.experiment!r} at {tracking_uri}")
     print(f"  browse: mlflow ui --backend-store-uri {tracking_uri}", flush=True)
     return 0
+
+
+def source_recipe(task: str | None) -> Path | None:
+    """configs/<source>.yaml for a built-in source that has a recipe (sudoku, maze, arc)."""
+    recipe = CONFIGS / f"{task}.yaml"
+    return recipe if task in SOURCES and recipe.is_file() else None
 
 
 def _interrupt(signum: int, frame: object) -> None:

