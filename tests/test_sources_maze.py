@@ -23,7 +23,9 @@ from refiner.tokenizers import NUM_SPECIAL
 
 
 def grids(table, column, side):
-    return [np.array(ids).reshape(side, side) - NUM_SPECIAL for ids in table.column(column).to_pylist()]
+    return [
+        np.array(ids).reshape(side, side) - NUM_SPECIAL for ids in table.column(column).to_pylist()
+    ]
 
 
 def all_shortest_paths(grid):

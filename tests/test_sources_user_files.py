@@ -25,7 +25,9 @@ def sudoku_lines(count: int) -> list[str]:
     """Real 9x9 puzzles from the built-in generator, written as Sudoku-Extreme lines."""
     table = sudoku_generate(count=count, size=9, seed=7)
     lines = []
-    for i, (q, a) in enumerate(zip(table.column("input").to_pylist(), table.column("target").to_pylist(), strict=True)):
+    for i, (q, a) in enumerate(
+        zip(table.column("input").to_pylist(), table.column("target").to_pylist(), strict=True)
+    ):
         question = "".join("." if t == NUM_SPECIAL else str(t - NUM_SPECIAL) for t in q)
         answer = "".join(str(t - NUM_SPECIAL) for t in a)
         lines.append(f"gen,{question},{answer},{i}")
@@ -52,7 +54,9 @@ def test_sudoku_csv_rows_match_the_file(tmp_path):
     assert rated.num_rows == 2  # ratings 4 and 5
     sample = load_source("sudoku", input=str(write_csv(tmp_path, lines)), count=3, seed=1)
     assert sample.num_rows == 3
-    assert sample.equals(load_source("sudoku", input=str(write_csv(tmp_path, lines)), count=3, seed=1))
+    assert sample.equals(
+        load_source("sudoku", input=str(write_csv(tmp_path, lines)), count=3, seed=1)
+    )
     test = load_source("sudoku", input=str(write_csv(tmp_path, lines)), split="test")
     assert set(test.column("split").to_pylist()) == {"test"}
 
@@ -82,7 +86,9 @@ def write_arc_dir(tmp_path: Path, puzzles: dict[str, object]) -> Path:
     folder = tmp_path / "evaluation"
     folder.mkdir(exist_ok=True)
     for pid, puzzle in puzzles.items():
-        (folder / f"{pid}.json").write_text(puzzle if isinstance(puzzle, str) else json.dumps(puzzle))
+        (folder / f"{pid}.json").write_text(
+            puzzle if isinstance(puzzle, str) else json.dumps(puzzle)
+        )
     return folder
 
 
@@ -100,7 +106,9 @@ def test_arc_directory_trains_on_demonstrations_and_tests_on_test_pairs(tmp_path
     folder = write_arc_dir(tmp_path, {"aa": puzzle(0), "bb": puzzle(1, train=3)})
     table = load_source("arc", input=str(folder), size=8)
     assert table.num_rows == 7
-    splits = list(zip(table.column("group_id").to_pylist(), table.column("split").to_pylist(), strict=True))
+    splits = list(
+        zip(table.column("group_id").to_pylist(), table.column("split").to_pylist(), strict=True)
+    )
     assert splits.count(("aa", "train")) == 2 and splits.count(("bb", "train")) == 3
     assert splits.count(("aa", "test")) == 1 and splits.count(("bb", "test")) == 1
     assert set(table.column("source").to_pylist()) == {"arc-evaluation"}
@@ -113,7 +121,9 @@ def test_arc_directory_problems_name_the_file(tmp_path):
     bad = puzzle(2)
     bad["train"][1]["output"][1] = [1]
     bad["test"][0]["input"][0][0] = 12
-    folder = write_arc_dir(tmp_path, {"ok": puzzle(0), "bad": bad, "broken": "{", "odd": {"train": []}})
+    folder = write_arc_dir(
+        tmp_path, {"ok": puzzle(0), "bad": bad, "broken": "{", "odd": {"train": []}}
+    )
     with pytest.raises(TaskFileError) as err:
         load_source("arc", input=str(folder))
     text = str(err.value)
@@ -140,7 +150,9 @@ def test_prepare_tasks_reads_each_benchmark_layout(tmp_path):
     assert read_tasks(out).num_rows == 5
     folder = write_arc_dir(tmp_path, {"aa": puzzle(0)})
     out = tmp_path / "arc.jsonl"
-    done = run_job("--source", "arc", "--input", str(folder), "--size", "6", "--out", str(out), cwd=tmp_path)
+    done = run_job(
+        "--source", "arc", "--input", str(folder), "--size", "6", "--out", str(out), cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert read_tasks(out).num_rows == 3
 

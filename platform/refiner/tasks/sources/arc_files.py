@@ -50,7 +50,11 @@ def _read_puzzle(file: Path) -> tuple[list[str], dict[str, Any] | None]:
         return [f"invalid JSON: {err.msg} (line {err.lineno}, column {err.colno})"], None
     if not isinstance(data, dict):
         return [f"expected a JSON object, got {type(data).__name__}"], None
-    found = [f"unknown key {key!r}; a puzzle has train and test" for key in data if key not in ("train", "test")]
+    found = [
+        f"unknown key {key!r}; a puzzle has train and test"
+        for key in data
+        if key not in ("train", "test")
+    ]
     for kind in ("train", "test"):
         pairs = data.get(kind)
         if not isinstance(pairs, list) or not pairs:
@@ -78,7 +82,11 @@ def _grid_problems(grid: Any) -> list[str]:
     for r, row in enumerate(grid):
         if len(row) != width:
             return [f" row {r}: {len(row)} cells, row 0 has {width} (grids are rectangles)"]
-        bad = [v for v in row if not (isinstance(v, int) and not isinstance(v, bool)) or not 0 <= v < NUM_COLOURS]
+        bad = [
+            v
+            for v in row
+            if not (isinstance(v, int) and not isinstance(v, bool)) or not 0 <= v < NUM_COLOURS
+        ]
         if bad:
             return [f" row {r}: {bad[0]!r} is not a colour 0..{NUM_COLOURS - 1}"]
     return []

@@ -113,17 +113,24 @@ def _parse(
     answer_chars: str,
 ) -> tuple[list[tuple[str | None, str]], CsvPuzzle | None]:
     if len(fields) != len(HEADER):
-        return [(None, f"expected {len(HEADER)} fields ({','.join(HEADER)}), got {len(fields)}")], None
+        return [
+            (None, f"expected {len(HEADER)} fields ({','.join(HEADER)}), got {len(fields)}")
+        ], None
     source, question, answer, rating_text = fields
     found: list[tuple[str | None, str]] = []
-    for name, value, chars in (("question", question, question_chars), ("answer", answer, answer_chars)):
+    for name, value, chars in (
+        ("question", question, question_chars),
+        ("answer", answer, answer_chars),
+    ):
         if len(value) != length:
             found.append((name, f"expected {length} characters, got {len(value)}"))
             continue
         bad = sorted(set(value) - set(chars))
         if bad:
             allowed = ", ".join(repr(c) for c in chars)
-            found.append((name, f"unexpected character(s) {', '.join(map(repr, bad))}; allowed: {allowed}"))
+            found.append(
+                (name, f"unexpected character(s) {', '.join(map(repr, bad))}; allowed: {allowed}")
+            )
     try:
         rating = int(rating_text.strip())
     except ValueError:

@@ -96,9 +96,7 @@ def generate(
         if min_rating is not None:
             raise ValueError("sudoku: min_rating filters a CSV input; generated puzzles have none")
         count = 1000 if count is None else count
-        puzzles, solutions = _hard_or_plain_puzzles(
-            count, n, givens, max_givens, min_guesses, seed
-        )
+        puzzles, solutions = _hard_or_plain_puzzles(count, n, givens, max_givens, min_guesses, seed)
         ids = [f"sudoku{n}-{seed}-{i:06d}" for i in range(count)]
     count = len(puzzles)
     groups = [_solution_group(solution, n) for solution in solutions]

@@ -53,9 +53,7 @@ def perturb(puzzle: list[int], solution: list[int], n: int, rng: random.Random) 
         candidate[cell] = solution[cell]
 
 
-def make_minimal_puzzle(
-    n: int, max_givens: int, rng: random.Random
-) -> tuple[list[int], list[int]]:
+def make_minimal_puzzle(n: int, max_givens: int, rng: random.Random) -> tuple[list[int], list[int]]:
     """A (puzzle, solution) pair with a unique solution and at most ``max_givens`` givens."""
     for _ in range(ATTEMPTS_PER_PUZZLE):
         solution = random_solution(n, rng)
