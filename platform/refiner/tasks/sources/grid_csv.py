@@ -12,9 +12,10 @@ from __future__ import annotations
 import csv
 import os
 import random
+from array import array
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from refiner.tasks.validation import MAX_REPORTED_PROBLEMS, Problem, TaskFileError
 
@@ -53,40 +54,38 @@ def read_puzzle_csv(
     puzzles only. The sample keeps file order. Raises TaskFileError naming file, line, field.
     """
     origin = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError as err:
-        raise TaskFileError(origin, [Problem("no such file")]) from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise TaskFileError(origin, [Problem(f"cannot read as UTF-8 text: {err}")]) from err
     if count is not None and count < 1:
         raise ValueError(f"{origin}: count must be >= 1, got {count}")
-    lines = text.splitlines()
-    header = next(csv.reader(lines[:1]), None)
-    if header is None or tuple(h.strip() for h in header) != HEADER:
-        raise TaskFileError(
-            origin, [Problem(f"expected the header {','.join(HEADER)}, got {header}", line=1)]
-        )
-    puzzles: list[CsvPuzzle] = []
+    # Pass 1 keeps only the line numbers of good rows: Sudoku-Extreme's train.csv has
+    # millions of lines, and a run usually samples a thousand of them.
+    kept = array("q")
     problems: list[Problem] = []
     total = 0
-    for row, (line, fields) in enumerate(_records(lines[1:])):
-        found, puzzle = _parse(fields, line, length, question_chars, answer_chars)
-        if found:
-            total += len(found)
-            for field, message in found:
-                if len(problems) < MAX_REPORTED_PROBLEMS:
-                    problems.append(Problem(message, field=field, row=row, line=line))
-        elif puzzle is not None and (min_rating is None or puzzle.rating >= min_rating):
-            puzzles.append(puzzle)
+    with _reading(origin):
+        for row, (line, fields) in enumerate(_records(path, origin)):
+            found, puzzle = _parse(fields, line, length, question_chars, answer_chars)
+            if found:
+                total += len(found)
+                for field, message in found:
+                    if len(problems) < MAX_REPORTED_PROBLEMS:
+                        problems.append(Problem(message, field=field, row=row, line=line))
+            elif puzzle is not None and (min_rating is None or puzzle.rating >= min_rating):
+                kept.append(line)
     if total:
         raise TaskFileError(origin, problems, total)
-    if not puzzles:
+    if not kept:
         wanted = f" with rating >= {min_rating}" if min_rating is not None else ""
         raise TaskFileError(origin, [Problem(f"no puzzles{wanted} in the file")])
-    if count is not None and count < len(puzzles):
-        keep = sorted(random.Random(f"csv-sample-{seed}").sample(range(len(puzzles)), count))
-        puzzles = [puzzles[i] for i in keep]
+    if count is not None and count < len(kept):
+        picked = random.Random(f"csv-sample-{seed}").sample(range(len(kept)), count)
+        kept = array("q", sorted(kept[i] for i in picked))
+    # Pass 2 reads the chosen lines again (already validated).
+    wanted_lines = set(kept)
+    puzzles = []
+    with _reading(origin):
+        for line, fields in _records(path, origin):
+            if line in wanted_lines:
+                puzzles.append(_parse(fields, line, length, question_chars, answer_chars)[1])
     if check is not None:
         for puzzle in puzzles:
             for field, message in check(puzzle.question, puzzle.answer):
@@ -98,11 +97,28 @@ def read_puzzle_csv(
     return puzzles
 
 
-def _records(lines: list[str]):
-    """(1-based line number, fields) of each non-blank data line."""
-    for offset, raw in enumerate(lines, start=2):
-        if raw.strip():
-            yield offset, next(csv.reader([raw]))
+@contextmanager
+def _reading(origin: str):
+    """File-level read errors as TaskFileError naming the file."""
+    try:
+        yield
+    except FileNotFoundError as err:
+        raise TaskFileError(origin, [Problem("no such file")]) from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise TaskFileError(origin, [Problem(f"cannot read as UTF-8 text: {err}")]) from err
+
+
+def _records(path: str | os.PathLike, origin: str):
+    """(1-based line number, fields) of each non-blank data line, after checking the header."""
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        header = next(csv.reader([handle.readline()]), None)
+        if header is None or tuple(h.strip() for h in header) != HEADER:
+            raise TaskFileError(
+                origin, [Problem(f"expected the header {','.join(HEADER)}, got {header}", line=1)]
+            )
+        for line, raw in enumerate(handle, start=2):
+            if raw.strip():
+                yield line, next(csv.reader([raw]))
 
 
 def _parse(
