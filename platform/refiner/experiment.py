@@ -151,6 +151,25 @@ def load_experiment_config(
         raise ConfigError(f"{origin}: {err}") from None
 
 
+def choose_config(
+    config: str | Path | None, task: str | None, configs_dir: str | Path
+) -> tuple[Path, str | None]:
+    """The run config to read and the ``--task`` to apply to it.
+
+    An explicit ``--config`` wins. Otherwise a built-in source with its own recipe
+    (``configs_dir/<source>.yaml``: sudoku, maze, arc) uses that recipe, whose task section
+    already names the source, its count, size and options; anything else starts from
+    ``configs_dir/default.yaml`` (the parity default).
+    """
+    configs_dir = Path(configs_dir)
+    if config is not None:
+        return Path(config), task
+    recipe = configs_dir / f"{task}.yaml"
+    if task in SOURCES and recipe.is_file():
+        return recipe, None
+    return configs_dir / "default.yaml", task
+
+
 def prepare_experiment(
     config_path: str | Path | None = None,
     overrides: Sequence[str] = (),

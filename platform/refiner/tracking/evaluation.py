@@ -7,6 +7,7 @@ Imported only when an evaluation touches MLflow (a ``models:/``/``runs:/`` check
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from refiner.checkpoint import CheckpointError
@@ -33,8 +34,10 @@ def log_evaluation(
     checkpoint: str,
     task: str,
     scratch: str,
+    extra_metrics: Mapping[str, float] | None = None,
 ) -> str:
-    """One run (tag ``refiner.kind=evaluation``): params, metrics, acc@t, plots; its id."""
+    """One run (tag ``refiner.kind=evaluation``): params, metrics (the report's and
+    ``extra_metrics``, e.g. voting's), acc@t, plots; its id."""
     name = f"eval-{Path(task).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     with tracked_run(tracking_uri, experiment, name, {"refiner.kind": "evaluation"}) as run:
         run.log_params(
@@ -45,7 +48,7 @@ def log_evaluation(
                 "rows": report.rows,
             }
         )
-        run.log_metrics(report.metrics("eval_"), step=0)
+        run.log_metrics({**report.metrics("eval_"), **(extra_metrics or {})}, step=0)
         for t, value in enumerate(report.acc_at, start=1):
             run.log_metrics({"eval_acc_at_t": value}, step=t)
         for plot in report.plots(scratch):
