@@ -24,6 +24,7 @@ import yaml
 
 from refiner.augment import STRATEGIES as AUGMENTATION_STRATEGIES
 from refiner.tokenizers import VOCAB_SIZE
+from refiner.yaml_io import load_strict
 
 EDIT_STRATEGIES = ("replace", "patch", "append")
 STEP_SCHEDULES = ("uniform", "linear", "exponential", "explicit")
@@ -184,7 +185,7 @@ _FLOAT_LITERAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(inf|na
 def _parse_scalar(raw: str) -> Any:
     raw = raw.strip()
     try:
-        value = yaml.safe_load(raw) if raw else None
+        value = load_strict(raw) if raw else None
     except yaml.YAMLError as err:
         raise ConfigError(f"cannot parse override value {raw!r}: {err}") from None
     if isinstance(value, str) and _FLOAT_LITERAL.fullmatch(value):
@@ -231,7 +232,7 @@ def _plain(value: Any) -> Any:
 def _read_yaml(path: str | Path) -> Any:
     try:
         with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
+            return load_strict(f)
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
     except yaml.YAMLError as err:
