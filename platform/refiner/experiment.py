@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from refiner.augment.budget import check_budget
 from refiner.config import (
     ConfigError,
     ModelConfig,
@@ -82,7 +83,8 @@ class TrainingConfig(_YamlMixin):
     checkpoint_score: str = "val_acc_infer"  # checkpoints ranked by this metric (max)
     max_failures: int = 2  # worker-group restarts before the run fails
     shuffle_buffer_rows: int = 4096  # local shuffle of augmented rows before batching
-    tasks_per_augment_batch: int = 32  # tasks per Ray Data augmentation call
+    tasks_per_augment_batch: int = 32  # tasks per Ray Data augmentation call (at most)
+    augment_block_mb: int = 1024  # memory one augmentation call may use (refiner.augment.budget)
     fault_at_step: int | None = None  # testing aid: one worker raises once at this update
     # Stop the run (FAILED, nothing saved) after this many consecutive updates skipped for
     # non-finite gradients (the NaN/Inf guard); null: keep skipping and keep going.
@@ -114,6 +116,10 @@ class TrainingConfig(_YamlMixin):
         _check(
             self.tasks_per_augment_batch >= 1,
             f"tasks_per_augment_batch: must be >= 1, got {self.tasks_per_augment_batch}",
+        )
+        _check(
+            self.augment_block_mb >= 1,
+            f"augment_block_mb: must be >= 1, got {self.augment_block_mb}",
         )
 
 
@@ -204,6 +210,7 @@ def prepare_experiment(
             f"{tasks.column('task_id')[row].as_py()!r} ({longest} tokens) in {config.task.source}; "
             f"raise it or leave it unset to follow the data"
         )
+    check_budget(config, origin)
     return config, tasks
 
 

@@ -24,6 +24,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from refiner.augment import AugmentationSpec
+from refiner.augment.budget import MIB, check_budget, tasks_per_call
 from refiner.distributed.data import (
     StreamPlan,
     TrainDatasetFactory,
@@ -92,10 +93,16 @@ def run_training(
     held_out = held_out.slice(0, config.task.val_max_rows)
     task_type, num_symbols = describe_tasks(tasks)
     spec = augmentation_spec(config)
+    check_budget(config)  # a sweep trial's sampled count: refused like the job's
     plan = StreamPlan(
         num_tasks=train_tasks.num_rows,
         rows_per_task=spec.count,
-        tasks_per_block=training.tasks_per_augment_batch,
+        tasks_per_block=tasks_per_call(
+            spec.count,
+            config.model.seq_len,
+            training.tasks_per_augment_batch,
+            training.augment_block_mb * MIB,
+        ),
         global_batch=training.batch_size * max(1, training.num_workers),
     )
     # Progress bars redraw in place on a terminal; in a log file they are pages of noise.
