@@ -23,6 +23,7 @@ from refiner.distributed.loop import TrainingDiverged
 from refiner.distributed.storage import StorageError, check_writable
 from refiner.distributed.trainer import resolve_storage, run_training
 from refiner.experiment import prepare_experiment
+from refiner.failures import DeterministicError
 from refiner.tasks.validation import TaskFileError
 from refiner.tracking import (
     TrackingError,
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tracked_run(tracking_uri, args.experiment, run_name) as tracker:
             outcome = run_training(config, tasks, run_name, storage, tracker)
-    except TrainingDiverged as err:  # the run is FAILED; its earlier checkpoints stay
+    except (TrainingDiverged, DeterministicError) as err:  # the run is FAILED, not retried
         print(f"error: {err}", file=sys.stderr)
         return 1
 

@@ -27,6 +27,7 @@ import torch
 from ray.train.v2._internal.execution import context as _train_context
 
 from refiner.checkpoint import load_checkpoint, save_checkpoint
+from refiner.config import ConfigError
 from refiner.distributed.data import StreamPlan
 from refiner.distributed.storage import (
     CHECKPOINT_META,
@@ -36,6 +37,7 @@ from refiner.distributed.storage import (
 )
 from refiner.evaluation import EvaluationReport, evaluate_refiner
 from refiner.experiment import ExperimentConfig, build_optimizer, build_orchestrator
+from refiner.failures import DeterministicError
 from refiner.run_tracker import NullTracker, RunTracker
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -102,17 +104,19 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
     # Ray Train logs every report's full metrics dict at INFO (its logger is named after
     # the module's file path); our progress line says it in one line.
     logging.getLogger(_train_context.__file__).setLevel(logging.WARNING)
-    config = ExperimentConfig.from_dict(job.config)
-    training = config.training
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    torch.set_num_threads(training.torch_threads)
     device = ray.train.torch.get_device()
-
-    orchestrator = build_orchestrator(
-        config, job.task_type, job.num_symbols, device, wrap_model=ray.train.torch.prepare_model
-    )
-    optimizer, scheduler = build_optimizer(orchestrator, training)
+    try:  # the config and task description fail the same way on every restart
+        config = ExperimentConfig.from_dict(job.config)
+        training = config.training
+        torch.set_num_threads(training.torch_threads)
+        orchestrator = build_orchestrator(
+            config, job.task_type, job.num_symbols, device, wrap_model=ray.train.torch.prepare_model
+        )
+        optimizer, scheduler = build_optimizer(orchestrator, training)
+    except (ConfigError, ValueError) as err:
+        raise DeterministicError(f"worker setup (rank {rank}): {err}") from err
     restored = _checkpoint_to_restore(job)
     if restored is not None:
         with restored.as_directory() as directory:

@@ -16,21 +16,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray.data
 import ray.train
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
 
 from refiner.augment import AugmentationSpec
 from refiner.augment.budget import MIB, check_budget, tasks_per_call
 from refiner.distributed.data import (
     StreamPlan,
+    TaskOrigin,
     TrainDatasetFactory,
     split_validation,
     validation_dataset,
 )
+from refiner.distributed.failures import FailFastTorchTrainer, deterministic_cause, reason
 from refiner.distributed.loop import (
     CHECKPOINT_FILE,
     TrainingDiverged,
@@ -39,6 +41,7 @@ from refiner.distributed.loop import (
 )
 from refiner.distributed.storage import check_writable
 from refiner.experiment import ExperimentConfig
+from refiner.failures import DeterministicError
 from refiner.run_tracker import NullTracker, RunTracker
 
 DEFAULT_STORAGE = "outputs/ray_results"
@@ -118,6 +121,7 @@ def run_training(
             training.steps,
             run_dir,
             progress_bars=progress_bars,
+            origin=TaskOrigin(config.task.source, _train_rows(tasks)),
         )
     }
     if held_out.num_rows:
@@ -144,7 +148,7 @@ def run_training(
         has_validation=held_out.num_rows > 0,
         local_mode=training.num_workers == 0,
     )
-    trainer = TorchTrainer(
+    trainer = FailFastTorchTrainer(
         train_loop_per_worker,
         train_loop_config={"job": job},
         scaling_config=ScalingConfig(
@@ -166,7 +170,15 @@ def run_training(
             ),
         ),
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except Exception as err:
+        cause = deterministic_cause(err)
+        if cause is None:
+            raise
+        why = reason(cause)  # not retried (FailFastPolicy): the same input fails again
+        tracker.set_tags({"refiner.stopped": "deterministic_failure", "refiner.failure": why[:5000]})
+        raise DeterministicError(why) from None
     checkpoint = result.checkpoint
     if checkpoint is not None:
         tracker.set_tags({"refiner.checkpoint": _uri(checkpoint)})
@@ -194,6 +206,11 @@ def augmentation_spec(config: ExperimentConfig) -> AugmentationSpec:
         intensity=dict(config.task.augment_intensity),
         dedup=config.task.augment_dedup,
     )
+
+
+def _train_rows(tasks: pa.Table) -> np.ndarray:
+    """Each training task's row in the task table (error messages name the file row)."""
+    return np.flatnonzero(tasks.column("split").to_numpy(zero_copy_only=False) == "train")
 
 
 def _worker_resources(training: Any) -> dict[str, float]:
