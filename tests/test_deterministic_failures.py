@@ -153,6 +153,7 @@ def test_two_worker_run_is_not_retried(tmp_path):
         tmp_path,
         "--task", str(path), "--num-workers", "2",
         *set_args([*TINY, "training.max_failures=2"]),
+        timeout=600,
     )  # fmt: skip
     assert done.returncode == 1, done.stderr[-3000:]
     line = assert_one_error_line(done.stderr, path)

@@ -37,7 +37,7 @@ EVERY_COMBINATION = [
     combo for r in range(len(STRATEGIES) + 1) for combo in itertools.combinations(STRATEGIES, r)
 ]
 PROPERTY = settings(
-    max_examples=6,
+    max_examples=5,
     deadline=None,
     derandomize=True,  # the same examples on every run (CI stays reproducible)
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -101,7 +101,7 @@ def sequence_rows(draw) -> list[dict]:
 # EOS in a grid means the ARC layout (arc.place_in_canvas); stray EOS cells are refused
 # by the augmentation (a deterministic error naming the row: test_deterministic_failures).
 PLAIN_GRID_SPECIALS = (PAD, MASK, SEP)
-GRID_SHAPES = [(1, 1), (1, 5), (4, 1), (2, 3), (3, 3), (5, 7), (8, 8), (10, 10), (30, 30)]
+GRID_SHAPES = [(1, 1), (1, 5), (4, 1), (2, 3), (3, 3), (5, 7), (8, 8), (10, 10), (3, 30)]
 
 
 @st.composite
