@@ -64,9 +64,7 @@ def test_impossible_count_is_refused_naming_the_key_and_the_limit(tmp_path):
 
 
 def test_train_job_refuses_an_impossible_count_before_anything_starts(tmp_path, capsys):
-    done = run_in_process(
-        tmp_path, capsys, "--set", "orchestration.augmentation_count=1000000000"
-    )
+    done = run_in_process(tmp_path, capsys, "--set", "orchestration.augmentation_count=1000000000")
     assert_rejected_before_anything_started(
         done, tmp_path, "orchestration.augmentation_count", "at most"
     )

@@ -55,8 +55,14 @@ def write_parity_with_a_third_symbol(path: Path, rows: int = 40) -> Path:
             target = list(np.cumsum(np.array(bits) - 4) % 2 + 4)
             if i == BAD_ROW:
                 bits[2] = 6  # not a bit: fine for validation (num_symbols=3), not for parity
-            row = {"task_id": f"p{i}", "task_type": "sequence", "source": "parity",
-                   "input": bits, "target": [int(t) for t in target], "num_symbols": 3}  # fmt: skip
+            row = {
+                "task_id": f"p{i}",
+                "task_type": "sequence",
+                "source": "parity",
+                "input": bits,
+                "target": [int(t) for t in target],
+                "num_symbols": 3,
+            }
             handle.write(json.dumps(row) + "\n")
     return path
 
@@ -105,7 +111,9 @@ def _wrapped(error: BaseException) -> WorkerGroupError:
     [
         DeterministicError("tasks.jsonl: row 3: bad"),
         ConfigError("model.seq_len: too short"),
-        RayTaskError("MapBatches", "Traceback ...", DeterministicError("row 3")).as_instanceof_cause(),
+        RayTaskError(
+            "MapBatches", "Traceback ...", DeterministicError("row 3")
+        ).as_instanceof_cause(),
     ],
     ids=["marked", "config", "ray-task-wrapped"],
 )
@@ -151,10 +159,13 @@ def test_two_worker_run_is_not_retried(tmp_path):
     path = write_parity_with_a_third_symbol(tmp_path / "p.jsonl")
     done = run_train_job(
         tmp_path,
-        "--task", str(path), "--num-workers", "2",
+        "--task",
+        str(path),
+        "--num-workers",
+        "2",
         *set_args([*TINY, "training.max_failures=2"]),
         timeout=600,
-    )  # fmt: skip
+    )
     assert done.returncode == 1, done.stderr[-3000:]
     line = assert_one_error_line(done.stderr, path)
     # One worker group, one attempt: Ray Train's controller says so once per start.

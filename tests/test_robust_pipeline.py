@@ -65,8 +65,9 @@ def tokens(draw, length: int, num_symbols: int, specials=(PAD, MASK, SEP, EOS)) 
     """``length`` valid ids: content symbols and some of ``specials`` (numpy-drawn from a
     hypothesis seed: drawing 900 cells one by one would dominate the test's time)."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    choices = np.concatenate([np.array(specials, dtype=np.int64),
-                              NUM_SPECIAL + np.arange(num_symbols)])  # fmt: skip
+    choices = np.concatenate(
+        [np.array(specials, dtype=np.int64), NUM_SPECIAL + np.arange(num_symbols)]
+    )
     special_share = draw(st.sampled_from((0.0, 0.2, 1.0))) if specials else 0.0
     content = rng.integers(NUM_SPECIAL, NUM_SPECIAL + num_symbols, length)
     special = rng.choice(choices[: len(specials)], length) if specials else content
@@ -78,10 +79,16 @@ def parity_rows(draw) -> list[dict]:
     rows = []
     for i in range(draw(st.integers(1, 10))):
         bits = np.array(draw(st.lists(st.integers(0, 1), min_size=1, max_size=16)))
-        rows.append({"task_id": f"parity-{i}", "task_type": "sequence", "source": "parity",
-                     "input": (bits + NUM_SPECIAL).tolist(),
-                     "target": (np.cumsum(bits) % 2 + NUM_SPECIAL).tolist(),
-                     "num_symbols": 2})  # fmt: skip
+        rows.append(
+            {
+                "task_id": f"parity-{i}",
+                "task_type": "sequence",
+                "source": "parity",
+                "input": (bits + NUM_SPECIAL).tolist(),
+                "target": (np.cumsum(bits) % 2 + NUM_SPECIAL).tolist(),
+                "num_symbols": 2,
+            }
+        )
     return rows
 
 
@@ -90,10 +97,14 @@ def sequence_rows(draw) -> list[dict]:
     """Generic sequences: any valid ids, specials (PAD, MASK, SEP, EOS) included."""
     num_symbols = draw(st.integers(1, 40))
     return [
-        {"task_id": f"seq-{i}", "task_type": "sequence", "source": "synthetic",
-         "input": tokens(draw, draw(st.integers(1, 20)), num_symbols),
-         "target": tokens(draw, draw(st.integers(1, 20)), num_symbols),
-         "num_symbols": num_symbols}  # fmt: skip
+        {
+            "task_id": f"seq-{i}",
+            "task_type": "sequence",
+            "source": "synthetic",
+            "input": tokens(draw, draw(st.integers(1, 20)), num_symbols),
+            "target": tokens(draw, draw(st.integers(1, 20)), num_symbols),
+            "num_symbols": num_symbols,
+        }
         for i in range(draw(st.integers(1, 10)))
     ]
 
@@ -112,10 +123,18 @@ def grid_rows(draw) -> list[dict]:
     rows = []
     for i in range(draw(st.integers(1, 8))):
         h, w = draw(st.sampled_from(shapes))
-        rows.append({"task_id": f"grid-{i}", "task_type": "grid", "source": "synthetic",
-                     "input": tokens(draw, h * w, num_symbols, PLAIN_GRID_SPECIALS),
-                     "target": tokens(draw, h * w, num_symbols, PLAIN_GRID_SPECIALS),
-                     "height": h, "width": w, "num_symbols": num_symbols})  # fmt: skip
+        rows.append(
+            {
+                "task_id": f"grid-{i}",
+                "task_type": "grid",
+                "source": "synthetic",
+                "input": tokens(draw, h * w, num_symbols, PLAIN_GRID_SPECIALS),
+                "target": tokens(draw, h * w, num_symbols, PLAIN_GRID_SPECIALS),
+                "height": h,
+                "width": w,
+                "num_symbols": num_symbols,
+            }
+        )
     return rows
 
 
@@ -128,10 +147,18 @@ def sudoku_rows(draw) -> list[dict]:
         solution = rng.permutation(n)[base_solution(n) - 1] + 1
         blanks = rng.random((n, n)) < draw(st.floats(0.0, 1.0))
         puzzle = np.where(blanks, 0, solution)
-        rows.append({"task_id": f"sudoku-{i}", "task_type": "grid", "source": "sudoku",
-                     "input": (puzzle.reshape(-1) + NUM_SPECIAL).tolist(),
-                     "target": (solution.reshape(-1) + NUM_SPECIAL).tolist(),
-                     "height": n, "width": n, "num_symbols": n + 1})  # fmt: skip
+        rows.append(
+            {
+                "task_id": f"sudoku-{i}",
+                "task_type": "grid",
+                "source": "sudoku",
+                "input": (puzzle.reshape(-1) + NUM_SPECIAL).tolist(),
+                "target": (solution.reshape(-1) + NUM_SPECIAL).tolist(),
+                "height": n,
+                "width": n,
+                "num_symbols": n + 1,
+            }
+        )
     return rows
 
 
@@ -142,8 +169,13 @@ TEXT = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=1
 def text_rows(draw) -> list[dict]:
     tok = ByteTokenizer()
     return [
-        {"task_id": f"text-{i}", "task_type": "text", "source": "text",
-         "input": tok.encode(draw(TEXT)).tolist(), "target": tok.encode(draw(TEXT)).tolist()}  # fmt: skip
+        {
+            "task_id": f"text-{i}",
+            "task_type": "text",
+            "source": "text",
+            "input": tok.encode(draw(TEXT)).tolist(),
+            "target": tok.encode(draw(TEXT)).tolist(),
+        }
         for i in range(draw(st.integers(1, 10)))
     ]
 
@@ -159,9 +191,18 @@ def arc_rows(draw) -> list[dict]:
             h, w = draw(st.integers(1, size)), draw(st.integers(1, size))
             symbols = np.array(tokens(draw, h * w, num_symbols, specials=())) - NUM_SPECIAL
             grids.append(arc.place_in_canvas(symbols.reshape(h, w), size).reshape(-1).tolist())
-        rows.append({"task_id": f"arc-{i}", "task_type": "grid", "source": "arc-agi-1",
-                     "input": grids[0], "target": grids[1],
-                     "height": size, "width": size, "num_symbols": num_symbols})  # fmt: skip
+        rows.append(
+            {
+                "task_id": f"arc-{i}",
+                "task_type": "grid",
+                "source": "arc-agi-1",
+                "input": grids[0],
+                "target": grids[1],
+                "height": size,
+                "width": size,
+                "num_symbols": num_symbols,
+            }
+        )
     return rows
 
 
@@ -179,11 +220,22 @@ def task_table(draw, kind) -> pa.Table:
 def tiny_config(seq_len: int) -> ExperimentConfig:
     return ExperimentConfig.from_dict(
         {
-            "model": {"seq_len": seq_len, "d_model": 16, "n_heads": 2, "n_layers": 1,
-                      "latent_cycles": 1, "mlp_ratio": 1.0, "memory_capacity": 8,
-                      "memory_top_k": 2},  # fmt: skip
-            "orchestration": {"max_steps_train": 2, "max_steps_infer": 2,
-                              "backprop_truncate_steps": 2, "augmentation_count": 3},  # fmt: skip
+            "model": {
+                "seq_len": seq_len,
+                "d_model": 16,
+                "n_heads": 2,
+                "n_layers": 1,
+                "latent_cycles": 1,
+                "mlp_ratio": 1.0,
+                "memory_capacity": 8,
+                "memory_top_k": 2,
+            },
+            "orchestration": {
+                "max_steps_train": 2,
+                "max_steps_infer": 2,
+                "backprop_truncate_steps": 2,
+                "augmentation_count": 3,
+            },
             "training": {"steps": 2, "batch_size": 4, "warmup_steps": 0},
         }
     )
@@ -212,8 +264,9 @@ def pad(rows: list[list[int]], seq_len: int) -> np.ndarray:
 
 def run_pipeline(tasks: pa.Table, tmp_path) -> None:
     tasks = validate_table(tasks, "generated")
-    seq_len = int(max(pc.max(pc.list_value_length(tasks.column(c))).as_py()
-                      for c in ("input", "target")))  # fmt: skip
+    seq_len = int(
+        max(pc.max(pc.list_value_length(tasks.column(c))).as_py() for c in ("input", "target"))
+    )
     train = tasks.filter(pc.equal(tasks.column("split"), "train"))
     held_out = tasks.filter(pc.not_equal(tasks.column("split"), "train"))
     assert train.num_rows >= 1
@@ -228,12 +281,14 @@ def run_pipeline(tasks: pa.Table, tmp_path) -> None:
     num_symbols = int(pc.max(tasks.column("num_symbols")).as_py())
     orchestrator = build_orchestrator(config, task_type, num_symbols)
     optimizer, scheduler = build_optimizer(orchestrator, config.training)
-    batch = batch_from_arrays(rows.column("input").to_pylist(),
-                              rows.column("target").to_pylist(), seq_len)  # fmt: skip
+    batch = batch_from_arrays(
+        rows.column("input").to_pylist(), rows.column("target").to_pylist(), seq_len
+    )
     batch_size = min(config.training.batch_size, batch["input"].shape[0])
     for minibatch in itertools.islice(iterate_batches(batch, batch_size, seed=0), 2):
-        info = orchestrator.train_step(minibatch, optimizer, task_type=task_type,
-                                       lr_scheduler=scheduler)  # fmt: skip
+        info = orchestrator.train_step(
+            minibatch, optimizer, task_type=task_type, lr_scheduler=scheduler
+        )
         assert len(info["acc_at"]) == config.orchestration.max_steps_train
         assert np.isfinite(info["loss"])
 
@@ -277,8 +332,10 @@ def test_any_valid_table_goes_through_the_whole_pipeline(kind, tmp_path_factory)
 
 
 @PROPERTY
-@given(parts=st.lists(st.sampled_from(sorted(KINDS)), min_size=2, max_size=3, unique=True),
-       data=st.data())  # fmt: skip
+@given(
+    parts=st.lists(st.sampled_from(sorted(KINDS)), min_size=2, max_size=3, unique=True),
+    data=st.data(),
+)
 def test_mixed_kinds_in_one_table(parts, data, tmp_path_factory):
     rows = []
     for kind in parts:

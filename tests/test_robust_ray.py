@@ -43,10 +43,14 @@ def generated_rows() -> list[dict]:
     rng = random.Random(0)
     tok = ByteTokenizer()
     rows = [
-        {"task_id": f"words-{i}", "task_type": "text", "source": "text",
-         "input": tok.encode(rng.choice(WORDS)).tolist(),
-         "target": tok.encode(rng.choice(WORDS)).tolist(),
-         "split": "val" if i % 10 == 0 else "train"}  # fmt: skip
+        {
+            "task_id": f"words-{i}",
+            "task_type": "text",
+            "source": "text",
+            "input": tok.encode(rng.choice(WORDS)).tolist(),
+            "target": tok.encode(rng.choice(WORDS)).tolist(),
+            "split": "val" if i % 10 == 0 else "train",
+        }
         for i in range(600)
     ]
     rows += [r for length in (3, 7, 12) for r in parity_rows(length, 8, seed=length)]

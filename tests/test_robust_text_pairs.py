@@ -19,9 +19,26 @@ from refiner.tasks.io import read_tasks
 from refiner.tokenizers import PAD
 
 WORDS = [
-    "fox", "ink", "car", "sun", "pan", "lamp", "stone", "river", "apple", "cloud",
-    "tiger", "ocean", "bread", "winter", "forest", "kettle", "hammer", "moonlight", "glassware",
-]  # fmt: skip
+    "fox",
+    "ink",
+    "car",
+    "sun",
+    "pan",
+    "lamp",
+    "stone",
+    "river",
+    "apple",
+    "cloud",
+    "tiger",
+    "ocean",
+    "bread",
+    "winter",
+    "forest",
+    "kettle",
+    "hammer",
+    "moonlight",
+    "glassware",
+]
 
 
 def write_word_pairs(path, count: int = 600, seed: int = 0) -> None:
@@ -35,8 +52,15 @@ def write_word_pairs(path, count: int = 600, seed: int = 0) -> None:
 def test_600_word_pairs_prepare_and_augment_with_every_strategy(tmp_path):
     write_word_pairs(tmp_path / "pairs.jsonl")
     out = tmp_path / "text.parquet"
-    done = run_job("--source", "text", "--input", str(tmp_path / "pairs.jsonl"),
-                   "--out", str(out), cwd=tmp_path)  # fmt: skip
+    done = run_job(
+        "--source",
+        "text",
+        "--input",
+        str(tmp_path / "pairs.jsonl"),
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     tasks = read_tasks(out)
     lengths = {len(x) for x in tasks.column("input").to_pylist()}

@@ -60,7 +60,9 @@ def check_budget(config: Any, origin: str = "") -> None:
     if not config.task.augment:  # the tasks as they are: one row each
         return
     budget_mb = config.training.augment_block_mb
-    why = over_budget(config.orchestration.augmentation_count, config.model.seq_len, budget_mb * MIB)
+    why = over_budget(
+        config.orchestration.augmentation_count, config.model.seq_len, budget_mb * MIB
+    )
     if why is not None:
         raise ConfigError(
             f"{origin}orchestration.augmentation_count: {why} (training.augment_block_mb="

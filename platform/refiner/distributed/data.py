@@ -149,9 +149,8 @@ class ChunkAugmenter:
         except Exception as err:  # the same rows fail on every try: never retried
             file_rows = self.origin.rows[rows] if self.origin.rows is not None else rows
             raise explain_augmentation_failure(
-                err, columns, self.spec, self.seed, epoch, self.seq_len,
-                self.origin.source, file_rows,
-            ) from err  # fmt: skip
+                err, columns, self.spec, self.seed, epoch, self.seq_len, self.origin.source, file_rows
+            ) from err
         # The engine emits a task's rows together; interleave tasks so that every
         # training batch mixes many tasks even before the local shuffle.
         n = len(out["aug_index"])
