@@ -14,19 +14,22 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import ray.data
 import ray.train
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
 
 from refiner.augment import AugmentationSpec
+from refiner.augment.budget import MIB, check_budget, tasks_per_call
 from refiner.distributed.data import (
     StreamPlan,
+    TaskOrigin,
     TrainDatasetFactory,
     split_validation,
     validation_dataset,
 )
+from refiner.distributed.failures import FailFastTorchTrainer, deterministic_cause, reason
 from refiner.distributed.loop import (
     CHECKPOINT_FILE,
     TrainingDiverged,
@@ -34,6 +37,7 @@ from refiner.distributed.loop import (
     train_loop_per_worker,
 )
 from refiner.experiment import ExperimentConfig
+from refiner.failures import DeterministicError
 from refiner.run_tracker import NullTracker, RunTracker
 from refiner.storage import check_writable, resolve_storage
 from refiner.tasks.schema import describe_tasks
@@ -73,10 +77,16 @@ def run_training(
     held_out = held_out.slice(0, config.task.val_max_rows)
     task_type, num_symbols = describe_tasks(tasks)
     spec = augmentation_spec(config)
+    check_budget(config)  # a sweep trial's sampled count: refused like the job's
     plan = StreamPlan(
         num_tasks=train_tasks.num_rows,
         rows_per_task=spec.count,
-        tasks_per_block=training.tasks_per_augment_batch,
+        tasks_per_block=tasks_per_call(
+            spec.count,
+            config.model.seq_len,
+            training.tasks_per_augment_batch,
+            training.augment_block_mb * MIB,
+        ),
         global_batch=training.batch_size * max(1, training.num_workers),
     )
     # Progress bars redraw in place on a terminal; in a log file they are pages of noise.
@@ -92,6 +102,7 @@ def run_training(
             training.steps,
             run_dir,
             progress_bars=progress_bars,
+            origin=TaskOrigin(config.task.source, _train_rows(tasks)),
         )
     }
     if held_out.num_rows:
@@ -118,7 +129,7 @@ def run_training(
         has_validation=held_out.num_rows > 0,
         local_mode=training.num_workers == 0,
     )
-    trainer = TorchTrainer(
+    trainer = FailFastTorchTrainer(
         train_loop_per_worker,
         train_loop_config={"job": job},
         scaling_config=ScalingConfig(
@@ -140,7 +151,17 @@ def run_training(
             ),
         ),
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except Exception as err:
+        cause = deterministic_cause(err)
+        if cause is None:
+            raise
+        why = reason(cause)  # not retried (FailFastPolicy): the same input fails again
+        tracker.set_tags(
+            {"refiner.stopped": "deterministic_failure", "refiner.failure": why[:5000]}
+        )
+        raise DeterministicError(why) from None
     checkpoint = result.checkpoint
     if checkpoint is not None:
         tracker.set_tags({"refiner.checkpoint": _uri(checkpoint)})
@@ -168,6 +189,11 @@ def augmentation_spec(config: ExperimentConfig) -> AugmentationSpec:
         intensity=dict(config.task.augment_intensity),
         dedup=config.task.augment_dedup,
     )
+
+
+def _train_rows(tasks: pa.Table) -> np.ndarray:
+    """Each training task's row in the task table (error messages name the file row)."""
+    return np.flatnonzero(tasks.column("split").to_numpy(zero_copy_only=False) == "train")
 
 
 def _worker_resources(training: Any) -> dict[str, float]:
