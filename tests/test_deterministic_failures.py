@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import ray
 from mlflow import MlflowClient
 from ray.exceptions import RayTaskError
 from ray.train import FailureConfig
@@ -141,7 +142,14 @@ def test_a_traceback_that_survived_only_as_text_is_recognised():
 # -- the job -------------------------------------------------------------------------
 
 
-def test_local_mode_run_fails_once_with_one_error_line(tmp_path, capsys):
+@pytest.fixture
+def ray_started_in_process():
+    """The job starts a local Ray in this process; later tests must not find it running."""
+    yield
+    ray.shutdown()
+
+
+def test_local_mode_run_fails_once_with_one_error_line(tmp_path, capsys, ray_started_in_process):
     path = write_parity_with_a_third_symbol(tmp_path / "p.jsonl")
     done = run_in_process(
         tmp_path, capsys, "--task", str(path), "--num-workers", "0", *set_args(TINY)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from refiner.config import ConfigError, apply_overrides
+from refiner.config_loader import ConfigError, apply_overrides
 from refiner.experiment import ExperimentConfig, load_experiment_config, prepare_experiment
 from refiner.sweep.space import load_space
 from refiner.yaml_io import DuplicateKeyError, load_strict
