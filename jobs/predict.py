@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
 
-        from refiner.distributed.cluster import init_ray  # Ray only once the inputs are good
+        import ray  # Ray only once the inputs are good
+
+        from refiner.distributed.cluster import init_ray
         from refiner.distributed.predict import predict_on_ray
 
         print(f"[refiner] {init_ray(args.address, args.num_workers + 1)}", flush=True)
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         elapsed = time.perf_counter() - started
         write_predictions(predictions, args.out)
+        ray.shutdown()
 
     print("\n=== predictions ===")
     print(f"model: {args.model}")

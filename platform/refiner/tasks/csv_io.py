@@ -1,15 +1,15 @@
 """Reading task rows from CSV (spreadsheets, pandas ``to_csv``), for prediction inputs.
 
-A header row names the task format's columns. Token lists are written as JSON arrays
-(``"[4, 5, 6]"``, as pandas writes lists) or as integers separated by spaces
-(``4 5 6``); an empty cell is null. Errors name the file, the row and its line.
+A header row names the task format's columns. Token lists are integers separated by commas or
+spaces, in brackets or not: ``"[4, 5, 6]"`` (a JSON list), ``[4 5 6]`` (how pandas
+writes a numpy array), ``4 5 6``; an empty cell is null. Errors name the file, the row and its line.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,8 @@ from refiner.tasks.validation import (
     TaskFileError,
     validate,
 )
+
+_SEPARATORS = re.compile(r"[,\s]+")
 
 
 def read_csv_tasks(path: str | os.PathLike, require_target: bool = True) -> pa.Table:
@@ -67,13 +69,13 @@ def _parse_cell(name: str, cell: str) -> tuple[object, str | None]:
     if cell == "":
         return None, None
     if name in TOKEN_COLUMNS:
+        inner = cell[1:-1] if cell.startswith("[") and cell.endswith("]") else cell
+        if not inner.strip():
+            return [], None  # validate reports the empty list
         try:
-            values = json.loads(cell) if cell.startswith("[") else [int(v) for v in cell.split()]
+            return [int(v) for v in _SEPARATORS.split(inner.strip())], None
         except ValueError:
             return None, f"expected a list of integer token ids, got {cell[:40]!r}"
-        if not isinstance(values, list) or not all(type(v) is int for v in values):
-            return None, f"expected a list of integer token ids, got {cell[:40]!r}"
-        return values, None
     if name in INT_COLUMNS:
         try:
             number = float(cell)
