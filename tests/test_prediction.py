@@ -21,8 +21,8 @@ from refiner.memory import MemoryBank
 from refiner.model import RefinerModel
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.prediction import Predictor, inputs_from_ids, prediction_inputs, summarize
-from refiner.tasks.io import read_tasks, write_tasks
 from refiner.tasks.inputs import read_prediction_inputs
+from refiner.tasks.io import read_tasks, write_tasks
 from refiner.tasks.schema import UNLABELLED_SCHEMA
 from refiner.tasks.validation import TaskFileError
 from refiner.tokenizers import SymbolTokenizer
@@ -52,17 +52,22 @@ def write_csv(table: pa.Table, path: Path, lists_as: str = "json") -> Path:
 def test_inputs_read_with_and_without_targets_in_every_format(tmp_path: Path) -> None:
     tasks = parity_tasks(12)
     unlabelled = tasks.drop_columns(["target"])
-    files = {
-        "labelled.parquet": write_tasks(tasks, tmp_path / "labelled.parquet") and None,
-        "labelled.jsonl": write_tasks(tasks, tmp_path / "labelled.jsonl") and None,
-    }
+    write_tasks(tasks, tmp_path / "labelled.parquet")
+    write_tasks(tasks, tmp_path / "labelled.jsonl")
     pq.write_table(unlabelled, tmp_path / "unlabelled.parquet")
     (tmp_path / "unlabelled.jsonl").write_text(
         "\n".join(json.dumps(r) for r in unlabelled.to_pylist()) + "\n"
     )
     write_csv(tasks.select(["task_id", "task_type", "input", "target"]), tmp_path / "l.csv")
     write_csv(unlabelled.select(["task_id", "task_type", "input"]), tmp_path / "u.csv", "spaces")
-    for name in [*files, "unlabelled.parquet", "unlabelled.jsonl", "l.csv", "u.csv"]:
+    for name in [
+        "labelled.parquet",
+        "labelled.jsonl",
+        "unlabelled.parquet",
+        "unlabelled.jsonl",
+        "l.csv",
+        "u.csv",
+    ]:
         table = read_prediction_inputs(tmp_path / name)
         assert table.schema == UNLABELLED_SCHEMA, name
         assert table.column("input").to_pylist() == tasks.column("input").to_pylist(), name
@@ -177,7 +182,8 @@ def test_predict_job_bad_inputs_exit_2_and_write_nothing(
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err, err
         assert not out.exists()
-    fine = write_tasks(parity_tasks(4), tmp_path / "ok.parquet") and tmp_path / "ok.parquet"
+    fine = tmp_path / "ok.parquet"
+    write_tasks(parity_tasks(4), fine)
     code = predict.main(["--model", str(checkpoint), "--input", str(fine), "--out", "p.csv"])
     assert code == 2 and "written as parquet" in capsys.readouterr().err
 
