@@ -21,23 +21,23 @@ ROW = "__row__"  # input position, so the output can be put back in input order
 
 
 class PredictActor:
-    """One model per actor; ``__call__`` predicts a batch (a pyarrow table)."""
+    """One model per actor, loaded from the checkpoint bytes in ``checkpoint[0]`` (a ref);
+    ``__call__`` predicts a batch (a pyarrow table)."""
 
     def __init__(
         self,
-        checkpoint: bytes | ray.ObjectRef,
+        checkpoint: list[ray.ObjectRef],
         max_steps: int | None,
         early_stopping: bool | None,
         use_gpu: bool,
         threads: int,
     ) -> None:
-        if isinstance(checkpoint, ray.ObjectRef):
-            checkpoint = ray.get(checkpoint)
+        data = ray.get(checkpoint[0])
         torch.set_num_threads(threads)  # actors share the node's cores
         device = "cuda" if use_gpu else "cpu"
         with tempfile.TemporaryDirectory(prefix="refiner-predict-") as scratch:
             path = Path(scratch) / "checkpoint.pt"
-            path.write_bytes(checkpoint)
+            path.write_bytes(data)
             self.predictor = Predictor.from_checkpoint(path, device)
         self.max_steps, self.early_stopping = max_steps, early_stopping
 
@@ -69,10 +69,12 @@ def predict_on_ray(
         raise ValueError(f"num_workers: must be >= 1, got {num_workers}")
     payload = ray.put(Path(checkpoint).read_bytes())
     rows = tasks.append_column(ROW, pa.array(range(tasks.num_rows), pa.int64()))
-    dataset = ray.data.from_arrow(rows).map_batches(
+    # One block per batch: a single block would reach a single actor.
+    blocks = [rows.slice(start, batch_size) for start in range(0, rows.num_rows, batch_size)]
+    dataset = ray.data.from_arrow(blocks).map_batches(
         PredictActor,
         fn_constructor_args=(
-            payload,
+            [payload],  # nested: the actor fetches it (a top-level ref would pin restarts)
             max_steps,
             early_stopping,
             use_gpu,
