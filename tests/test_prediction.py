@@ -84,6 +84,12 @@ def test_some_rows_without_target(tmp_path: Path) -> None:
     assert [t is None for t in table.column("target").to_pylist()] == [False, True, False]
     with pytest.raises(TaskFileError, match=r"row 1 \(line 2.*'target': missing value"):
         read_tasks(path)  # training data still needs every target
+    for row in rows:
+        row["target"] = None  # every line null: Arrow types the column as null
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert read_prediction_inputs(path).column("target").to_pylist() == [None] * 3
+    with pytest.raises(TaskFileError, match="3 problems"):
+        read_tasks(path)
 
 
 def test_bad_csv_names_file_row_and_line(tmp_path: Path) -> None:

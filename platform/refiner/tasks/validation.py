@@ -153,6 +153,9 @@ def validate(
     _check_types(columns, collector)
     collector.raise_if_any(origin)
     columns = {name: _decode_dictionary(array) for name, array in columns.items()}
+    for name in TOKEN_COLUMNS:  # all null (jsonl "target": null on every line): type null
+        if pa.types.is_null(columns[name].type):
+            columns[name] = columns[name].cast(pa.list_(pa.int32()))
 
     n = table.num_rows
     task_id = _strings(columns, "task_id", n)
