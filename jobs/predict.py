@@ -18,13 +18,18 @@ import argparse
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from refiner.checkpoint import CheckpointError
-from refiner.prediction import DEFAULT_BATCH_SIZE, Predictor, summarize, write_predictions
-from refiner.sweep.checkpoints import local_checkpoint_file
+from refiner.cli import input_checks, job_main
+from refiner.prediction import (
+    DEFAULT_BATCH_SIZE,
+    Predictor,
+    check_output_path,
+    summarize,
+    write_predictions,
+)
+from refiner.sweep.checkpoints import is_mlflow_uri, local_checkpoint_file
 from refiner.tasks.inputs import read_prediction_inputs
-from refiner.tasks.validation import TaskFileError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,24 +51,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@job_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="refiner-predict-") as scratch:
-        try:
-            checkpoint = _local_checkpoint(args.model, args.tracking_uri, scratch)
+        with input_checks(CheckpointError):  # bad input: "error: ...", exit 2, nothing written
+            if is_mlflow_uri(args.model):  # MLflow only for an MLflow URI
+                from refiner.tracking.model import fetch_model_checkpoint
+
+                checkpoint = fetch_model_checkpoint(args.model, args.tracking_uri, scratch)
+            else:
+                checkpoint = local_checkpoint_file(args.model)
             predictor = Predictor.from_checkpoint(checkpoint)  # fails here, not in every actor
             predictor.check_max_steps(args.max_steps)
             tasks = read_prediction_inputs(args.input)
             predictor.check_fits(tasks, args.input)
-            _check_out(args.out)
+            check_output_path(args.out)
             if args.num_workers < 1 or args.batch_size < 1:
                 raise ValueError("--num-workers and --batch-size must be >= 1")
-        except (CheckpointError, TaskFileError, ValueError, OSError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
 
-        import ray  # Ray only once the inputs are good
-
+        # Ray only once the inputs are good
         from refiner.distributed.cluster import init_ray
         from refiner.distributed.predict import predict_on_ray
 
@@ -80,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         elapsed = time.perf_counter() - started
         write_predictions(predictions, args.out)
-        ray.shutdown()
 
     print("\n=== predictions ===")
     print(f"model: {args.model}")
@@ -90,28 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"throughput: {predictions.num_rows / elapsed:.1f} rows/s ({elapsed:.1f} s)")
     print(f"written: {args.out}", flush=True)
     return 0
-
-
-def _local_checkpoint(model: str, tracking_uri: str | None, scratch: str) -> Path:
-    if model.startswith(("models:/", "runs:/")):
-        from refiner.tracking import TrackingError, check_tracking_store, resolve_tracking_uri
-        from refiner.tracking.model import download_model_checkpoint
-
-        uri = resolve_tracking_uri(tracking_uri)
-        try:
-            check_tracking_store(uri)
-        except TrackingError as err:
-            raise CheckpointError(str(err)) from None
-        return download_model_checkpoint(model, uri, scratch)
-    return local_checkpoint_file(model)
-
-
-def _check_out(out: str) -> None:
-    path = Path(out)
-    if path.suffix.lower() not in (".parquet", ".pq"):
-        raise ValueError(f"--out {out}: predictions are written as parquet (.parquet)")
-    if path.is_dir():
-        raise ValueError(f"--out {out}: is a folder")
 
 
 if __name__ == "__main__":

@@ -280,3 +280,12 @@ def write_predictions(predictions: pa.Table, path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def check_output_path(out: str | Path) -> None:
+    """``--out`` must name a parquet file (not a folder): refused before any work."""
+    path = Path(out)
+    if path.suffix.lower() not in (".parquet", ".pq"):
+        raise ValueError(f"--out {out}: predictions are written as parquet (.parquet)")
+    if path.is_dir():
+        raise ValueError(f"--out {out}: is a folder")

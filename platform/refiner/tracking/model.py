@@ -169,3 +169,20 @@ def _now_ms() -> int:
 
 def is_mlflow_uri(value: str | os.PathLike) -> bool:
     return str(value).startswith(MLFLOW_SCHEMES)
+
+
+def fetch_model_checkpoint(model: str, tracking_uri: str | None, scratch: str | Path) -> Path:
+    """A local checkpoint.pt for ``--model``: an MLflow ``models:/``/``runs:/`` URI
+    (downloaded to ``scratch``), a checkpoint file or a checkpoint folder. An unreachable
+    tracking store is a CheckpointError (bad input), like a missing file."""
+    from refiner.sweep.checkpoints import local_checkpoint_file
+    from refiner.tracking import TrackingError, check_tracking_store, resolve_tracking_uri
+
+    if not is_mlflow_uri(model):
+        return local_checkpoint_file(model)
+    uri = resolve_tracking_uri(tracking_uri)
+    try:
+        check_tracking_store(uri)
+    except TrackingError as err:
+        raise CheckpointError(str(err)) from None
+    return download_model_checkpoint(model, uri, scratch)
