@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--experiment", default="refiner", help="MLflow experiment")
     p.add_argument("--run-name", help="Ray Train and MLflow run name; an existing one resumes")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: ./mlflow.db)")
+    p.add_argument(
+        "--register-name", help="register the best checkpoint's MLflow model under this name"
+    )
     p.add_argument("--address", help="Ray cluster to attach to (default: RAY_ADDRESS or local)")
     return p.parse_args(argv)
 
@@ -90,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     # Diverged training (a RunFailedError) ends the run FAILED, exit status 1; the
     # earlier checkpoints stay.
     with tracked_run(tracking_uri, args.experiment, run_name) as tracker:
+        tracker.register_name = args.register_name
         outcome = run_training(config, tasks, run_name, storage, tracker)
 
     print("\n=== summary ===", flush=True)
@@ -97,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         print(outcome.summary["evaluation_text"])
     print(f"updates: {outcome.summary.get('step')}  wall time: {outcome.elapsed_s:.0f} s")
     print(f"checkpoint: {outcome.checkpoint}")
+    if outcome.model_uri:
+        print(f"model: {outcome.model_uri}")
     print(f"MLflow run: {tracker.run_id} in experiment {args.experiment!r} at {tracking_uri}")
     print(f"  browse: mlflow ui --backend-store-uri {tracking_uri}", flush=True)
     return 0

@@ -51,6 +51,7 @@ class TrainingOutcome:
     metrics: dict[str, Any]  # the metrics reported with that checkpoint
     summary: dict[str, Any]  # rank 0's final evaluation and training stats
     elapsed_s: float
+    model_uri: str | None = None  # the best checkpoint as an MLflow model (models:/...)
 
 
 def run_training(
@@ -169,6 +170,16 @@ def run_training(
             tracker.log_artifact(os.path.join(directory, CHECKPOINT_FILE), "checkpoint")
     if (result.return_value or {}).get("diverged"):  # training.max_skipped_updates
         raise TrainingDiverged(result.return_value["diverged"])
+    model_uri = None
+    best = _best_checkpoint(result, training.checkpoint_score)
+    if best is not None:  # the kept "best" checkpoint becomes the run's MLflow model
+        best_checkpoint, best_metrics = best
+        with best_checkpoint.as_directory() as directory:
+            model_uri = tracker.log_model(
+                os.path.join(directory, CHECKPOINT_FILE),
+                int(best_metrics.get("step", 0) or 0),
+                {k: v for k, v in best_metrics.items() if isinstance(v, int | float)},
+            )
     return TrainingOutcome(
         run_name=run_name,
         run_dir=run_dir,
@@ -176,7 +187,20 @@ def run_training(
         metrics=dict(result.metrics or {}),
         summary=dict(result.return_value or {}),
         elapsed_s=time.perf_counter() - started,
+        model_uri=model_uri,
     )
+
+
+def _best_checkpoint(result: Any, score: str) -> tuple[Any, dict[str, Any]] | None:
+    """The checkpoint Ray Train kept as best by ``training.checkpoint_score`` (max), with
+    its metrics; the latest one when no checkpoint carries the score."""
+    kept = [(c, dict(m or {})) for c, m in (result.best_checkpoints or [])]
+    scored = [(c, m) for c, m in kept if isinstance(m.get(score), int | float)]
+    if scored:
+        return max(scored, key=lambda cm: cm[1][score])
+    if result.checkpoint is not None:
+        return result.checkpoint, dict(result.metrics or {})
+    return None
 
 
 def augmentation_spec(config: ExperimentConfig) -> AugmentationSpec:
