@@ -378,6 +378,9 @@ class StepLossWeights(_YamlMixin):
             _check(sum(self.steps) > 0, "steps: at least one step weight must be > 0")
 
 
+PATIENCE_SIGNALS = ("score", "canvas")
+
+
 @dataclass
 class StoppingConfig(_YamlMixin):
     """When inference stops a sample (checked in this order, after every step)."""
@@ -385,8 +388,14 @@ class StoppingConfig(_YamlMixin):
     early_stopping: bool = True  # False: every sample runs to max steps
     act_threshold: float | None = 0.5  # stop when sigmoid(halting logit) >= this
     quality_threshold: float | None = 0.95  # stop when the canvas score >= this
-    patience: int | None = 3  # stop after this many steps without score improvement
+    patience: int | None = 3  # stop after this many stale steps (see patience_signal)
     min_improvement: float = 1e-3  # a score gain below this does not count as improvement
+    # What makes a step stale for patience: "score" (no score gain of min_improvement)
+    # or "canvas" (the edit left the canvas unchanged).
+    patience_signal: str = "score"
+    # Calibration (refiner.calibration) may lose at most this many accuracy points
+    # against running every sample to the step limit.
+    max_accuracy_loss: float = 0.5
 
     def __post_init__(self) -> None:
         self.validate()
@@ -403,6 +412,14 @@ class StoppingConfig(_YamlMixin):
         )
         _check(
             self.min_improvement >= 0, f"min_improvement: must be >= 0, got {self.min_improvement}"
+        )
+        _check(
+            self.patience_signal in PATIENCE_SIGNALS,
+            f"patience_signal: must be one of {list(PATIENCE_SIGNALS)}, got {self.patience_signal!r}",
+        )
+        _check(
+            0 <= self.max_accuracy_loss <= 100,
+            f"max_accuracy_loss: must be in [0, 100] (accuracy points), got {self.max_accuracy_loss}",
         )
 
 

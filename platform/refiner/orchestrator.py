@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from refiner.calibration import CalibrationResult, stopping_in_use
 from refiner.config import OrchestrationConfig
 from refiner.edits import EditSelector, apply_edit, canvas_score, token_accuracy
 from refiner.grokfast import GrokfastFilter
@@ -77,6 +78,8 @@ class UnifiedRefinerOrchestrator:
         self.skipped_steps = 0  # updates refused by the NaN/Inf guard
         self.loss_history: deque[float] = deque(maxlen=HISTORY_LENGTH)
         self.grad_norm_history: deque[float] = deque(maxlen=HISTORY_LENGTH)
+        # Stopping settings chosen on held-out rows (refiner.calibration); None: config's
+        self.calibration: CalibrationResult | None = None
         self.training = True
         self.train()
 
@@ -298,7 +301,9 @@ class UnifiedRefinerOrchestrator:
         stopping_reason [B] (refiner.halting.STOP_REASONS), stopping_reason_counts,
         final_canvas_scores [B], quality_per_step / halt_prob_per_step (means over the
         samples active at each step), active_per_step, edit_strategy_use, memory (bank
-        stats or None) and, with return_traces, traces: per step its active rows, their
+        stats or None), stopping (the settings that ran and their origin: "config",
+        "calibrated at update N on M rows" or "early stopping off") and, with
+        return_traces, traces: per step its active rows, their
         canvases, scores, halting probabilities, strategy and the rows that stopped.
         """
         c = self.config
@@ -306,6 +311,9 @@ class UnifiedRefinerOrchestrator:
         if max_steps < 1:
             raise ValueError(f"max_steps_override must be >= 1, got {max_steps}")
         stop_early = c.stopping.early_stopping if early_stopping is None else early_stopping
+        stopping, max_steps, stopping_report = stopping_in_use(
+            self.calibration, c.stopping, max_steps, stop_early
+        )
         inputs = _as_ids(input_ids, self.device)
         core = self.core
         was_training = core.training
@@ -315,7 +323,7 @@ class UnifiedRefinerOrchestrator:
         final_score = torch.zeros(B, device=self.device)
         steps_taken = torch.zeros(B, dtype=torch.long, device=self.device)
         reasons = torch.full((B,), -1, dtype=torch.long, device=self.device)
-        rule = StoppingRule(c.stopping, B, self.device, enabled=stop_early)
+        rule = StoppingRule(stopping, B, self.device, enabled=stop_early)
         rows = torch.arange(B, device=self.device)  # original index of each active row
         strategy_use: Counter[str] = Counter()
         per_step: list[dict[str, Any]] = []
@@ -333,6 +341,7 @@ class UnifiedRefinerOrchestrator:
                     strategy = self.edit_selector.select(
                         t, canvas_score(quality), task_type, explore=False
                     )
+                    previous = canvas
                     canvas, quality = apply_edit(
                         strategy,
                         canvas,
@@ -342,11 +351,12 @@ class UnifiedRefinerOrchestrator:
                         self._budget(strategy),
                     )
                     strategy_use[strategy] += 1
+                    changed = (canvas != previous).any(-1)
                     score = canvas_score(quality)
                     halt_prob = torch.sigmoid(out["halt_logit"].float())
                     if self.memory_bank is not None and self.memory_bank.size:
                         self.memory_bank.record_reads(out["memory_similarity"])
-                    codes = rule.update(halt_prob, score, last_step=t == max_steps - 1)
+                    codes = rule.update(halt_prob, score, t == max_steps - 1, changed)
                     done = codes >= 0
                     record = {
                         "step": t + 1,
@@ -397,6 +407,7 @@ class UnifiedRefinerOrchestrator:
             "active_per_step": [r["active"] for r in per_step],
             "edit_strategy_use": dict(strategy_use),
             "memory": self.memory_bank.get_stats() if self.memory_bank is not None else None,
+            "stopping": stopping_report,
         }
         if return_traces:
             result["traces"] = per_step
@@ -439,6 +450,7 @@ class UnifiedRefinerOrchestrator:
             "edit_selector": self.edit_selector.state_dict(),
             "grokfast": self.grokfast.state_dict(),
             "memory_bank": self.memory_bank.state_dict() if self.memory_bank is not None else None,
+            "calibration": self.calibration.to_dict() if self.calibration is not None else None,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -452,6 +464,8 @@ class UnifiedRefinerOrchestrator:
         self.grokfast.load_state_dict(state["grokfast"], self.device)
         if self.memory_bank is not None and state["memory_bank"] is not None:
             self.memory_bank.load_state_dict(state["memory_bank"])
+        calibration = state.get("calibration")  # absent in checkpoints from before it
+        self.calibration = CalibrationResult.from_dict(calibration) if calibration else None
 
     # ------------------------------------------------------------------ helpers
 
