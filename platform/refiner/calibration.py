@@ -349,30 +349,27 @@ def calibrate(
     if not 0 <= max_accuracy_loss <= 100:
         raise ValueError(f"max_accuracy_loss must be in [0, 100] points, got {max_accuracy_loss}")
     N = trace.rows
-    exact = trace.exact[:, :T].reshape(-1)
-    base = np.arange(N) * T
+    exact = trace.exact[:, :T]
+    exact_cells = np.nonzero(exact)
 
     acts: list[float | None] = [None, *act_grid]
     qualities: list[float | None] = [None, *quality_grid]
     patiences: list[tuple[int | None, str]] = [(None, PATIENCE_SIGNALS[0])]
     first_act = np.stack([_first_hit(trace.halt_prob[:, :T], a) for a in acts])  # [A, N]
     first_quality = np.stack([_first_hit(trace.score[:, :T], q) for q in qualities])  # [Q, N]
-    first_patience = [np.full(N, _NEVER)]
+    first_patience = [np.full(N, _NEVER, dtype=np.int32)]
     for signal in patience_signals:
         stale = stale_steps(trace, signal, min_improvement)[:, :T]
         for p in range(1, T):
             patiences.append((p, signal))
             first_patience.append(_first_true(stale >= p))
 
-    signals = np.minimum(first_act[:, None, :], first_quality[None, :, :])  # [A, Q, N]
-    limits = np.arange(T)  # the stop index a limit of l+1 steps forces
     mean_steps = np.empty((len(patiences), len(acts), len(qualities), T))
     accuracy = np.empty_like(mean_steps)
     for i, fp in enumerate(first_patience):
-        first = np.minimum(signals, fp)  # [A, Q, N]
-        stop = np.minimum(first[..., None], limits)  # [A, Q, N, T]
-        mean_steps[i] = stop.mean(2) + 1
-        accuracy[i] = exact[base[:, None] + stop].mean(2)
+        for a, fa in enumerate(first_act):
+            first = np.minimum(np.minimum(fa, fp)[None, :], first_quality)  # [Q, N]
+            mean_steps[i, a], accuracy[i, a] = _cost_and_accuracy(first, exact, *exact_cells)
 
     accuracy_at_limit = float(trace.exact[:, T - 1].mean())
     floor = accuracy_at_limit - max_accuracy_loss / 100 - 1e-9  # 1e-9: float rounding only
@@ -431,15 +428,46 @@ def calibrate(
     )
 
 
+def _cost_and_accuracy(
+    first: np.ndarray, exact: np.ndarray, rows: np.ndarray, steps_exact: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean steps and accuracy [C, T] for C first-signal vectors `first` [C, N] (stop
+    index, or _NEVER) under each step limit 1..T; exact [N, T], whose True cells are at
+    (rows, steps_exact).
+
+    Without materialising [C, N, T]: rows are bucketed by their first-hit index k (T for
+    never), G[c, k, l] = rows of bucket k exact after step l+1. A limit l+1 stops bucket
+    k < l+1 at k (exact: G[k, k]) and every later bucket at l (exact: G[k, l])."""
+    C, N = first.shape
+    T = exact.shape[1]
+    # integer counting (bincount), no BLAS: exact, and no thread pool to contend for
+    bucket = np.arange(C)[:, None] * (T + 1) + np.minimum(first, T)  # [C, N]
+    counts = np.bincount(bucket.ravel(), minlength=C * (T + 1)).reshape(C, T + 1)
+    G = np.bincount((bucket[:, rows] * T + steps_exact).ravel(), minlength=C * (T + 1) * T).reshape(
+        C, T + 1, T
+    )
+    k = np.arange(T)
+    tail_counts = counts[:, ::-1].cumsum(1)[:, ::-1][:, :T]  # rows with k >= l
+    head_steps = np.concatenate(
+        [np.zeros((C, 1), np.int64), ((k + 1) * counts[:, :T]).cumsum(1)[:, :-1]], 1
+    )  # sum over k < l of (k + 1) * count_k
+    steps = head_steps + (k + 1) * tail_counts
+    diagonal = G[:, k, k]  # [C, T]
+    head_correct = np.concatenate([np.zeros((C, 1), np.int64), diagonal.cumsum(1)[:, :-1]], 1)
+    later = np.arange(T + 1)[:, None] >= k[None, :]  # [T+1, T]: bucket k at or after l
+    tail_correct = (G * later).sum(1)
+    return steps / N, (head_correct + tail_correct) / N
+
+
 def _first_hit(values: np.ndarray, threshold: float | None) -> np.ndarray:
     if threshold is None:
-        return np.full(values.shape[0], _NEVER)
+        return np.full(values.shape[0], _NEVER, dtype=np.int32)
     return _first_true(_at_least(values, threshold))
 
 
 def _first_true(hit: np.ndarray) -> np.ndarray:
     """Index of the first True per row, or _NEVER."""
-    return np.where(hit.any(1), hit.argmax(1), _NEVER)
+    return np.where(hit.any(1), hit.argmax(1), _NEVER).astype(np.int32)
 
 
 # ---------------------------------------------------------------------- orchestrator
