@@ -277,3 +277,13 @@ def test_frontier_plot(tmp_path):
     assert result.config_point is not None and result.config_point["act_threshold"] == 0.5
     path = plot_frontier(result, tmp_path / "frontier.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_recorded_pass_agrees_with_the_full_unroll():
+    o = tiny_orchestrator(tiny_config(max_steps_train=6, max_steps_infer=6)).eval()
+    _varied_heads(o)
+    batch = parity_batch(40, seed=4)
+    trace = record_pass(o, batch, batch_size=16)  # chunks must not change anything
+    curve = o.evaluate(batch, steps=6)
+    assert trace.accuracy_at() == pytest.approx(curve["acc_at"])
+    assert trace.halt_prob.mean(0).tolist() == pytest.approx(curve["halt_prob_at"], abs=1e-6)

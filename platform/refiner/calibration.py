@@ -395,19 +395,19 @@ def calibrate(
         )
 
     chosen = settings_at(i, a, q, limit)
+    # the frontier: in order of mean steps (then accuracy), each new accuracy high
+    ordered = accuracy.ravel()[flat]
+    before = np.concatenate([[-1.0], np.maximum.accumulate(ordered)[:-1]])
     frontier = []
-    best = -1.0
-    for index in flat:  # by mean steps, then accuracy: keep each new accuracy high
-        acc = accuracy.ravel()[index]
-        if acc > best + 1e-12:
-            best = acc
-            row = settings_at(*np.unravel_index(index, mean_steps.shape)).to_dict()
-            row.update(
-                mean_steps=float(mean_steps.ravel()[index]),
-                accuracy=float(acc),
-                accuracy_loss=100 * (accuracy_at_limit - float(acc)),
-            )
-            frontier.append(row)
+    for index in flat[ordered > before + 1e-12]:
+        row = settings_at(*np.unravel_index(index, mean_steps.shape)).to_dict()
+        acc = float(accuracy.ravel()[index])
+        row.update(
+            mean_steps=float(mean_steps.ravel()[index]),
+            accuracy=acc,
+            accuracy_loss=100 * (accuracy_at_limit - acc),
+        )
+        frontier.append(row)
     config_point = None
     if config is not None:
         own = StoppingSettings.from_config(config, T)
