@@ -208,7 +208,12 @@ def main() -> None:
     at_limit = float(trace.exact[:, -1].mean())
     d = o.config.stopping
     replay = {
-        "defaults (patience on score)": StoppingSettings.from_config(d, args.max_steps),
+        "config defaults: " + StoppingSettings.from_config(d, args.max_steps).describe(): (
+            StoppingSettings.from_config(d, args.max_steps)
+        ),
+        "defaults, patience on score": StoppingSettings(
+            d.act_threshold, d.quality_threshold, d.patience, "score", args.max_steps
+        ),
         "defaults, patience on canvas": StoppingSettings(
             d.act_threshold, d.quality_threshold, d.patience, "canvas", args.max_steps
         ),
@@ -217,15 +222,18 @@ def main() -> None:
         ),
         "ACT 0.9, no patience": StoppingSettings(0.9, None, None, "score", args.max_steps),
         "ACT 0.99, no patience": StoppingSettings(0.99, None, None, "score", args.max_steps),
-        "ACT 0.5, canvas patience 1": StoppingSettings(0.5, None, 1, "canvas", args.max_steps),
-        "ACT 0.5, canvas patience 2": StoppingSettings(0.5, None, 2, "canvas", args.max_steps),
+        "patience 3 on score only": StoppingSettings(None, None, 3, "score", args.max_steps),
+        "patience 3 on canvas only": StoppingSettings(None, None, 3, "canvas", args.max_steps),
+        "patience 1 on canvas only": StoppingSettings(None, None, 1, "canvas", args.max_steps),
+        "ACT 0.99, patience 3 on score": StoppingSettings(0.99, None, 3, "score", args.max_steps),
+        "ACT 0.99, patience 3 on canvas": StoppingSettings(0.99, None, 3, "canvas", args.max_steps),
         "calibrated: " + result.settings.describe(): result.settings,
     }
     print(f"\nreplayed on the recorded test pass (exact at {args.max_steps} steps {at_limit:.2%})")
-    print(f"{'stopping':<62} {'mean steps':>10} {'exact':>8} {'loss pts':>8}")
+    print(f"{'stopping':<72} {'mean steps':>10} {'exact':>8} {'loss pts':>8}")
     for name, settings in replay.items():
         acc, steps = simulated_accuracy(trace, settings)
-        print(f"{name:<62} {steps:>10.2f} {acc:>8.2%} {100 * (at_limit - acc):>8.2f}")
+        print(f"{name:<72} {steps:>10.2f} {acc:>8.2%} {100 * (at_limit - acc):>8.2f}")
     print("acc@t on test: " + " ".join(f"{a:.3f}" for a in trace.accuracy_at()))
 
     out = Path(args.out_dir)
