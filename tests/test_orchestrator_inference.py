@@ -40,7 +40,7 @@ def test_quality_threshold():
 
 
 def test_patience():
-    o = _orchestrator(patience=2, patience_signal="score")
+    o = _orchestrator(patience=2)
     _set_heads(o, halt_bias=-10.0, quality_bias=-20.0)  # the score never improves
     r = o.inference(parity_batch(6)["input"])
     # step 1 sets the best score; steps 2 and 3 do not improve it: stop after step 3
