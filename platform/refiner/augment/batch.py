@@ -180,12 +180,13 @@ def _token_matrix(
 
 def _same_width(inputs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     width = max(inputs.shape[1], targets.shape[1])
-    return tuple(
+    inputs, targets = (
         np.pad(m, ((0, 0), (0, width - m.shape[1])), constant_values=PAD)
         if m.shape[1] < width
         else m
         for m in (inputs, targets)
     )
+    return inputs, targets
 
 
 def _integer_column(

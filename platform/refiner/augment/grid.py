@@ -401,10 +401,11 @@ def write_blocks(
             rolls |= wrap
     placed = place_in_rows(blocks, ys, xs, height, width, eos_column)
     if rolls.any():
+        assert wrap_y is not None and wrap_x is not None  # both exist whenever one does
         rolled = np.flatnonzero(rolls)
         placed[rolled] = place_blocks(
             blocks[rolled], ys[rolled], xs[rolled], height, width, wrap_y[rolled], wrap_x[rolled]
-        )  # (both wraps exist whenever one does: they come from the input's shift)
+        )  # (both wraps come from the input's shift)
     for start, stop, first in runs:
         np.copyto(out[start:stop], placed[first : first + stop - start])
 

@@ -406,10 +406,12 @@ def _check_shapes(
         collector.add_rows(
             np.flatnonzero(is_grid & ~has), name, lambda r: "missing value: grid rows need a shape"
         )
+
+        def outside(r: int, v: np.ndarray = values) -> str:
+            return f"{v[r]:.0f} is outside [1, {MAX_SEQUENCE_LENGTH}]"
+
         collector.add_rows(
-            np.flatnonzero(has & ((values < 1) | (values > MAX_SEQUENCE_LENGTH))),
-            name,
-            lambda r, v=values: f"{v[r]:.0f} is outside [1, {MAX_SEQUENCE_LENGTH}]",
+            np.flatnonzero(has & ((values < 1) | (values > MAX_SEQUENCE_LENGTH))), name, outside
         )
         collector.add_rows(
             np.flatnonzero(known_type & ~is_grid & has),
@@ -423,11 +425,13 @@ def _check_shapes(
     shaped = is_grid & in_range & (width <= MAX_SEQUENCE_LENGTH)  # NaN compares False
     cells = np.where(shaped, np.nan_to_num(height) * np.nan_to_num(width), 0).astype(np.int64)
     for name, length in lengths.items():
-        collector.add_rows(
-            np.flatnonzero(shaped & (length > 0) & (length != cells)),
-            name,
-            lambda r, length=length: (
+
+        def mismatch(r: int, length: np.ndarray = length) -> str:
+            return (
                 f"{length[r]} tokens, but height*width = {height[r]:.0f}*{width[r]:.0f}"
                 f" = {cells[r]}"
-            ),
+            )
+
+        collector.add_rows(
+            np.flatnonzero(shaped & (length > 0) & (length != cells)), name, mismatch
         )
