@@ -208,7 +208,14 @@ def _epochs(columns: dict[str, np.ndarray], count: int, default: int) -> np.ndar
     return epochs.astype(np.int64)
 
 
-def _check_lengths(task_ids, kinds, input_lengths, target_lengths, heights, widths) -> None:
+def _check_lengths(
+    task_ids: np.ndarray,
+    kinds: np.ndarray,
+    input_lengths: np.ndarray,
+    target_lengths: np.ndarray,
+    heights: np.ndarray,
+    widths: np.ndarray,
+) -> None:
     grids = np.isin(kinds, [GRID, SUDOKU])
     i = _first(grids & ((heights < 1) | (widths < 1)))
     if i is not None:

@@ -41,6 +41,7 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from refiner.augment.batch import TaskGroup
 from refiner.augment.counter_rng import integers_below, uniforms
@@ -192,7 +193,9 @@ def draw_params(
     )
 
 
-def _input_shift(strength, u, anchor: np.ndarray, extent: np.ndarray, side: int):
+def _input_shift(
+    strength: np.ndarray, u: np.ndarray, anchor: np.ndarray, extent: np.ndarray, side: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Input position on one axis after position_shift, and whether it wraps (rolls)."""
     reach = shift_reach(strength, side)
     full = extent == side
@@ -271,7 +274,7 @@ def _coloured_blocks(
     relabel: np.ndarray | None,
     rows: np.ndarray,
     table_width: int,
-    dtype,
+    dtype: DTypeLike,
 ) -> np.ndarray:
     """``[R, 2, h, w]`` compact grids of rows sorted by ``key`` (task * elements + element).
 
@@ -488,7 +491,7 @@ def place_blocks(
 _SCRATCH = threading.local()
 
 
-def _zeroed_scratch(slot: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+def _zeroed_scratch(slot: str, shape: tuple[int, ...], dtype: DTypeLike) -> np.ndarray:
     """A zero-filled array in a per-thread buffer reused across calls.
 
     Placement needs a large zeroed buffer per call; fresh allocations of that size cost a
@@ -505,7 +508,9 @@ def _zeroed_scratch(slot: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     return view
 
 
-def _check_eos_layout(variants, canvases, geometry: GridGeometry, task_ids) -> None:
+def _check_eos_layout(
+    variants: np.ndarray, canvases: np.ndarray, geometry: GridGeometry, task_ids: np.ndarray
+) -> None:
     """EOS-marked tasks must be rebuilt exactly from their blocks (else the layout is unknown)."""
     marked = np.flatnonzero(geometry.eos_marked)
     if not marked.size:

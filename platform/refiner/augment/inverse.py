@@ -138,7 +138,9 @@ def _lengths(tokens: np.ndarray) -> np.ndarray:
     return np.where(filled.any(axis=1), tokens.shape[1] - filled[:, ::-1].argmax(axis=1), 0)
 
 
-def _invert_sudoku(plan: RowPlan, inputs, targets, members, n: int) -> None:
+def _invert_sudoku(
+    plan: RowPlan, inputs: np.ndarray, targets: np.ndarray, members: np.ndarray, n: int
+) -> None:
     layout = draw_layout(plan, n) or identity_layout(len(plan), n)
     sources = source_cells(layout, n)
     strength = plan.strength("paraphrase")  # None: the digits were not relabelled
@@ -156,7 +158,15 @@ def _invert_sudoku(plan: RowPlan, inputs, targets, members, n: int) -> None:
 
 
 def _invert_grid(
-    plan: RowPlan, inputs, targets, members, height, width, num_symbols, anchors, eos_marked
+    plan: RowPlan,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    members: np.ndarray,
+    height: int,
+    width: int,
+    num_symbols: np.ndarray,
+    anchors: np.ndarray,
+    eos_marked: np.ndarray,
 ) -> None:
     cells = height * width
     canvases = np.stack([inputs[members, :cells], targets[members, :cells]], axis=1)

@@ -293,7 +293,9 @@ def _integers(columns: dict[str, pa.Array], name: str, n: int, collector: _Colle
 # -- row checks ----------------------------------------------------------------------------
 
 
-def _report(collector: _Collector, mask: pa.Array, field: str, message) -> None:
+def _report(
+    collector: _Collector, mask: pa.Array, field: str, message: Callable[[int], str]
+) -> None:
     rows = np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))
     collector.add_rows(rows, field, message)
 
@@ -306,7 +308,9 @@ def _check_present(array: pa.Array, field: str, collector: _Collector) -> None:
     _report(collector, array.is_null(), field, lambda r: "missing value")
 
 
-def _check_choice(array: pa.Array, field: str, choices: Sequence[str], collector) -> None:
+def _check_choice(
+    array: pa.Array, field: str, choices: Sequence[str], collector: _Collector
+) -> None:
     allowed = pa.array(list(choices))
     unknown = pc.and_(array.is_valid(), pc.invert(pc.is_in(array, value_set=allowed)))
     _report(
