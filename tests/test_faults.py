@@ -17,6 +17,7 @@ import torch
 from mlflow import MlflowClient
 from refiner_fixtures import tiny_orchestrator
 from tiny_runs import TINY
+from train_fixtures import set_args
 
 from refiner.checkpoint import read_checkpoint, save_checkpoint
 from refiner.distributed.loop import CHECKPOINT_FILE, TrainingDiverged
@@ -34,10 +35,6 @@ FAULT_RUN = [
     "orchestration.augmentation_count=4",
     "training.warmup_steps=0",
 ]
-
-
-def sets(overrides: list[str]) -> list[str]:
-    return [arg for o in overrides for arg in ("--set", o)]
 
 
 def run_of(db: Path, run_name: str):
@@ -101,7 +98,7 @@ def test_worker_killed_mid_training_resumes_from_checkpoint(tmp_path):
     db, storage = tmp_path / "mlflow.db", tmp_path / "checkpoints"
     overrides = FAULT_RUN + ["training.steps=30", "training.checkpoint_every=10"]
     job = subprocess.Popen(
-        [sys.executable, str(ROOT / "jobs" / "train.py"), *sets(overrides)]
+        [sys.executable, str(ROOT / "jobs" / "train.py"), *set_args(overrides)]
         + ["--num-workers", "2", "--run-name", "killed", "--tracking-uri", f"sqlite:///{db}"]
         + ["--storage", str(storage)],
         cwd=tmp_path,
