@@ -1,11 +1,11 @@
-# One venv per checkout; `make run` and `make test` set it up on first use.
+# One venv per checkout; every target sets it up on first use.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # CPU build by default (it lies on the CI disk); on a GPU machine: make setup TORCH_SPEC=torch
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test test-fast lint format typecheck ci bench clean
 
 setup: $(VENV)/.installed
 
@@ -18,16 +18,40 @@ $(VENV)/.installed: pyproject.toml
 
 # The venv's bin on PATH, as if activated: tests run the `ray` CLI, and submitted jobs
 # run `python`.
-run test: export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+run test test-fast bench: export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 run: setup
 	$(PY) jobs/train.py
 
+# The full suite, real multi-worker Ray runs included: what CI runs.
 test: setup
 	$(PY) -m pytest -q
 
+# The inner loop: everything that starts no Ray and runs in one process (markers: pyproject).
+test-fast: setup
+	$(PY) -m pytest -q -m "not ray and not slow"
+
 lint: setup
-	$(VENV)/bin/ruff check platform jobs tests bench
+	$(VENV)/bin/ruff check platform jobs tests bench examples
+	$(VENV)/bin/ruff format --check platform jobs tests bench examples
+
+# Rewrites files: ruff's formatter and its safe fixes.
+format: setup
+	$(VENV)/bin/ruff format platform jobs tests bench examples
+	$(VENV)/bin/ruff check --fix platform jobs tests bench examples
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+# What .ci/run runs: lint, format check, type check, then the full suite.
+ci: lint typecheck test
+
+# The quick benchmarks (no Ray, a few minutes on 2 cores); the others are run by hand,
+# with the commands in BENCHMARKS.md.
+bench: setup
+	$(PY) bench/bench_augment.py --tasks 10 --reps 2 --big-tasks 200
+	$(PY) bench/bench_truncation.py --rounds 2
+	$(PY) bench/bench_flops.py --steps 2
 
 clean:
-	rm -rf $(VENV) outputs mlflow.db
+	rm -rf $(VENV) outputs mlflow.db .mypy_cache

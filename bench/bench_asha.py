@@ -28,16 +28,12 @@ from refiner.sweep.plan import SweepPlan
 from refiner.sweep.space import load_space
 from refiner.tracking import sweeps as sweep_tracking
 
+# The tiny sweep trial the tests use (tests/tiny_runs.py holds the one definition).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from tiny_runs import TINY_SWEEP as TINY  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "jobs" / "configs" / "sweep.yaml"
-TINY = [
-    "model.d_model=16",
-    "orchestration.augmentation_count=4",
-    "training.batch_size=16",
-    "training.report_every=10",
-    "training.checkpoint_every=10",
-    "training.warmup_steps=2",
-]
 SPACE = {  # the learning rate matters most at this budget; truncation rides along
     "space": {
         "training": {"lr": {"loguniform": [1.0e-4, 2.0e-2]}},

@@ -1,4 +1,4 @@
-"""A real local Ray for the sweep tests, the jobs as importable modules, tiny configs."""
+"""The jobs as importable modules and search-space files for the sweep tests."""
 
 from __future__ import annotations
 
@@ -7,23 +7,12 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-import pytest
-import ray
 import yaml
-
-from refiner.distributed.compat import init_local_on_loopback
+from tiny_runs import TINY_SWEEP
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Tiny trials: 1 Ray Train worker with half a CPU, a 16-wide model, a few dozen updates.
-TINY = [
-    "model.d_model=16",
-    "orchestration.augmentation_count=4",
-    "training.batch_size=16",
-    "training.report_every=10",
-    "training.checkpoint_every=10",
-    "training.warmup_steps=2",
-]
+TINY = TINY_SWEEP  # the older name; tiny_runs.TINY_SWEEP is the definition
 
 
 def job(name: str) -> ModuleType:
@@ -44,17 +33,3 @@ def write_space(path: Path, space: dict, scheduler: dict, num_samples: int = 1) 
     }
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-def start_sweep_ray() -> None:
-    # 4 logical CPUs on 2 cores: two trials (0.25 + 0.5 CPU each) plus a data CPU each.
-    # The dashboard hosts the State API, which Ray Train's PlacementGroupCleaner needs to
-    # free the resources of trials that ASHA stops; without it a sweep stalls.
-    init_local_on_loopback(num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1")
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    start_sweep_ray()
-    yield
-    ray.shutdown()

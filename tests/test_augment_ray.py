@@ -10,17 +10,7 @@ from refiner.augment import AugmentationSpec, Augmenter, augment_table
 
 ray = pytest.importorskip("ray")
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()  # this process's cluster only; never `ray stop`
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 def test_map_batches_matches_augment_table(local_ray):

@@ -1,4 +1,4 @@
-"""Task rows -> padded batches; refinement plots."""
+"""Task rows -> padded batches."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from refiner.batches import batch_from_arrays, batch_from_table, iterate_batches
-from refiner.plots import plot_halting_histogram, plot_refinement_curve
 from refiner.tasks.sources import parity
 from refiner.tokenizers import PAD
 
@@ -49,12 +48,3 @@ def test_iterate_batches_is_a_seeded_permutation():
     )
     assert sorted(rows.tolist()) == list(range(10))
     assert all(torch.equal(b["input"], b["target"]) for b in epoch)
-
-
-def test_plots_write_png(tmp_path):
-    png = b"\x89PNG"
-    curve = plot_refinement_curve(
-        {"train": [0.1, 0.5, 0.9], "val": [0.0, 0.4, 0.8]}, tmp_path / "c.png"
-    )
-    hist = plot_halting_histogram([1, 2, 2, 3, 16], tmp_path / "sub" / "h.png", max_steps=16)
-    assert curve.read_bytes()[:4] == png and hist.read_bytes()[:4] == png

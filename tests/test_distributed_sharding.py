@@ -12,22 +12,14 @@ import ray
 import ray.train
 from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
-from train_fixtures import start_local_ray
 
 from refiner.augment import AugmentationSpec
 from refiner.distributed.data import StreamPlan, TrainDatasetFactory, train_stream
 from refiner.tasks.sources import load_tasks
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray(num_cpus=3)]
 
 NUM_TASKS, COUNT, SEQ_LEN = 40, 6, 8
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    start_local_ray(num_cpus=3)
-    yield
-    ray.shutdown()
 
 
 def tasks_and_spec():

@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-import ray
 import torch
 from mlflow import MlflowClient
 from refiner_fixtures import tiny_orchestrator
+from tiny_runs import TINY
+from train_fixtures import set_args
 
 from refiner.checkpoint import read_checkpoint, save_checkpoint
-from refiner.distributed.compat import init_local_on_loopback
 from refiner.distributed.loop import CHECKPOINT_FILE, TrainingDiverged
 from refiner.distributed.trainer import run_training
 from refiner.experiment import prepare_experiment
@@ -27,26 +27,14 @@ from refiner.storage import StorageError, list_checkpoints, persist_checkpoint
 from refiner.tracking import tracked_run
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "task.source=parity",
-    "task.count=256",
-    "task.size=8",
-    "model.d_model=16",
-    "model.n_heads=2",
-    "model.n_layers=1",
+# A tiny run, shorter still; no warm-up, so that the first update takes the full rate.
+FAULT_RUN = [
+    *TINY,
     "orchestration.max_steps_train=3",
-    "orchestration.max_steps_infer=2",
     "orchestration.backprop_truncate_steps=2",
     "orchestration.augmentation_count=4",
-    "training.batch_size=16",
-    "training.report_every=5",
     "training.warmup_steps=0",
-    "training.cpus_per_worker=0.5",
 ]
-
-
-def sets(overrides: list[str]) -> list[str]:
-    return [arg for o in overrides for arg in ("--set", o)]
 
 
 def run_of(db: Path, run_name: str):
@@ -105,11 +93,12 @@ def last_logged_step(db: Path, run_name: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_worker_killed_mid_training_resumes_from_checkpoint(tmp_path):
     db, storage = tmp_path / "mlflow.db", tmp_path / "checkpoints"
-    overrides = TINY + ["training.steps=30", "training.checkpoint_every=10"]
+    overrides = FAULT_RUN + ["training.steps=30", "training.checkpoint_every=10"]
     job = subprocess.Popen(
-        [sys.executable, str(ROOT / "jobs" / "train.py"), *sets(overrides)]
+        [sys.executable, str(ROOT / "jobs" / "train.py"), *set_args(overrides)]
         + ["--num-workers", "2", "--run-name", "killed", "--tracking-uri", f"sqlite:///{db}"]
         + ["--storage", str(storage)],
         cwd=tmp_path,
@@ -148,16 +137,9 @@ def test_worker_killed_mid_training_resumes_from_checkpoint(tmp_path):
 # -- NaN/Inf: a deliberately exploding learning rate -----------------------------------
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    init_local_on_loopback(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
-
-
 def exploding_run(tmp_path: Path, run_name: str, extra: list[str]):
     """lr=1e6: the first update throws the weights to ~1e6, every later gradient is inf."""
-    overrides = TINY + ["training.lr=1e6", "training.num_workers=0", *extra]
+    overrides = FAULT_RUN + ["training.lr=1e6", "training.num_workers=0", *extra]
     config, tasks = prepare_experiment(None, overrides)
     db = tmp_path / "mlflow.db"
     storage = tmp_path / "checkpoints"
@@ -172,6 +154,7 @@ def exploding_run(tmp_path: Path, run_name: str, extra: list[str]):
     return error, run, skipped, saved_checkpoints(storage)
 
 
+@pytest.mark.ray
 def test_exploding_lr_stops_after_max_skipped_updates(tmp_path, local_ray):
     error, run, skipped, checkpoints = exploding_run(
         tmp_path,
@@ -187,6 +170,7 @@ def test_exploding_lr_stops_after_max_skipped_updates(tmp_path, local_ray):
         assert_all_finite(path)
 
 
+@pytest.mark.ray
 def test_exploding_lr_keeps_skipping_when_not_limited(tmp_path, local_ray):
     error, run, skipped, checkpoints = exploding_run(
         tmp_path, "skipping", ["training.steps=10", "training.checkpoint_every=5"]

@@ -21,31 +21,24 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 from ray_head import VENV_BIN, LocalHead
+from tiny_runs import TINY
+from train_fixtures import set_args
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_ENV = json.dumps(
     # The stop grace period lets the driver end its MLflow run (the default is 3 s).
     {"py_modules": ["platform/refiner"], "env_vars": {"RAY_JOB_STOP_WAIT_TIME_S": "30"}}
 )
-TINY = [
-    "--task", "parity",
-    "--set", "task.count=256",
-    "--set", "task.size=8",
-    "--set", "model.d_model=16",
-    "--set", "model.n_heads=2",
-    "--set", "model.n_layers=1",
-    "--set", "orchestration.max_steps_train=3",
-    "--set", "orchestration.max_steps_infer=2",
-    "--set", "orchestration.augmentation_count=4",
-    "--set", "training.batch_size=16",
-    "--set", "training.report_every=5",
-    "--set", "training.checkpoint_every=10",
-    "--set", "training.cpus_per_worker=0.5",
-    "--set", "training.warmup_steps=0",
-    "--num-workers", "1",
-]  # fmt: skip
+# A tiny run, shorter still: 3 unrolled steps, 4 augmentations, no warm-up.
+JOB_RUN = [
+    *TINY,
+    "orchestration.max_steps_train=3",
+    "orchestration.backprop_truncate_steps=3",
+    "orchestration.augmentation_count=4",
+    "training.warmup_steps=0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +113,7 @@ def job_logs(head: LocalHead, submission_id: str) -> str:
 
 def train_command(tmp: Path, run_name: str, steps: int) -> list[str]:
     return [
-        "python", "jobs/train.py", *TINY,
+        "python", "jobs/train.py", *set_args(JOB_RUN), "--num-workers", "1",
         "--steps", str(steps),
         "--run-name", run_name,
         "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}",

@@ -1,4 +1,4 @@
-"""The seed's usage, as users type it (shared/DESIGN.md), and the package-level imports."""
+"""The seed's usage, as users type it, and the package-level imports."""
 
 from __future__ import annotations
 

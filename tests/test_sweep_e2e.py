@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from sweep_fixtures import TINY, job, local_ray, write_space  # noqa: F401
+from ray_cluster import SWEEP_RAY
+from sweep_fixtures import job, write_space
+from tiny_runs import TINY_SWEEP
 
 from refiner.distributed.sweep_driver import run_sweep
 from refiner.experiment import load_experiment_config, load_task_table
@@ -18,10 +20,10 @@ from refiner.tracking import PARENT_TAG
 from refiner.tracking import sweeps as sweep_tracking
 from refiner.tracking.sweeps import BEST_TAG, KIND_TAG, STOPPED_TAG, SWEEP_TAG
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.ray(**SWEEP_RAY), pytest.mark.timeout(600)]
 
 
-def test_asha_sweep_mlflow_compare_evaluate(tmp_path: Path, local_ray, capsys) -> None:  # noqa: F811
+def test_asha_sweep_mlflow_compare_evaluate(tmp_path: Path, local_ray, capsys) -> None:
     # lr 1e-7 cannot lower the loss: with two trials recorded at the first rung before it
     # starts (2 run at once), ASHA stops it there. Grid order makes that deterministic.
     space = write_space(
@@ -40,7 +42,7 @@ def test_asha_sweep_mlflow_compare_evaluate(tmp_path: Path, local_ray, capsys) -
     plan = plan_sweep(
         space,
         job("sweep").DEFAULT_CONFIG,
-        TINY,
+        TINY_SWEEP,
         steps=40,
         name="asha",
         storage=str(tmp_path / "store"),

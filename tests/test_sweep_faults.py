@@ -22,16 +22,17 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 from ray_head import LocalHead
-from sweep_fixtures import TINY, write_space
+from sweep_fixtures import write_space
+from tiny_runs import TINY_SWEEP
 
 from refiner.storage import list_checkpoints
 from refiner.tracking import PARENT_TAG
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "killed"
-STEPS = 30  # checkpoints at 10, 20, 30 (TINY: checkpoint_every=10)
+STEPS = 30  # checkpoints at 10, 20, 30 (TINY_SWEEP: checkpoint_every=10)
 
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -124,7 +125,7 @@ def test_killed_trial_driver_is_resumed(tmp_path: Path) -> None:
         job = sweep(
             ["--space", str(space), "--steps", str(STEPS), "--name", NAME]
             + ["--tracking-uri", uri, "--experiment", "sweeps", "--out", str(tmp_path / "out")]
-            + [f"--set={s}" for s in TINY],
+            + [f"--set={s}" for s in TINY_SWEEP],
             first_log,
         )
         deadline = time.monotonic() + 300

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import ray
 from mlflow import MlflowClient
-from sweep_fixtures import TINY, job, start_sweep_ray, write_space
+from ray_cluster import SWEEP_RAY, ray_cluster
+from sweep_fixtures import job, write_space
+from tiny_runs import TINY_SWEEP
 
 from refiner.distributed.loop import FAULT_ENV
 from refiner.distributed.sweep_driver import run_sweep
@@ -16,7 +17,7 @@ from refiner.sweep.plan import SweepPlan, plan_sweep
 from refiner.tracking import PARENT_TAG
 from refiner.tracking import sweeps as sweep_tracking
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +26,8 @@ def ray_with_fault_hook():
     # Workers take the environment of the Ray node, so it is set before the node starts.
     with pytest.MonkeyPatch.context() as env:
         env.setenv(FAULT_ENV, "15,seed=1")
-        start_sweep_ray()
-        yield
-        ray.shutdown()
+        with ray_cluster(**SWEEP_RAY):
+            yield
 
 
 def test_failed_trial_is_resumed(tmp_path: Path, ray_with_fault_hook) -> None:
@@ -43,7 +43,7 @@ def test_failed_trial_is_resumed(tmp_path: Path, ray_with_fault_hook) -> None:
     plan = plan_sweep(
         space,
         job("sweep").DEFAULT_CONFIG,
-        TINY,
+        TINY_SWEEP,
         steps=20,
         name="faulty",
         storage=storage,

@@ -15,7 +15,7 @@ from train_fixtures import TINY, run_train_job, set_args
 from refiner.checkpoint import read_checkpoint
 from refiner.distributed.loop import FAULT_ENV
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 DDP = [*TINY, "training.num_workers=2", "training.max_failures=1"]
 FAULT_AT_13 = {FAULT_ENV: "13"}  # the test hook: one worker raises once at update 13

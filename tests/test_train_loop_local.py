@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-import ray
 from mlflow import MlflowClient
-from train_fixtures import TINY, start_local_ray
+from tiny_runs import TINY
 
 from refiner.checkpoint import read_checkpoint
 from refiner.distributed.trainer import run_training
@@ -15,16 +14,9 @@ from refiner.experiment import prepare_experiment
 from refiner.storage import list_checkpoints
 from refiner.tracking import tracked_run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 LOCAL = [*TINY, "training.num_workers=0", "orchestration.augmentation_count=2"]
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    start_local_ray(num_cpus=2)
-    yield
-    ray.shutdown()
 
 
 def train(tmp_path, steps: int):

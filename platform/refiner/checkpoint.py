@@ -16,7 +16,7 @@ import pickle
 import random
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -166,7 +166,7 @@ def check_model_shapes(saved: dict, current: dict, path: str | Path = "checkpoin
 
 
 def _rng_state() -> dict:
-    np_state = np.random.get_state()
+    np_state = cast("tuple[Any, ...]", np.random.get_state(legacy=True))  # legacy: a tuple
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],

@@ -8,6 +8,7 @@ rules between them. Enum-like fields are ``Literal`` types: the loader checks th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -224,7 +225,7 @@ class OrchestrationConfig(YamlConfig):
     )
     augmentation_count: int = 300
     canvas_edit_strategies: list[EditStrategy] = field(
-        default_factory=lambda: list(EDIT_STRATEGIES)
+        default_factory=lambda: list(get_args(EditStrategy))  # every strategy
     )
     adaptive_edit_selection: bool = True
     edit_selection: EditSelection = "epsilon_greedy"
@@ -301,5 +302,5 @@ class OrchestrationConfig(YamlConfig):
         return min(self.backprop_truncate_steps, steps) if self.truncated_backprop else steps
 
 
-def _require_unique(key: str, names: list[str]) -> None:
+def _require_unique(key: str, names: Sequence[str]) -> None:
     require(len(set(names)) == len(names), f"{key}: lists a strategy twice: {list(names)}")

@@ -19,19 +19,21 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import functools
 import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, Union
 
 import yaml
 
 from refiner.yaml_io import load_strict
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 C = TypeVar("C", bound="YamlConfig")
 
 
@@ -152,13 +154,11 @@ def join_key(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def dataclass_in(tp: Any) -> type | None:
+def dataclass_in(tp: Any) -> type[DataclassInstance] | None:
     """The dataclass inside `tp` (`X` or `X | None`), if any."""
-    if dataclasses.is_dataclass(tp):
-        return tp
-    for arg in typing.get_args(tp):
-        if dataclasses.is_dataclass(arg):
-            return arg
+    for candidate in (tp, *typing.get_args(tp)):
+        if isinstance(candidate, type) and dataclasses.is_dataclass(candidate):
+            return candidate
     return None
 
 
@@ -179,6 +179,9 @@ def check_choices(obj: Any) -> None:
 
 class YamlConfig:
     """`from_dict` / `from_yaml` / `to_dict` / `to_yaml`, Literal checks, then `validate()`."""
+
+    if TYPE_CHECKING:  # every subclass is a dataclass
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -212,15 +215,20 @@ class YamlConfig:
 # ----------------------------------------------------------------------------- conversion
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    """``typing.get_type_hints(cls)``, evaluated once per class."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def _convert(tp: Any, value: Any, path: str) -> Any:
     if tp is Any:
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return load_dataclass(tp, value, path)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (Union, types.UnionType):

@@ -234,7 +234,7 @@ def prepare_experiment(
 
 def _refuse_label_breaking(config: ExperimentConfig, tasks: pa.Table, origin: str) -> None:
     """Input-only strategies that would make wrong labels for these tasks are an error."""
-    strategies = config.orchestration.augmentation_strategies
+    strategies: list[str] = list(config.orchestration.augmentation_strategies)
     pairs = pc.unique(
         pc.binary_join_element_wise(tasks.column("task_type"), tasks.column("source"), "\0")
     ).to_pylist()

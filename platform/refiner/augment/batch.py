@@ -186,12 +186,13 @@ def _token_matrix(
 
 def _same_width(inputs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     width = max(inputs.shape[1], targets.shape[1])
-    return tuple(
+    inputs, targets = (
         np.pad(m, ((0, 0), (0, width - m.shape[1])), constant_values=PAD)
         if m.shape[1] < width
         else m
         for m in (inputs, targets)
     )
+    return inputs, targets
 
 
 def _integer_column(
@@ -213,7 +214,14 @@ def _epochs(columns: dict[str, np.ndarray], count: int, default: int) -> np.ndar
     return epochs.astype(np.int64)
 
 
-def _check_lengths(task_ids, kinds, input_lengths, target_lengths, heights, widths) -> None:
+def _check_lengths(
+    task_ids: np.ndarray,
+    kinds: np.ndarray,
+    input_lengths: np.ndarray,
+    target_lengths: np.ndarray,
+    heights: np.ndarray,
+    widths: np.ndarray,
+) -> None:
     grids = np.isin(kinds, [GRID, SUDOKU])
     i = _first(grids & ((heights < 1) | (widths < 1)))
     if i is not None:

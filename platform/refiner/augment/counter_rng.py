@@ -19,6 +19,7 @@ tests check that both give identical bits.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -71,7 +72,7 @@ def stream_key(name: str) -> int:
     return key
 
 
-def task_hashes(task_ids) -> np.ndarray:
+def task_hashes(task_ids: Sequence[str] | np.ndarray) -> np.ndarray:
     """uint64 hash per task id (one blake2b per task, not per row)."""
     return np.fromiter(
         (stable_hash64(str(t)) for t in task_ids), dtype=np.uint64, count=len(task_ids)
@@ -127,6 +128,6 @@ def uniforms_scalar(seed: int, stream: str, k: int) -> list[float]:
     return [(splitmix64_scalar((base + j * GOLDEN) & MASK64) >> 11) * _TO_UNIT for j in range(k)]
 
 
-def integers_below(u: np.ndarray, n) -> np.ndarray:
+def integers_below(u: np.ndarray, n: int | np.ndarray) -> np.ndarray:
     """floor(u * n) as int64: a uniform integer in [0, n) from a uniform in [0, 1)."""
     return np.floor(u * n).astype(np.int64)

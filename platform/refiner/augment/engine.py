@@ -198,7 +198,7 @@ def augment_rows(
             if spec.dedup and group.kind in (GRID, SUDOKU):
                 keep[out_rows] = first_occurrences(plan.task, inputs[out_rows], targets[out_rows])
     index = np.tile(np.arange(count, dtype=np.int32), len(tasks))
-    metadata = {
+    metadata: dict[str, np.ndarray] = {
         "aug_index": index,
         "aug_seed": seeds.reshape(-1).view(np.int64),
         "aug_epoch": np.repeat(tasks.epochs.astype(np.int32), count),

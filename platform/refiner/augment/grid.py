@@ -41,6 +41,7 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from refiner.augment.batch import TaskGroup
 from refiner.augment.counter_rng import integers_below, uniforms
@@ -195,7 +196,9 @@ def draw_params(
     )
 
 
-def _input_shift(strength, u, anchor: np.ndarray, extent: np.ndarray, side: int):
+def _input_shift(
+    strength: np.ndarray, u: np.ndarray, anchor: np.ndarray, extent: np.ndarray, side: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Input position on one axis after position_shift, and whether it wraps (rolls)."""
     reach = shift_reach(strength, side)
     full = extent == side
@@ -274,7 +277,7 @@ def _coloured_blocks(
     relabel: np.ndarray | None,
     rows: np.ndarray,
     table_width: int,
-    dtype,
+    dtype: DTypeLike,
 ) -> np.ndarray:
     """``[R, 2, h, w]`` compact grids of rows sorted by ``key`` (task * elements + element).
 
@@ -404,10 +407,11 @@ def write_blocks(
             rolls |= wrap
     placed = place_in_rows(blocks, ys, xs, height, width, eos_column)
     if rolls.any():
+        assert wrap_y is not None and wrap_x is not None  # both exist whenever one does
         rolled = np.flatnonzero(rolls)
         placed[rolled] = place_blocks(
             blocks[rolled], ys[rolled], xs[rolled], height, width, wrap_y[rolled], wrap_x[rolled]
-        )  # (both wraps exist whenever one does: they come from the input's shift)
+        )  # (both wraps come from the input's shift)
     for start, stop, first in runs:
         np.copyto(out[start:stop], placed[first : first + stop - start])
 
@@ -490,7 +494,7 @@ def place_blocks(
 _SCRATCH = threading.local()
 
 
-def _zeroed_scratch(slot: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+def _zeroed_scratch(slot: str, shape: tuple[int, ...], dtype: DTypeLike) -> np.ndarray:
     """A zero-filled array in a per-thread buffer reused across calls.
 
     Placement needs a large zeroed buffer per call; fresh allocations of that size cost a
@@ -507,7 +511,9 @@ def _zeroed_scratch(slot: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     return view
 
 
-def _check_eos_layout(variants, canvases, geometry: GridGeometry, task_ids) -> None:
+def _check_eos_layout(
+    variants: np.ndarray, canvases: np.ndarray, geometry: GridGeometry, task_ids: np.ndarray
+) -> None:
     """EOS-marked tasks must be rebuilt exactly from their blocks (else the layout is unknown)."""
     marked = np.flatnonzero(geometry.eos_marked)
     if not marked.size:

@@ -122,7 +122,7 @@ def _plan(augmented: Mapping[str, np.ndarray], spec: AugmentationSpec | None) ->
     seeds = np.asarray(augmented["aug_seed"]).astype(np.int64).view(np.uint64)
     intensity = np.asarray(augmented["aug_intensity"], dtype=np.float64)
     rows = len(seeds)
-    strengths = {}
+    strengths: dict[str, np.ndarray] = {}
     for name in LABEL_CONSISTENT_STRATEGIES:
         recorded = intensity[:, STRATEGIES.index(name)]
         strengths[name] = (
@@ -138,20 +138,35 @@ def _lengths(tokens: np.ndarray) -> np.ndarray:
     return np.where(filled.any(axis=1), tokens.shape[1] - filled[:, ::-1].argmax(axis=1), 0)
 
 
-def _invert_sudoku(plan: RowPlan, inputs, targets, members, n: int) -> None:
+def _invert_sudoku(
+    plan: RowPlan, inputs: np.ndarray, targets: np.ndarray, members: np.ndarray, n: int
+) -> None:
     layout = draw_layout(plan, n) or identity_layout(len(plan), n)
     sources = source_cells(layout, n)
-    perm = draw_relabelling(plan.seeds, plan.strength("paraphrase"), np.full(len(plan), n), n)
-    table = relabel_table(invert_relabel(perm), NUM_SPECIAL + n + 1, np.int32)
+    strength = plan.strength("paraphrase")  # None: the digits were not relabelled
+    table = None
+    if strength is not None:
+        perm = draw_relabelling(plan.seeds, strength, np.full(len(plan), n), n)
+        table = relabel_table(invert_relabel(perm), NUM_SPECIAL + n + 1, np.int32)
     for tokens in (inputs, targets):
         cells = tokens[members, : n * n]
         restored = np.empty_like(cells)
         np.put_along_axis(restored, sources, cells, axis=1)  # output cell k came from sources[k]
-        tokens[members, : n * n] = gather_rows(table, np.arange(len(plan)), restored)
+        if table is not None:
+            restored = gather_rows(table, np.arange(len(plan)), restored)
+        tokens[members, : n * n] = restored
 
 
 def _invert_grid(
-    plan: RowPlan, inputs, targets, members, height, width, num_symbols, anchors, eos_marked
+    plan: RowPlan,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    members: np.ndarray,
+    height: int,
+    width: int,
+    num_symbols: np.ndarray,
+    anchors: np.ndarray,
+    eos_marked: np.ndarray,
 ) -> None:
     cells = height * width
     canvases = np.stack([inputs[members, :cells], targets[members, :cells]], axis=1)

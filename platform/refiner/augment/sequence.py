@@ -48,7 +48,9 @@ def parity_flips(plan: RowPlan, lengths: np.ndarray, width: int) -> np.ndarray |
     return flips.astype(np.int32)
 
 
-def apply_parity_flips(inputs: np.ndarray, targets: np.ndarray, flips: np.ndarray):
+def apply_parity_flips(
+    inputs: np.ndarray, targets: np.ndarray, flips: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Flip input bits and every later target bit (an involution: also its own inverse)."""
     return inputs ^ flips, targets ^ (np.cumsum(flips, axis=1, dtype=np.int32) & 1)
 

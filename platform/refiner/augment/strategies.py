@@ -6,6 +6,7 @@ ones transform input and target together, so the pair stays correct.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, get_args
 
 InputOnlyStrategy = Literal["token_noise", "position_shift", "masking"]
@@ -13,7 +14,7 @@ LabelConsistentStrategy = Literal["paraphrase", "format_variation"]
 AugmentationStrategy = Literal[InputOnlyStrategy, LabelConsistentStrategy]
 
 INPUT_ONLY_STRATEGIES: tuple[str, ...] = get_args(InputOnlyStrategy)
-LABEL_CONSISTENT_STRATEGIES: tuple[str, ...] = get_args(LabelConsistentStrategy)
+LABEL_CONSISTENT_STRATEGIES: tuple[LabelConsistentStrategy, ...] = get_args(LabelConsistentStrategy)
 STRATEGIES: tuple[str, ...] = get_args(AugmentationStrategy)
 
 # Task kinds: how a row is augmented. Derived from task_type and source (see batch.py).
@@ -40,6 +41,6 @@ LABEL_BREAKING: dict[str, tuple[str, ...]] = {
 }
 
 
-def label_breaking(strategies: tuple[str, ...] | list[str], kind: str) -> list[str]:
+def label_breaking(strategies: Sequence[str], kind: str) -> list[str]:
     """The strategies among ``strategies`` that make wrong labels for tasks of ``kind``."""
     return [s for s in strategies if s in LABEL_BREAKING.get(kind, ())]

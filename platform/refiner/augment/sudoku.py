@@ -67,7 +67,9 @@ def draw_layout(plan: RowPlan, n: int) -> SudokuLayout | None:
     return SudokuLayout(row_map, col_map, transpose)
 
 
-def _within(seeds, drawn, stream: str, groups: int, size: int) -> np.ndarray:
+def _within(
+    seeds: np.ndarray, drawn: np.ndarray, stream: str, groups: int, size: int
+) -> np.ndarray:
     """Per-group permutations ``[N, groups, size]`` (one stream, draws in group order)."""
     keys = uniforms(seeds, stream, groups * size).reshape(len(seeds), groups, size)
     perm = np.argsort(keys, axis=2, kind="stable")
@@ -79,7 +81,12 @@ def identity_layout(rows: int, n: int) -> SudokuLayout:
     return SudokuLayout(ident, ident, np.zeros(rows, dtype=bool))
 
 
-def source_cells(layout: SudokuLayout, n: int, shift_rows=None, shift_cols=None) -> np.ndarray:
+def source_cells(
+    layout: SudokuLayout,
+    n: int,
+    shift_rows: np.ndarray | None = None,
+    shift_cols: np.ndarray | None = None,
+) -> np.ndarray:
     """int64 ``[N, n*n]``: the source cell of each output cell, optionally rolled.
 
     Transposing swaps which map indexes output rows, so ``src = P[i] + Q[j]`` with
@@ -89,7 +96,7 @@ def source_cells(layout: SudokuLayout, n: int, shift_rows=None, shift_cols=None)
     tr = layout.transpose[:, None]
     first = np.where(tr, layout.col_map, layout.row_map * n)
     second = np.where(tr, layout.row_map * n, layout.col_map)
-    if shift_rows is not None:
+    if shift_rows is not None and shift_cols is not None:  # given together
         first = _roll_maps(first, shift_rows)
         second = _roll_maps(second, shift_cols)
     rows = len(first)
@@ -110,8 +117,8 @@ def target_cells(
     rows: np.ndarray,
     row_inv: np.ndarray,
     col_inv: np.ndarray,
-    shift_rows=None,
-    shift_cols=None,
+    shift_rows: np.ndarray | None = None,
+    shift_cols: np.ndarray | None = None,
 ) -> np.ndarray:
     """Where source cells ``cells`` (of rows ``rows``) land in the output (forward map)."""
     r, c = np.divmod(cells, n)
@@ -119,7 +126,7 @@ def target_cells(
     j = col_inv[rows, c]
     tr = layout.transpose[rows]
     i, j = np.where(tr, j, i), np.where(tr, i, j)
-    if shift_rows is not None:
+    if shift_rows is not None and shift_cols is not None:  # given together
         i = (i + shift_rows[rows]) % n
         j = (j + shift_cols[rows]) % n
     return i * n + j

@@ -10,9 +10,14 @@ non-square shape; 4..7 swap height and width.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 
 from refiner.augment.counter_rng import integers_below, uniforms
+
+# The dihedral helpers take one element (ints) or one per row (int arrays).
+E = TypeVar("E", int, np.ndarray)
 
 DIHEDRAL_ALL = 8
 DIHEDRAL_SHAPE_PRESERVING = 4
@@ -77,12 +82,12 @@ def draw_dihedral(seeds: np.ndarray, drawn: np.ndarray, square: bool) -> np.ndar
     return np.where(drawn, element, 0)
 
 
-def dihedral_bits(d):
+def dihedral_bits(d: E) -> tuple[E, E, E]:
     """(transpose, flip_rows, flip_cols) of element(s) d, as 0/1."""
     return (d >> 2) & 1, d & 1, (d >> 1) & 1
 
 
-def dihedral_inverse(d):
+def dihedral_inverse(d: E) -> E:
     """The element undoing d: flips are involutions; after a transpose they trade places."""
     transpose, flip_rows, flip_cols = dihedral_bits(d)
     swapped = (transpose << 2) | flip_cols | (flip_rows << 1)
@@ -93,7 +98,7 @@ def dihedral_inverse(d):
     )
 
 
-def dihedral_shape(height, width, d):
+def dihedral_shape(height: E, width: E, d: E) -> tuple[E, E]:
     """Shape of a height×width block after element d."""
     transpose = (d >> 2) & 1
     if isinstance(transpose, np.ndarray):
@@ -101,7 +106,7 @@ def dihedral_shape(height, width, d):
     return (width, height) if transpose else (height, width)
 
 
-def dihedral_source(i, j, height, width, d):
+def dihedral_source(i: E, j: E, height: E, width: E, d: E) -> tuple[np.ndarray, np.ndarray]:
     """Block coordinates that output cell (i, j) of ``d(block)`` comes from."""
     transpose, flip_rows, flip_cols = dihedral_bits(d)
     out_h, out_w = dihedral_shape(height, width, d)
@@ -110,7 +115,7 @@ def dihedral_source(i, j, height, width, d):
     return np.where(transpose == 1, j1, i1), np.where(transpose == 1, i1, j1)
 
 
-def dihedral_target(si, sj, height, width, d):
+def dihedral_target(si: E, sj: E, height: E, width: E, d: E) -> tuple[np.ndarray, np.ndarray]:
     """Where block cell (si, sj) lands in ``d(block)``."""
     transpose, flip_rows, flip_cols = dihedral_bits(d)
     out_h, out_w = dihedral_shape(height, width, d)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from refiner.tokenizers import NUM_SPECIAL
 
@@ -15,7 +16,7 @@ def token_dtype(largest: int) -> np.dtype:
     return np.dtype(np.int64)
 
 
-def relabel_table(perm: np.ndarray, width: int, dtype) -> np.ndarray:
+def relabel_table(perm: np.ndarray, width: int, dtype: DTypeLike) -> np.ndarray:
     """``[N, width]`` token map: symbol s in 1..m goes to ``1 + perm[s-1]``; others fixed.
 
     Symbol 0 (background colour, blank cell) and the special tokens never move.

@@ -188,7 +188,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
             **window.metrics(world),
             "step": step,
             "epoch": job.plan.epoch_of_step(step - 1),
-            "lr": scheduler.get_last_lr()[0],
+            "lr": float(scheduler.get_last_lr()[0]),
         }
         report: EvaluationReport | None = None
         if rank == 0 and checkpoint_due:

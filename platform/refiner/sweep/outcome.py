@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from refiner.storage import resolve_storage
 from refiner.sweep.plan import SweepPlan
@@ -111,7 +111,7 @@ def format_summary(outcome: SweepOutcome, keys: Sequence[str], plan: SweepPlan) 
     return "\n".join(lines)
 
 
-def finite(value: Any) -> bool:
+def finite(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

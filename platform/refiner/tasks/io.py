@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
@@ -118,7 +118,7 @@ def _read_parquet(path: Path, origin: str) -> pa.Table:
 # -- jsonl ---------------------------------------------------------------------------------
 
 
-def _write_jsonl(table: pa.Table, out) -> None:
+def _write_jsonl(table: pa.Table, out: IO[bytes]) -> None:
     columns = {name: table.column(name).to_pylist() for name in table.column_names}
     for row in range(table.num_rows):
         record = {name: values[row] for name, values in columns.items()}

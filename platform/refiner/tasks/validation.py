@@ -305,7 +305,9 @@ def _integers(columns: dict[str, pa.Array], name: str, n: int, collector: _Colle
 # -- row checks ----------------------------------------------------------------------------
 
 
-def _report(collector: _Collector, mask: pa.Array, field: str, message) -> None:
+def _report(
+    collector: _Collector, mask: pa.Array, field: str, message: Callable[[int], str]
+) -> None:
     rows = np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))
     collector.add_rows(rows, field, message)
 
@@ -318,7 +320,9 @@ def _check_present(array: pa.Array, field: str, collector: _Collector) -> None:
     _report(collector, array.is_null(), field, lambda r: "missing value")
 
 
-def _check_choice(array: pa.Array, field: str, choices: Sequence[str], collector) -> None:
+def _check_choice(
+    array: pa.Array, field: str, choices: Sequence[str], collector: _Collector
+) -> None:
     allowed = pa.array(list(choices))
     unknown = pc.and_(array.is_valid(), pc.invert(pc.is_in(array, value_set=allowed)))
     _report(
@@ -423,10 +427,12 @@ def _check_shapes(
         collector.add_rows(
             np.flatnonzero(is_grid & ~has), name, lambda r: "missing value: grid rows need a shape"
         )
+
+        def outside(r: int, v: np.ndarray = values) -> str:
+            return f"{v[r]:.0f} is outside [1, {MAX_SEQUENCE_LENGTH}]"
+
         collector.add_rows(
-            np.flatnonzero(has & ((values < 1) | (values > MAX_SEQUENCE_LENGTH))),
-            name,
-            lambda r, v=values: f"{v[r]:.0f} is outside [1, {MAX_SEQUENCE_LENGTH}]",
+            np.flatnonzero(has & ((values < 1) | (values > MAX_SEQUENCE_LENGTH))), name, outside
         )
         collector.add_rows(
             np.flatnonzero(known_type & ~is_grid & has),
@@ -440,11 +446,13 @@ def _check_shapes(
     shaped = is_grid & in_range & (width <= MAX_SEQUENCE_LENGTH)  # NaN compares False
     cells = np.where(shaped, np.nan_to_num(height) * np.nan_to_num(width), 0).astype(np.int64)
     for name, length in lengths.items():
-        collector.add_rows(
-            np.flatnonzero(shaped & (length > 0) & (length != cells)),
-            name,
-            lambda r, length=length: (
+
+        def mismatch(r: int, length: np.ndarray = length) -> str:
+            return (
                 f"{length[r]} tokens, but height*width = {height[r]:.0f}*{width[r]:.0f}"
                 f" = {cells[r]}"
-            ),
+            )
+
+        collector.add_rows(
+            np.flatnonzero(shaped & (length > 0) & (length != cells)), name, mismatch
         )

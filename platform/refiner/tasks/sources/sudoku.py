@@ -212,7 +212,8 @@ def _distinct_puzzles(
     count: int, n: int, low: int, high: int, seed: int, make=None, min_guesses: int = 0
 ) -> tuple[list[list[int]], list[list[int]]]:
     seen: set[tuple[int, ...]] = set()
-    puzzles, solutions = [], []
+    puzzles: list[list[int]] = []
+    solutions: list[list[int]] = []
     attempt = 0
     while len(puzzles) < count:
         # One generator per (seed, index, retry): puzzle i does not depend on count.
