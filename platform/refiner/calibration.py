@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from refiner.config import PATIENCE_SIGNALS, StoppingConfig
+from refiner.config import PATIENCE_SIGNALS, PatienceSignal, StoppingConfig
 from refiner.edits import apply_edit, canvas_score
 from refiner.halting import CONTINUE, STOP_REASONS
 from refiner.tokenizers import PAD
@@ -78,7 +78,7 @@ class StoppingSettings:
     act_threshold: float | None
     quality_threshold: float | None
     patience: int | None
-    patience_signal: str
+    patience_signal: PatienceSignal
     max_steps: int
     min_improvement: float = 1e-3
 
@@ -336,7 +336,7 @@ def calibrate(
     min_improvement: float = 1e-3,
     act_grid: Sequence[float] = ACT_GRID,
     quality_grid: Sequence[float] = QUALITY_GRID,
-    patience_signals: Sequence[str] = PATIENCE_SIGNALS,
+    patience_signals: Sequence[PatienceSignal] = ("score", "canvas"),
     update: int | None = None,
     config: StoppingConfig | None = None,
 ) -> CalibrationResult:
@@ -357,7 +357,7 @@ def calibrate(
 
     acts: list[float | None] = [None, *act_grid]
     qualities: list[float | None] = [None, *quality_grid]
-    patiences: list[tuple[int | None, str]] = [(None, PATIENCE_SIGNALS[0])]
+    patiences: list[tuple[int | None, PatienceSignal]] = [(None, "score")]
     first_act = np.stack([_first_hit(trace.halt_prob[:, :T], a) for a in acts])  # [A, N]
     first_quality = np.stack([_first_hit(trace.score[:, :T], q) for q in qualities])  # [Q, N]
     first_patience = [np.full(N, _NEVER, dtype=np.int32)]

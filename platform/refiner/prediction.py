@@ -160,9 +160,10 @@ class Predictor:
         heights = tasks.column("height").to_pylist()
         widths = tasks.column("width").to_pylist()
         symbols = tasks.column("num_symbols").to_pylist()
-        decoded = [_decode(ids[i], types[i], symbols[i], heights[i], widths[i]) for i in range(n)]
+        done = [row if row is not None else [] for row in ids]  # every row was predicted
+        decoded = [_decode(done[i], types[i], symbols[i], heights[i], widths[i]) for i in range(n)]
         correct = [
-            None if targets[i] is None else _exact(ids[i], targets[i], self.seq_len)
+            None if targets[i] is None else _exact(done[i], targets[i], self.seq_len)
             for i in range(n)
         ]
         return pa.table(

@@ -46,7 +46,13 @@ def explain_augmentation_failure(
     )
 
 
-def _first_failing_task(batch, spec, seed, epoch, pad_to) -> tuple[int | None, Exception | None]:
+def _first_failing_task(
+    batch: Mapping[str, np.ndarray],
+    spec: AugmentationSpec,
+    seed: int,
+    epoch: int,
+    pad_to: int | None,
+) -> tuple[int | None, Exception | None]:
     for i in range(_size(batch)):
         try:
             augment_batch(_one(batch, i), spec, seed, epoch, pad_to)
@@ -55,7 +61,13 @@ def _first_failing_task(batch, spec, seed, epoch, pad_to) -> tuple[int | None, E
     return None, None
 
 
-def _failing_strategy(task_batch, spec, seed, epoch, pad_to) -> str | None:
+def _failing_strategy(
+    task_batch: Mapping[str, np.ndarray],
+    spec: AugmentationSpec,
+    seed: int,
+    epoch: int,
+    pad_to: int | None,
+) -> str | None:
     """The first strategy that fails alone, or None when the task fails without any."""
     try:
         augment_batch(task_batch, replace(spec, strategies=()), seed, epoch, pad_to)

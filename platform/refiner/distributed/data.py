@@ -156,7 +156,7 @@ class ChunkAugmenter:
                 epoch,
                 self.seq_len,
                 self.origin.source,
-                file_rows,
+                [int(r) for r in file_rows],
             ) from err
         # The engine emits a task's rows together; interleave tasks so that every
         # training batch mixes many tasks even before the local shuffle.

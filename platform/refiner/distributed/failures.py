@@ -104,6 +104,6 @@ class FailFastPolicy(DefaultFailurePolicy):
 class FailFastTorchTrainer(TorchTrainer):
     """``TorchTrainer`` whose controller uses ``FailFastPolicy`` (same FailureConfig)."""
 
-    def _initialize_and_run_controller(self, **controller_init_kwargs: Any):
+    def _initialize_and_run_controller(self, **controller_init_kwargs: Any) -> Any:
         controller_init_kwargs["failure_policy"] = FailFastPolicy(self.run_config.failure_config)
         return super()._initialize_and_run_controller(**controller_init_kwargs)

@@ -31,7 +31,7 @@ class RefinerPyfunc(mlflow.pyfunc.PythonModel):
         self.predictor = Predictor.from_checkpoint(context.artifacts[CHECKPOINT_ARTIFACT])
 
     # No type hints on predict: MLflow would read them as a second, conflicting schema.
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
         params = params or {}
         max_steps = params.get("max_steps")
         early_stopping = params.get("early_stopping")

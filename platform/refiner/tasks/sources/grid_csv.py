@@ -13,7 +13,7 @@ import csv
 import os
 import random
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -81,11 +81,13 @@ def read_puzzle_csv(
         kept = array("q", sorted(kept[i] for i in picked))
     # Pass 2 reads the chosen lines again (already validated).
     wanted_lines = set(kept)
-    puzzles = []
+    puzzles: list[CsvPuzzle] = []
     with _reading(origin):
         for line, fields in _records(path, origin):
             if line in wanted_lines:
-                puzzles.append(_parse(fields, line, length, question_chars, answer_chars)[1])
+                puzzle = _parse(fields, line, length, question_chars, answer_chars)[1]
+                assert puzzle is not None  # pass 1 validated every kept line
+                puzzles.append(puzzle)
     if check is not None:
         for puzzle in puzzles:
             for field, message in check(puzzle.question, puzzle.answer):
@@ -98,7 +100,7 @@ def read_puzzle_csv(
 
 
 @contextmanager
-def _reading(origin: str):
+def _reading(origin: str) -> Iterator[None]:
     """File-level read errors as TaskFileError naming the file."""
     try:
         yield
@@ -108,7 +110,7 @@ def _reading(origin: str):
         raise TaskFileError(origin, [Problem(f"cannot read as UTF-8 text: {err}")]) from err
 
 
-def _records(path: str | os.PathLike, origin: str):
+def _records(path: str | os.PathLike, origin: str) -> Iterator[tuple[int, list[str]]]:
     """(1-based line number, fields) of each non-blank data line, after checking the header."""
     with open(path, encoding="utf-8-sig", newline="") as handle:
         header = next(csv.reader([handle.readline()]), None)

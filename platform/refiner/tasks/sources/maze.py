@@ -151,7 +151,8 @@ def shortest_path_count(grid: np.ndarray, start: tuple[int, int]) -> tuple[np.nd
 
 def solve_maze(grid: np.ndarray) -> np.ndarray | None:
     """The grid with the unique shortest S-G path marked PATH; None if not unique/reachable."""
-    start = tuple(int(x) for x in np.argwhere(grid == START)[0])
+    start_row, start_col = (int(x) for x in np.argwhere(grid == START)[0])
+    start = (start_row, start_col)
     goal = tuple(int(x) for x in np.argwhere(grid == GOAL)[0])
     dist, ways = shortest_path_count(grid, start)
     if dist[goal] < 0 or ways[goal] != 1:
@@ -175,7 +176,7 @@ def make_maze(
     """One (maze, solved maze) pair, row-major symbols."""
     for _ in range(ATTEMPTS_PER_MAZE):
         grid = _carve(size, loops, rng)
-        open_cells = [tuple(int(x) for x in cell) for cell in np.argwhere(grid == OPEN)]
+        open_cells = [(int(r), int(c)) for r, c in np.argwhere(grid == OPEN)]
         start = rng.choice(open_cells)
         dist, ways = shortest_path_count(grid, start)
         far = [cell for cell in open_cells if dist[cell] >= min_path and ways[cell] == 1]
@@ -238,7 +239,8 @@ def _distinct_mazes(
     if min_path < 1:
         raise ValueError(f"maze: min_path must be >= 1, got {min_path}")
     seen: set[tuple[int, ...]] = set()
-    mazes, solved = [], []
+    mazes: list[list[int]] = []
+    solved: list[list[int]] = []
     attempt = 0
     while len(mazes) < count:
         # One generator per (seed, index, retry): maze i does not depend on count.

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -209,7 +210,13 @@ def _givens_range(givens: int | tuple[int, int] | str | None, n: int) -> tuple[i
 
 
 def _distinct_puzzles(
-    count: int, n: int, low: int, high: int, seed: int, make=None, min_guesses: int = 0
+    count: int,
+    n: int,
+    low: int,
+    high: int,
+    seed: int,
+    make: Callable[[int, int, random.Random], tuple[list[int], list[int]]] | None = None,
+    min_guesses: int = 0,
 ) -> tuple[list[list[int]], list[list[int]]]:
     seen: set[tuple[int, ...]] = set()
     puzzles: list[list[int]] = []
