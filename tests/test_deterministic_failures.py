@@ -149,6 +149,7 @@ def ray_started_in_process():
     ray.shutdown()
 
 
+@pytest.mark.ray
 def test_local_mode_run_fails_once_with_one_error_line(tmp_path, capsys, ray_started_in_process):
     path = write_parity_with_a_third_symbol(tmp_path / "p.jsonl")
     done = run_in_process(
@@ -163,6 +164,7 @@ def test_local_mode_run_fails_once_with_one_error_line(tmp_path, capsys, ray_sta
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_two_worker_run_is_not_retried(tmp_path):
     path = write_parity_with_a_third_symbol(tmp_path / "p.jsonl")
     done = run_train_job(

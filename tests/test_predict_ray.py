@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import ray
 from prediction_fixtures import parity_tasks, trained_checkpoint
 
 from refiner.distributed.predict import predict_on_ray
@@ -22,19 +21,12 @@ from refiner.tasks.inputs import read_prediction_inputs
 from refiner.tasks.io import write_tasks
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray(num_cpus=4)]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     return trained_checkpoint(tmp_path_factory.mktemp("model"))
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(address="local", num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
 
 
 def task_files(folder: Path, count: int = 60) -> dict[str, Path]:

@@ -19,7 +19,7 @@ from train_fixtures import run_train_job, set_args
 
 from refiner.tokenizers import ByteTokenizer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 SETTINGS = [
     "model.d_model=16",

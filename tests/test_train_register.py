@@ -19,7 +19,7 @@ from train_fixtures import TINY, set_args
 PLATFORM = Path(__file__).resolve().parent.parent / "platform"
 NAME = "parity-tiny"
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
 
 @pytest.fixture
