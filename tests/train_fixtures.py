@@ -70,5 +70,11 @@ def start_local_ray(num_cpus: int = 3) -> None:
         num_cpus=num_cpus,
         include_dashboard=False,
         log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parent)}},
+        # This checkout's source too: a worktree's workers must not import the editable
+        # install's (another checkout's) refiner.
+        runtime_env={
+            "env_vars": {
+                "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(REPO / "platform")])
+            }
+        },
     )
