@@ -7,9 +7,8 @@
 
 --checkpoint: a checkpoint.pt file, a Ray checkpoint folder holding one, or an MLflow
 models:/ or runs:/ URI. Prints exact-match accuracy, the refinement curve, how many
-steps inference took (a histogram), why it stopped and with which stopping settings (the
-checkpoint's calibration, or its config's); --calibrate chooses them anew on held-out rows
-and reports before/after; --experiment logs them to MLflow.
+steps inference took, why it stopped and with which settings (the checkpoint's calibration
+or config); --calibrate chooses them anew (before/after); --experiment logs to MLflow.
 A local checkpoint without --experiment loads neither MLflow nor Ray.
 """
 
