@@ -175,10 +175,9 @@ def run_training(
     if best is not None:  # the kept "best" checkpoint becomes the run's MLflow model
         best_checkpoint, best_metrics = best
         with best_checkpoint.as_directory() as directory:
+            # No metrics passed: those rank 0 logged at that step are linked to the model.
             model_uri = tracker.log_model(
-                os.path.join(directory, CHECKPOINT_FILE),
-                int(best_metrics.get("step", 0) or 0),
-                {k: v for k, v in best_metrics.items() if isinstance(v, int | float)},
+                os.path.join(directory, CHECKPOINT_FILE), int(best_metrics.get("step", 0) or 0), {}
             )
     return TrainingOutcome(
         run_name=run_name,
