@@ -158,7 +158,8 @@ class StoppingConfig(YamlConfig):
     max_accuracy_loss: float = 0.5
     # Calibrate at every validation checkpoint of training (on the validation rows, step
     # limit up to max_steps_infer): the chosen settings replace the ones above in
-    # inference and travel with the checkpoint. False: inference uses the ones above.
+    # inference and travel with the checkpoint. False (or early_stopping false): inference
+    # uses the ones above.
     calibrate: bool = True
 
     def validate(self) -> None:

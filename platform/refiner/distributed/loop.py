@@ -195,7 +195,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
         report: EvaluationReport | None = None
         if rank == 0 and checkpoint_due:
             if validation is not None:
-                if config.orchestration.stopping.calibrate:  # before: val_acc_infer uses it
+                stopping = config.orchestration.stopping
+                if stopping.calibrate and stopping.early_stopping:  # val_acc_infer uses it
                     _calibrate(orchestrator, validation, job.task_type, tracker, step)
                 report = evaluate_refiner(orchestrator, validation, job.task_type)
                 metrics.update(report.metrics("val_"))
