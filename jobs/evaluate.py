@@ -7,7 +7,8 @@
 
 --checkpoint: a checkpoint.pt file, a Ray checkpoint folder holding one, or an MLflow
 models:/ or runs:/ URI. Prints exact-match accuracy, the refinement curve, how many
-steps inference took (a histogram) and why it stopped; --experiment logs them to MLflow.
+steps inference took, why it stopped and with which settings (the checkpoint's calibration
+or config); --calibrate chooses them anew (before/after); --experiment logs to MLflow.
 A local checkpoint without --experiment loads neither MLflow nor Ray.
 """
 
@@ -21,6 +22,7 @@ from refiner.checkpoint import CheckpointError
 from refiner.cli import input_checks, job_main
 from refiner.predictors import benchmark_report
 from refiner.sweep.checkpoints import (
+    calibrate_checkpoint,
     describe_evaluation,
     evaluate_checkpoint,
     evaluation_tasks,
@@ -50,6 +52,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also the field's numbers: ARC pass@1/pass@2 voting over N views (dihedral x"
         " colours), sudoku/maze exact per puzzle and per cell (split, else test rows)",
     )
+    p.add_argument(
+        "--calibrate",
+        nargs="?",
+        const="val",
+        metavar="SPLIT",
+        help="choose the stopping settings on these rows (default val) and report accuracy and"
+        " steps before and after; without it the checkpoint's stored settings are used",
+    )
     p.add_argument("--tracking-uri", help="MLflow tracking URI (models:/ runs:/ and logging)")
     p.add_argument("--experiment", help="log the evaluation as a run in this MLflow experiment")
     return p.parse_args(argv)
@@ -71,7 +81,14 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 path = local_checkpoint_file(args.checkpoint)
             tasks = evaluation_tasks(path, args.task, args.count, args.size, args.seed)
-            report = evaluate_checkpoint(path, tasks, args.max_steps, args.split, args.max_rows)
+            calibrated = None
+            if args.calibrate is not None:
+                calibrated = calibrate_checkpoint(
+                    path, tasks, args.max_steps, args.split, args.calibrate, args.max_rows
+                )
+                report = calibrated.after
+            else:
+                report = evaluate_checkpoint(path, tasks, args.max_steps, args.split, args.max_rows)
             voted = None
             if args.vote is not None:  # the field's metrics: exact per puzzle, ARC pass@k
                 voted = benchmark_report(
@@ -79,12 +96,21 @@ def main(argv: list[str] | None = None) -> int:
                 )
 
         print(describe_evaluation(report, args.checkpoint, args.task))
+        if calibrated is not None:
+            print(calibrated.summary())
         if voted is not None:
             print(voted.summary())
         if args.experiment:
             extra = voted.metrics("eval_") if voted is not None else {}
             run_id = eval_tracking.log_evaluation(
-                tracking_uri, args.experiment, report, args.checkpoint, args.task, scratch, extra
+                tracking_uri,
+                args.experiment,
+                report,
+                args.checkpoint,
+                args.task,
+                scratch,
+                extra,
+                calibrated.calibration if calibrated is not None else None,
             )
             print(f"MLflow run {run_id} in experiment {args.experiment!r} at {tracking_uri}")
     return 0

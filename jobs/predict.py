@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n=== predictions ===")
     print(f"model: {args.model}")
     print(f"input: {args.input}")
-    for line in summarize(predictions).lines():
+    stopping = predictor.stopping(args.max_steps, False if args.no_early_stopping else None)
+    for line in summarize(predictions, stopping).lines():
         print(line)
     print(f"throughput: {predictions.num_rows / elapsed:.1f} rows/s ({elapsed:.1f} s)")
     print(f"written: {args.out}", flush=True)

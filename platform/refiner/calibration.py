@@ -530,6 +530,16 @@ def stopping_in_use(
     return config, max_steps, report
 
 
+def describe_stopping(report: Mapping[str, Any]) -> str:
+    """One line from an inference result's "stopping" report: the settings and origin."""
+    if "act_threshold" not in report:  # early stopping off
+        return f"every sample runs {report['max_steps']} steps ({report['origin']})"
+    settings = StoppingSettings.from_dict(
+        {k: report[k] for k in (f.name for f in dataclasses.fields(StoppingSettings))}
+    )
+    return f"{settings.describe()} ({report['origin']})"
+
+
 def plot_frontier(result: CalibrationResult, path: str | Path) -> Path:
     """Steps-vs-accuracy frontier on the calibration rows, the chosen point, the config's
     own settings and the accuracy bound (PNG)."""

@@ -157,6 +157,11 @@ class StoppingConfig(YamlConfig):
     # Calibration (refiner.calibration) may lose at most this many accuracy points
     # against running every sample to the step limit.
     max_accuracy_loss: float = 0.5
+    # Calibrate at every validation checkpoint of training (on the validation rows, step
+    # limit up to max_steps_infer): the chosen settings replace the ones above in
+    # inference and travel with the checkpoint. False (or early_stopping false): inference
+    # uses the ones above.
+    calibrate: bool = True
 
     def validate(self) -> None:
         for name in ("act_threshold", "quality_threshold"):

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from refiner.calibration import describe_stopping
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.plots import plot_halting_histogram, plot_refinement_curve
 from refiner.tokenizers import PAD
@@ -33,6 +34,9 @@ class EvaluationReport:
     # Token accuracy of that inference (non-pad positions): moves long before exact
     # match does, so short sweeps can rank trials by it.
     token_acc_infer: float = 0.0
+    # The stopping settings inference ran with and their origin (refiner.calibration:
+    # "config", "calibrated at update N on M rows" or "early stopping off").
+    stopping: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mean_steps(self) -> float:
@@ -58,6 +62,8 @@ class EvaluationReport:
             f"inference (max {self.max_steps_infer} steps, early stopping): "
             f"acc {self.acc_infer:.3f} (tokens {self.token_acc_infer:.3f}), mean steps {self.mean_steps:.2f}; stopped by {reasons}"
         )
+        if self.stopping:
+            lines.append(f"stopping: {describe_stopping(self.stopping)}")
         return "\n".join(lines)
 
     def plots(self, out_dir: str | Path) -> list[Path]:
@@ -80,6 +86,7 @@ class EvaluationReport:
             "mean_steps": self.mean_steps,
             "stopping_reasons": self.stopping_reasons,
             "edit_strategy_use": self.edit_strategy_use,
+            "stopping": self.stopping,
         }
 
 
@@ -108,4 +115,5 @@ def evaluate_refiner(
         stopping_reasons=result["stopping_reason_counts"],
         edit_strategy_use=result["edit_strategy_use"],
         token_acc_infer=tokens,
+        stopping=result["stopping"],
     )

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +31,7 @@ import pyarrow.parquet as pq
 import torch
 
 from refiner.batches import batch_from_arrays
+from refiner.calibration import describe_stopping, stopping_in_use
 from refiner.checkpoint import CheckpointError, check_model_shapes, read_checkpoint
 from refiner.config import ConfigError, ModelConfig, OrchestrationConfig
 from refiner.memory import MemoryBank
@@ -92,6 +94,16 @@ class Predictor:
         """The task type the model learned edits for (one type), else ``sequence``."""
         learned = list(self.orchestrator.edit_selector.history)
         return learned[0] if len(learned) == 1 else "sequence"
+
+    def stopping(
+        self, max_steps: int | None = None, early_stopping: bool | None = None
+    ) -> dict[str, Any]:
+        """The stopping settings ``predict`` runs with and their origin: the checkpoint's
+        calibration if it has one ("calibrated at update N on M rows"), else its config."""
+        config = self.orchestrator.config
+        limit = config.max_steps_infer if max_steps is None else max_steps
+        early = config.stopping.early_stopping if early_stopping is None else early_stopping
+        return stopping_in_use(self.orchestrator.calibration, config.stopping, limit, early)[2]
 
     def check_max_steps(self, max_steps: int | None) -> None:
         if max_steps is not None and not 1 <= max_steps <= self.max_steps:
@@ -214,6 +226,7 @@ class PredictionSummary:
     stopping_reasons: dict[str, int]
     labelled: int  # rows with a target
     accuracy: float | None  # exact match over the labelled rows
+    stopping: dict[str, Any] | None = None  # Predictor.stopping(): settings and origin
 
     def lines(self) -> list[str]:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.stopping_reasons.items()))
@@ -227,10 +240,10 @@ class PredictionSummary:
             f"mean steps: {self.mean_steps:.2f} (sample-steps {self.sample_steps})",
             f"stopping reasons: {reasons}",
             f"accuracy: {acc}",
-        ]
+        ] + ([f"stopping: {describe_stopping(self.stopping)}"] if self.stopping else [])
 
 
-def summarize(predictions: pa.Table) -> PredictionSummary:
+def summarize(predictions: pa.Table, stopping: dict[str, Any] | None = None) -> PredictionSummary:
     steps = predictions.column("steps_taken").to_numpy()
     correct = pc.drop_null(predictions.column("correct")).to_numpy(zero_copy_only=False)
     return PredictionSummary(
@@ -240,6 +253,7 @@ def summarize(predictions: pa.Table) -> PredictionSummary:
         stopping_reasons=dict(Counter(predictions.column("stopping_reason").to_pylist())),
         labelled=len(correct),
         accuracy=float(correct.mean()) if len(correct) else None,
+        stopping=stopping,
     )
 
 

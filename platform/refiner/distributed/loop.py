@@ -24,6 +24,8 @@ import ray.train
 import ray.train.torch
 import torch
 
+from refiner.calibration import calibrate_orchestrator
+from refiner.calibration_log import log_calibration
 from refiner.checkpoint import load_checkpoint, save_checkpoint
 from refiner.cli import RunFailedError
 from refiner.config import ConfigError
@@ -193,6 +195,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
         report: EvaluationReport | None = None
         if rank == 0 and checkpoint_due:
             if validation is not None:
+                stopping = config.orchestration.stopping
+                if stopping.calibrate and stopping.early_stopping:  # val_acc_infer uses it
+                    _calibrate(orchestrator, validation, job.task_type, tracker, step)
                 report = evaluate_refiner(orchestrator, validation, job.task_type)
                 metrics.update(report.metrics("val_"))
             else:  # no held-out rows: rank checkpoints by training accuracy
@@ -223,6 +228,22 @@ def _validation_batch(device: torch.device) -> dict[str, torch.Tensor] | None:
     if not rows:
         return None
     return {key: torch.cat([r[key] for r in rows]) for key in ("input", "target")}
+
+
+def _calibrate(
+    orchestrator: Any,
+    validation: dict[str, torch.Tensor],
+    task_type: str,
+    tracker: RunTracker,
+    step: int,
+) -> None:
+    """Rank 0: choose the stopping settings on the validation rows (step limit up to
+    orchestration.max_steps_infer, the user's ceiling); inference and the checkpoint
+    about to be written carry them. Logs the settings and the frontier."""
+    result = calibrate_orchestrator(orchestrator, validation, task_type)
+    _say(f"[refiner] {result.summary()}")
+    with tempfile.TemporaryDirectory(prefix="refiner-calibration-") as directory:
+        log_calibration(tracker, result, step, directory)
 
 
 def _report(
@@ -294,6 +315,8 @@ def _final_summary(
             report = evaluate_refiner(orchestrator, validation, job.task_type)
             summary["evaluation"] = report.to_dict()
             summary["evaluation_text"] = report.summary()
+            summary["stopping"] = report.stopping  # the settings used and their origin
+            tracker.set_tags({"refiner.stopping.origin": report.stopping["origin"]})
             for plot in report.plots(directory):
                 tracker.log_artifact(str(plot), "plots")
             tracker.log_metrics(

@@ -8,12 +8,15 @@ Pure PyTorch: no Ray, no MLflow (``jobs/evaluate.py`` on a local file loads neit
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import torch
 
 from refiner.batches import batch_from_table
+from refiner.calibration import CalibrationResult, calibrate_orchestrator, describe_stopping
 from refiner.checkpoint import CheckpointError, checkpoint_configs, read_checkpoint
 from refiner.evaluation import EvaluationReport, evaluate_refiner
 from refiner.experiment import TaskConfig, load_task_table
@@ -41,7 +44,71 @@ def evaluate_checkpoint(
     split: str | None = "val",
     max_rows: int | None = None,
 ) -> EvaluationReport:
-    """Load the checkpoint's model and evaluate it on ``tasks`` (the ``split`` rows if any)."""
+    """Load the checkpoint's model and evaluate it on ``tasks`` (the ``split`` rows if any).
+
+    Inference stops the way the checkpoint says: its stored calibration if it has one,
+    else its config's stopping settings (the report names which)."""
+    orchestrator, batch, task_type = _load_for_evaluation(path, tasks, max_steps, split, max_rows)
+    return evaluate_refiner(orchestrator, batch, task_type, max_steps_infer=max_steps)
+
+
+@dataclass
+class CalibratedEvaluation:
+    """An evaluation before and after calibrating the checkpoint's stopping settings."""
+
+    before: EvaluationReport  # the checkpoint's own settings (stored calibration or config)
+    after: EvaluationReport
+    calibration: CalibrationResult
+    calibration_split: str | None
+    split: str | None
+
+    def summary(self) -> str:
+        same = self.calibration_split == self.split
+        lines = [
+            f"calibration: {self.calibration.summary()}",
+            f"  on the {self.calibration_split or 'all'} rows, measured on the "
+            f"{self.split or 'all'} rows"
+            + (" (the same rows: the accuracy bound holds there by construction)" if same else ""),
+        ]
+        for name, report in (("before", self.before), ("after", self.after)):
+            lines.append(
+                f"  {name}: acc {report.acc_infer:.4f} in {report.mean_steps:.2f} mean steps, "
+                f"stopping {describe_stopping(report.stopping)}"
+            )
+        return "\n".join(lines)
+
+
+def calibrate_checkpoint(
+    path: str | Path,
+    tasks: pa.Table,
+    max_steps: int | None = None,
+    split: str | None = "val",
+    calibration_split: str | None = "val",
+    max_rows: int | None = None,
+) -> CalibratedEvaluation:
+    """Evaluate on the ``split`` rows, calibrate the stopping settings on the
+    ``calibration_split`` rows (step limit up to ``max_steps``, default the checkpoint's
+    max_steps_infer) and evaluate again with them. The checkpoint file is not changed."""
+    orchestrator, batch, task_type = _load_for_evaluation(path, tasks, max_steps, split, max_rows)
+    before = evaluate_refiner(orchestrator, batch, task_type, max_steps_infer=max_steps)
+    if calibration_split == split:
+        rows = batch
+    else:
+        rows = _load_for_evaluation(path, tasks, max_steps, calibration_split, max_rows)[1]
+    calibration = calibrate_orchestrator(orchestrator, rows, task_type, max_steps=max_steps)
+    after = evaluate_refiner(orchestrator, batch, task_type, max_steps_infer=max_steps)
+    return CalibratedEvaluation(before, after, calibration, calibration_split, split)
+
+
+def _load_for_evaluation(
+    path: str | Path,
+    tasks: pa.Table,
+    max_steps: int | None,
+    split: str | None,
+    max_rows: int | None,
+) -> tuple[UnifiedRefinerOrchestrator, dict[str, torch.Tensor], str]:
+    """The checkpoint's orchestrator and the labelled batch of the ``split`` rows (all
+    rows if none match), at most ``max_rows``."""
     path = local_checkpoint_file(path)
     model_config, orchestration = checkpoint_configs(path)
     if split is not None:
@@ -62,7 +129,7 @@ def evaluate_checkpoint(
         batch = batch_from_table(tasks, model_config.seq_len)
     except ValueError as err:
         raise ValueError(f"tasks do not fit the checkpoint's model: {err}") from None
-    return evaluate_refiner(orchestrator, batch, task_type, max_steps_infer=max_steps)
+    return orchestrator, batch, task_type
 
 
 def steps_histogram(report: EvaluationReport) -> dict[int, int]:

@@ -10,6 +10,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from refiner.calibration import CalibrationResult
+from refiner.calibration_log import log_calibration
 from refiner.evaluation import EvaluationReport
 from refiner.sweep.checkpoints import is_mlflow_uri, local_checkpoint_file
 from refiner.tracking import tracked_run
@@ -31,9 +33,11 @@ def log_evaluation(
     task: str,
     scratch: str,
     extra_metrics: Mapping[str, float] | None = None,
+    calibration: CalibrationResult | None = None,
 ) -> str:
     """One run (tag ``refiner.kind=evaluation``): params, metrics (the report's and
-    ``extra_metrics``, e.g. voting's), acc@t, plots; its id."""
+    ``extra_metrics``, e.g. voting's), acc@t, plots, the stopping settings' origin and,
+    given a ``calibration`` (``--calibrate``), its settings and frontier; its id."""
     name = f"eval-{Path(task).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     with tracked_run(tracking_uri, experiment, name, {"refiner.kind": "evaluation"}) as run:
         run.log_params(
@@ -49,4 +53,8 @@ def log_evaluation(
             run.log_metrics({"eval_acc_at_t": value}, step=t)
         for plot in report.plots(scratch):
             run.log_artifact(str(plot), "plots")
+        if calibration is not None:
+            log_calibration(run, calibration, 0, Path(scratch) / "calibration")
+        if report.stopping:
+            run.set_tags({"refiner.stopping.origin": report.stopping["origin"]})
     return run.run_id
