@@ -15,7 +15,10 @@ from typing import Any, Protocol, runtime_checkable
 class RunTracker(Protocol):
     """One experiment-tracking run, written to by rank 0 only."""
 
-    run_id: str | None
+    @property
+    def run_id(self) -> str | None:
+        """The backend's id of the run (None: nothing is recorded)."""
+        ...
 
     def log_params(self, params: Mapping[str, Any]) -> None: ...
 
