@@ -70,5 +70,10 @@ def start_local_ray(num_cpus: int = 3) -> None:
         num_cpus=num_cpus,
         include_dashboard=False,
         log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parent)}},
+        # This checkout's platform first: the editable install may point at another one.
+        runtime_env={
+            "env_vars": {
+                "PYTHONPATH": os.pathsep.join([str(REPO / "platform"), str(Path(__file__).parent)])
+            }
+        },
     )
