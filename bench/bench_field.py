@@ -182,14 +182,17 @@ def read_result(case: Case, uri: str, wall_s: float) -> Result:
     run = client.search_runs([experiment.experiment_id])[0]
     history = client.get_metric_history(run.info.run_id, case.metric)
     start_ms = run.info.start_time
-    curve = sorted({(m.timestamp - start_ms) / 1000: (m.step, m.value) for m in history}.items())
+    # The logged model repeats its checkpoint's metrics later: the first log of a step counts.
+    first: dict[int, tuple[float, float]] = {}
+    for m in sorted(history, key=lambda m: m.timestamp):
+        first.setdefault(m.step, ((m.timestamp - start_ms) / 1000, m.value))
     steps = client.get_metric_history(run.info.run_id, "loss")
     return Result(
         case,
         run.info.status,
         wall_s,
         max((m.step for m in steps), default=0),
-        [(t, step, value) for t, (step, value) in curve],
+        sorted((t, step, value) for step, (t, value) in first.items()),
     )
 
 
