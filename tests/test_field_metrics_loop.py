@@ -3,6 +3,7 @@ per puzzle and per cell to MLflow, and the final numbers are those of its checkp
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import ray
@@ -62,3 +63,32 @@ def test_local_run_logs_the_fields_metrics(local_ray, tmp_path) -> None:
     assert again.puzzles == min(16, tasks.filter(pc.equal(tasks.column("split"), split)).num_rows)
     assert metrics["final_val_puzzle_exact"] == pytest.approx(again.exact)
     assert metrics["final_val_cell_acc"] == pytest.approx(again.cell_accuracy)
+
+
+def test_field_kind_and_report_keep_training_mode() -> None:
+    from refiner.config import ModelConfig
+    from refiner.orchestrator import UnifiedRefinerOrchestrator
+    from refiner.predictors import field_report
+    from refiner.tasks.sources import parity, sudoku
+
+    puzzles = sudoku.generate(12, size=4, seed=1)
+    assert field_kind(puzzles) == "exact"
+    assert field_kind(parity.generate(8, size=4)) is None  # no benchmark: no field metric
+    mixed = puzzles.set_column(
+        puzzles.column_names.index("source"),
+        "source",
+        pa.array(["sudoku"] * 11 + ["parity"]),
+    )
+    assert field_kind(mixed) is None
+
+    orchestrator = UnifiedRefinerOrchestrator.from_config(
+        ModelConfig(seq_len=16, d_model=16, n_heads=2, n_layers=1),
+        task_type="grid",
+        num_symbols=4,
+        seed=0,
+    )
+    assert orchestrator.training
+    report = field_report(orchestrator, puzzles, views=1, seq_len=16, task_type="grid")
+    assert report.puzzles == 12 and 0.0 <= report.cell_accuracy <= 1.0
+    assert orchestrator.training  # evaluated in eval mode, handed back in training mode
+    assert field_report(orchestrator, parity.generate(8, size=4), 1, 16) is None
