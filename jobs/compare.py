@@ -4,7 +4,8 @@
     python jobs/compare.py --parent-run RUN_ID --out outputs/compare --csv
 
 Prints the swept params against the key metrics (final loss, acc@t at the inference
-step budget, exact match of early-stopped inference, mean inference steps), sorted by
+step budget, exact match of early-stopped inference, mean inference steps, and the
+field's numbers where the trials logged them: puzzle_exact, cell_acc, pass_at_1/2), sorted by
 the sweep's metric (best first; * marks the trial the sweep tagged best), and writes a
 PNG overlaying the trials' refinement curves (and a CSV with --csv) to --out.
 """

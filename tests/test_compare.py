@@ -30,9 +30,11 @@ def make_sweep(uri: str) -> str:
                     "val_acc_infer": acc * step / 20,
                     "val_mean_steps": 2.0,
                     **{f"val_acc_at_{t}": acc * t / 4 for t in range(1, 5)},
+                    "val_pass_at_2": acc / step,  # the field's metric at checkpoints
                 },
                 step,
             )
+        child.log_metrics({"final_val_pass_at_2": acc / 2}, 20)  # the end-of-run number
         if acc == 0.9:
             MlflowTracker(uri, child.run_id).set_tags({BEST_TAG: "true"})
         child.finish()
@@ -51,6 +53,9 @@ def test_compare_table_plot_csv(tmp_path: Path, capsys) -> None:
         assert [r[0] for r in rows] == ["demo-t1", "demo-t0", "demo-t2"]  # by val_acc_infer, max
         assert rows[0][1] == "*" and rows[0][2] == "8"
         assert "acc_at_budget" in table and "mean_steps" in table and "final_loss" in table
+        header = table.splitlines()[1].split()
+        assert "pass_at_2" in header and "puzzle_exact" not in header  # only those logged
+        assert rows[0][header.index("pass_at_2") + 1] == "0.45"  # the final one (after "*")
     assert (out / "demo" / "refinement_curves.png").stat().st_size > 1000
     csv_lines = (out / "demo" / "trials.csv").read_text().splitlines()
     assert len(csv_lines) == 4 and "orchestration.backprop_truncate_steps" in csv_lines[0]

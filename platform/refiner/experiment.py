@@ -86,6 +86,10 @@ class TrainingConfig(YamlConfig):
     # Stop the run (FAILED, nothing saved) after this many consecutive updates skipped for
     # non-finite gradients (the NaN/Inf guard); null: keep skipping and keep going.
     max_skipped_updates: int | None = None
+    # The field's metrics at checkpoints (sudoku/maze exact per puzzle and cell, ARC
+    # pass@1/pass@2): ARC test inputs are refined in this many views and voted. Small by
+    # default (the 8 dihedral views, colours kept); a GPU run may take 64 or more.
+    vote_views: int = 8
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "report_every", "checkpoint_every", "num_to_keep"):
@@ -101,6 +105,7 @@ class TrainingConfig(YamlConfig):
             self.cpus_per_worker > 0, f"cpus_per_worker: must be > 0, got {self.cpus_per_worker}"
         )
         require(self.torch_threads >= 1, f"torch_threads: must be >= 1, got {self.torch_threads}")
+        require(self.vote_views >= 1, f"vote_views: must be >= 1, got {self.vote_views}")
         require(self.max_failures >= 0, f"max_failures: must be >= 0, got {self.max_failures}")
         require(
             self.max_skipped_updates is None or self.max_skipped_updates >= 1,

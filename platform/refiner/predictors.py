@@ -87,7 +87,47 @@ def benchmark_report(
     if max_rows is not None:
         tasks = tasks.slice(0, max_rows)
     predict = checkpoint_predictor(path, tasks, max_steps)
-    sources = set(tasks.column("source").to_pylist())
-    if all(source.startswith("arc") for source in sources):
+    if field_kind(tasks) == "vote":
         return vote_arc(tasks, predict, arc_views(views, seed))
     return exact_match(tasks, predict)
+
+
+def field_kind(tasks: pa.Table) -> str | None:
+    """How the field scores these rows: "vote" (ARC, every source "arc..."), "exact"
+    (sudoku and maze), None (anything else, e.g. parity or text: no field metric)."""
+    if tasks.num_rows == 0 or "source" not in tasks.column_names:
+        return None
+    sources = set(tasks.column("source").to_pylist())
+    if all(str(source).startswith("arc") for source in sources):
+        return "vote" if {"group_id", "height", "width"} <= set(tasks.column_names) else None
+    if sources <= {"sudoku", "maze"}:
+        return "exact"
+    return None
+
+
+def field_report(
+    orchestrator: UnifiedRefinerOrchestrator,
+    tasks: pa.Table,
+    views: int,
+    seq_len: int,
+    task_type: str = "grid",
+    seed: int = 0,
+    max_steps: int | None = None,
+    batch_size: int = 256,
+) -> VoteReport | ExactReport | None:
+    """The field's numbers for a live orchestrator (a training loop's checkpoints) on
+    held-out ``tasks``; None when the rows are no benchmark (see ``field_kind``).
+    Leaves the orchestrator in the mode it found it in."""
+    kind = field_kind(tasks)
+    if kind is None:
+        return None
+    was_training = orchestrator.training
+    orchestrator.eval()
+    try:
+        predict = orchestrator_predictor(orchestrator, seq_len, task_type, max_steps)
+        if kind == "vote":
+            return vote_arc(tasks, predict, arc_views(views, seed), batch_size)
+        return exact_match(tasks, predict, batch_size)
+    finally:
+        if was_training:
+            orchestrator.train()

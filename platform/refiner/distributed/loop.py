@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import ray.train
 import ray.train.torch
 import torch
@@ -34,6 +35,7 @@ from refiner.distributed.data import StreamPlan
 from refiner.evaluation import EvaluationReport, evaluate_refiner
 from refiner.experiment import ExperimentConfig, build_optimizer, build_orchestrator
 from refiner.failures import DeterministicError
+from refiner.predictors import field_report
 from refiner.run_tracker import NullTracker, RunTracker
 from refiner.storage import (
     CHECKPOINT_META,
@@ -62,6 +64,7 @@ class WorkerJob:
     tracker: RunTracker = field(default_factory=NullTracker)
     has_validation: bool = True
     local_mode: bool = False  # num_workers=0: Ray keeps no checkpoints, we persist them
+    field_rows: pa.Table | None = None  # held-out benchmark rows (sudoku/maze/ARC), see predictors
 
 
 @dataclass
@@ -200,6 +203,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
                     _calibrate(orchestrator, validation, job.task_type, tracker, step)
                 report = evaluate_refiner(orchestrator, validation, job.task_type)
                 metrics.update(report.metrics("val_"))
+                field = _field_report(orchestrator, job, config)
+                if field is not None:
+                    metrics.update(field.metrics("val_"))
             else:  # no held-out rows: rank checkpoints by training accuracy
                 metrics["val_acc_infer"] = metrics[f"acc_at_{config.orchestration.max_steps_infer}"]
         if rank == 0:
@@ -319,11 +325,31 @@ def _final_summary(
             tracker.set_tags({"refiner.stopping.origin": report.stopping["origin"]})
             for plot in report.plots(directory):
                 tracker.log_artifact(str(plot), "plots")
+            final = report.metrics("val_")
+            field = _field_report(orchestrator, job, config)
+            if field is not None:  # the field's numbers: exact per puzzle, ARC pass@k
+                final.update(field.metrics("val_"))
+                summary["field"] = field.metrics("")
+                summary["evaluation_text"] += f"\nthe field's metrics: {field.summary()}"
             tracker.log_metrics(
-                {f"final_{k}": v for k, v in report.metrics("val_").items()},
-                orchestrator.step_count,
+                {f"final_{k}": v for k, v in final.items()}, orchestrator.step_count
             )
     return summary
+
+
+def _field_report(orchestrator: Any, job: WorkerJob, config: ExperimentConfig) -> Any:
+    """Rank 0: the field's metrics on the held-out benchmark rows (at most val_max_rows)."""
+    if job.field_rows is None:
+        return None
+    return field_report(
+        orchestrator,
+        job.field_rows,
+        config.training.vote_views,
+        config.model.seq_len,
+        job.task_type,
+        seed=config.seed,
+        batch_size=config.training.batch_size,
+    )
 
 
 def _stats(orchestrator: Any) -> dict[str, Any]:

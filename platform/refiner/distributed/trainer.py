@@ -38,6 +38,7 @@ from refiner.distributed.loop import (
 )
 from refiner.experiment import ExperimentConfig
 from refiner.failures import DeterministicError
+from refiner.predictors import field_kind
 from refiner.run_tracker import NullTracker, RunTracker
 from refiner.storage import check_writable, resolve_storage
 from refiner.tasks.schema import describe_tasks
@@ -129,6 +130,7 @@ def run_training(
         tracker=tracker,
         has_validation=held_out.num_rows > 0,
         local_mode=training.num_workers == 0,
+        field_rows=held_out if field_kind(held_out) else None,
     )
     trainer = FailFastTorchTrainer(
         train_loop_per_worker,

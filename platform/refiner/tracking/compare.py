@@ -4,6 +4,8 @@ Per child run: its swept params (the ``refiner.swept_keys`` tag names them), the
 training loss, acc@t at the inference step budget (the latest ``val_acc_at_{budget}``),
 exact match of early-stopped inference (``val_acc_infer``), the mean inference steps
 (``val_mean_steps``) and the refinement curve: the latest ``val_acc_at_t`` for t = 1..T.
+Where the trials ran a benchmark, also the field's numbers (``FIELD_METRICS``): the final
+evaluation's (``final_val_*``) when the run finished, else the latest checkpoint's.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class TrialRow:
 
 
 KEY_METRICS = ("final_loss", "acc_at_budget", "acc_infer", "mean_steps")
+# The field's metrics (refiner.voting): sudoku/maze exact per puzzle and cell, ARC pass@k.
+FIELD_METRICS = ("puzzle_exact", "cell_acc", "pass_at_1", "pass_at_2")
 
 
 def trial_rows(sweep: SweepRuns) -> list[TrialRow]:
@@ -53,6 +57,7 @@ def trial_rows(sweep: SweepRuns) -> list[TrialRow]:
                     "acc_at_budget": m.get(f"val_acc_at_{budget}", math.nan),
                     "acc_infer": m.get("val_acc_infer", math.nan),
                     "mean_steps": m.get("val_mean_steps", math.nan),
+                    **_field_metrics(m),
                     metric: m.get(metric, math.nan),
                 },
                 curve=curve,
@@ -68,6 +73,16 @@ def trial_rows(sweep: SweepRuns) -> list[TrialRow]:
     return sorted(rows, key=order)
 
 
+def _field_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """The field's metrics a run logged (none for a task that is no benchmark)."""
+    out = {}
+    for name in FIELD_METRICS:
+        value = metrics.get(f"final_val_{name}", metrics.get(f"val_{name}"))
+        if value is not None:
+            out[name] = value
+    return out
+
+
 def _curve(metrics: dict[str, float]) -> list[float]:
     steps = sorted(
         int(k.rsplit("_", 1)[1])
@@ -80,7 +95,9 @@ def _curve(metrics: dict[str, float]) -> list[float]:
 def format_table(rows: list[TrialRow], metric: str) -> str:
     keys = list(rows[0].params) if rows else []
     columns = [k.rsplit(".", 1)[-1] for k in keys]
-    shown = list(KEY_METRICS) + ([metric] if metric not in KEY_METRICS else [])
+    field = [name for name in FIELD_METRICS if any(name in r.metrics for r in rows)]
+    shown = list(KEY_METRICS) + field
+    shown += [metric] if metric not in shown else []
     header = ["run", *columns, *shown, "status"]
     lines = [
         [

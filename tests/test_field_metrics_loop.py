@@ -1,0 +1,86 @@
+"""The field's metrics at training checkpoints: a tiny local-mode sudoku run logs exact
+per puzzle and per cell to MLflow, and the final numbers are those of its checkpoint."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from mlflow import MlflowClient
+from train_fixtures import TINY
+
+from refiner.distributed.trainer import run_training
+from refiner.experiment import prepare_experiment
+from refiner.predictors import benchmark_report, field_kind
+from refiner.tracking import tracked_run
+
+SUDOKU = [
+    *(o for o in TINY if not o.startswith("task.")),
+    "task.source=sudoku",
+    "task.size=4",
+    "task.count=120",
+    "task.val_max_rows=16",
+    "orchestration.augmentation_strategies=[paraphrase]",
+    "orchestration.augmentation_count=2",
+    "training.num_workers=0",
+    "training.steps=10",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_local_run_logs_the_fields_metrics(local_ray, tmp_path) -> None:
+    config, tasks = prepare_experiment(None, SUDOKU)
+    assert config.task.val_split == "val"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with tracked_run(uri, "field", "run") as tracker:
+        outcome = run_training(config, tasks, "run", str(tmp_path / "storage"), tracker)
+    metrics = MlflowClient(uri).get_run(tracker.run_id).data.metrics
+
+    checkpoint_steps = [
+        m.step for m in MlflowClient(uri).get_metric_history(tracker.run_id, "val_puzzle_exact")
+    ]
+    assert set(checkpoint_steps) == {10}  # the one checkpoint (the last update)
+    for key in ("puzzle_exact", "cell_acc", "filled_cell_acc"):
+        assert 0.0 <= metrics[f"val_{key}"] <= 1.0
+        assert metrics[f"final_val_{key}"] == pytest.approx(outcome.summary["field"][key])
+    assert "pass_at_2" not in outcome.summary["field"]  # sudoku: no voting
+    assert "the field's metrics" in outcome.summary["evaluation_text"]
+
+    # The logged numbers are the checkpoint's, on the same held-out rows.
+    held_out = tasks.filter(pc.equal(tasks.column("split"), "val"))
+    split = "val" if held_out.num_rows else "test"
+    assert field_kind(tasks) == "exact"
+    again = benchmark_report(f"{outcome.checkpoint}/checkpoint.pt", tasks, 1, split, max_rows=16)
+    assert again.puzzles == min(16, tasks.filter(pc.equal(tasks.column("split"), split)).num_rows)
+    assert metrics["final_val_puzzle_exact"] == pytest.approx(again.exact)
+    assert metrics["final_val_cell_acc"] == pytest.approx(again.cell_accuracy)
+
+
+def test_field_kind_and_report_keep_training_mode() -> None:
+    from refiner.config import ModelConfig
+    from refiner.orchestrator import UnifiedRefinerOrchestrator
+    from refiner.predictors import field_report
+    from refiner.tasks.sources import parity, sudoku
+
+    puzzles = sudoku.generate(12, size=4, seed=1)
+    assert field_kind(puzzles) == "exact"
+    assert field_kind(parity.generate(8, size=4)) is None  # no benchmark: no field metric
+    mixed = puzzles.set_column(
+        puzzles.column_names.index("source"),
+        "source",
+        pa.array(["sudoku"] * 11 + ["parity"]),
+    )
+    assert field_kind(mixed) is None
+
+    orchestrator = UnifiedRefinerOrchestrator.from_config(
+        ModelConfig(seq_len=16, d_model=16, n_heads=2, n_layers=1),
+        task_type="grid",
+        num_symbols=4,
+        seed=0,
+    )
+    assert orchestrator.training
+    report = field_report(orchestrator, puzzles, views=1, seq_len=16, task_type="grid")
+    assert report.puzzles == 12 and 0.0 <= report.cell_accuracy <= 1.0
+    assert orchestrator.training  # evaluated in eval mode, handed back in training mode
+    assert field_report(orchestrator, parity.generate(8, size=4), 1, 16) is None
