@@ -30,6 +30,7 @@ from refiner.distributed.compat import quiet_train_report_logging
 from refiner.distributed.data import StreamPlan
 from refiner.evaluation import EvaluationReport, evaluate_refiner
 from refiner.experiment import ExperimentConfig, build_optimizer, build_orchestrator
+from refiner.puzzles import BATCH_KEY, PuzzleIndex
 from refiner.run_tracker import NullTracker, RunTracker
 from refiner.storage import (
     CHECKPOINT_META,
@@ -58,6 +59,7 @@ class WorkerJob:
     tracker: RunTracker = field(default_factory=NullTracker)
     has_validation: bool = True
     local_mode: bool = False  # num_workers=0: Ray keeps no checkpoints, we persist them
+    puzzles: PuzzleIndex | None = None  # puzzle identities (model.puzzle_embedding)
 
 
 @dataclass
@@ -108,7 +110,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
     device = ray.train.torch.get_device()
 
     orchestrator = build_orchestrator(
-        config, job.task_type, job.num_symbols, device, wrap_model=ray.train.torch.prepare_model
+        config,
+        job.task_type,
+        job.num_symbols,
+        device,
+        wrap_model=ray.train.torch.prepare_model,
+        puzzles=job.puzzles,
     )
     optimizer, scheduler = build_optimizer(orchestrator, training)
     restored = _checkpoint_to_restore(job)
@@ -156,7 +163,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
         window.wait_s += fetched - mark
         _maybe_inject_fault(step, rank, world, job.run_dir, config.seed)
         info = orchestrator.train_step(
-            {"input": batch["input"], "target": batch["target"]},
+            {key: batch[key] for key in ("input", "target", BATCH_KEY)},
             optimizer,
             task_type=job.task_type,
             lr_scheduler=scheduler,
@@ -218,7 +225,7 @@ def _validation_batch(device: torch.device) -> dict[str, torch.Tensor] | None:
     )
     if not rows:
         return None
-    return {key: torch.cat([r[key] for r in rows]) for key in ("input", "target")}
+    return {key: torch.cat([r[key] for r in rows]) for key in ("input", "target", BATCH_KEY)}
 
 
 def _report(

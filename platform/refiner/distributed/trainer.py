@@ -33,7 +33,7 @@ from refiner.distributed.loop import (
     WorkerJob,
     train_loop_per_worker,
 )
-from refiner.experiment import ExperimentConfig
+from refiner.experiment import ExperimentConfig, fit_puzzle_table
 from refiner.run_tracker import NullTracker, RunTracker
 from refiner.storage import check_writable, resolve_storage
 from refiner.tasks.schema import describe_tasks
@@ -72,6 +72,7 @@ def run_training(
         raise ValueError(f"{config.task.source}: no rows with split 'train' to train on")
     held_out = held_out.slice(0, config.task.val_max_rows)
     task_type, num_symbols = describe_tasks(tasks)
+    puzzles = fit_puzzle_table(config, train_tasks)  # sizes model.puzzle_identities
     spec = augmentation_spec(config)
     plan = StreamPlan(
         num_tasks=train_tasks.num_rows,
@@ -92,10 +93,11 @@ def run_training(
             training.steps,
             run_dir,
             progress_bars=progress_bars,
+            puzzles=puzzles,
         )
     }
     if held_out.num_rows:
-        datasets["val"] = validation_dataset(held_out, config.model.seq_len)
+        datasets["val"] = validation_dataset(held_out, config.model.seq_len, puzzles)
 
     tracker.log_params(config.to_dict())
     tracker.set_tags(
@@ -117,6 +119,7 @@ def run_training(
         tracker=tracker,
         has_validation=held_out.num_rows > 0,
         local_mode=training.num_workers == 0,
+        puzzles=puzzles,
     )
     trainer = TorchTrainer(
         train_loop_per_worker,
