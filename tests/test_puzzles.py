@@ -28,6 +28,7 @@ from refiner.model import RefinerModel
 from refiner.optim import make_optimizer
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.puzzles import UNKNOWN, PuzzleIndex
+from refiner.sweep.checkpoints import evaluate_checkpoint
 
 
 def _train(o: UnifiedRefinerOrchestrator, batch, updates: int, batch_size: int = 32) -> None:
@@ -209,10 +210,19 @@ def test_two_ddp_ranks_end_with_identical_tables_holding_both_ranks_puzzles(tmp_
 # ----------------------------------------------------------------------------- learning
 
 
-def test_conditioning_learns_a_rule_that_differs_per_puzzle() -> None:
-    """Four groups, each mapping symbols by its own permutation: the input alone cannot
-    say which permutation applies, so only the conditioned model can learn the rules."""
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight other tests for cores)."""
+    saved = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+def test_conditioning_learns_a_rule_that_differs_per_puzzle(tmp_path, one_thread) -> None:
+    """Four groups, each mapping symbols by its own permutation: the input alone cannot
+    say which permutation applies, so only the conditioned model can learn the rules.
+    Held-out rows of the same groups, evaluated in memory and from a checkpoint."""
     tasks = permutation_tasks(groups=4, rows_per_group=64, held_out=16)
     train, test = split(tasks, "train"), split(tasks, "test")
     index = PuzzleIndex.from_tasks(train, "per_puzzle")
@@ -222,5 +232,11 @@ def test_conditioning_learns_a_rule_that_differs_per_puzzle() -> None:
         _train(o, batch_from_table(train, LENGTH, puzzles=puzzles), updates=200)
         curve = o.evaluate(batch_from_table(test, LENGTH, puzzles=puzzles))
         accuracy[name] = curve["token_acc_at"][-1]
+        if puzzles is not None:
+            save_checkpoint(tmp_path / "conditioned.pt", o)
     # unconditioned: the best guess for a symbol is the most common image over the groups
     assert accuracy["conditioned"] > accuracy["unconditioned"] + 0.3, accuracy
+    # jobs/evaluate.py's path: the checkpoint's identities look the held-out rows up
+    report = evaluate_checkpoint(tmp_path / "conditioned.pt", tasks, split="test")
+    assert report.rows == test.num_rows
+    assert report.token_acc_infer > accuracy["unconditioned"] + 0.3, report.to_dict()
