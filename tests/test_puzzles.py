@@ -3,7 +3,10 @@ update, DDP agreement and a learning check (a rule that differs per group)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 import torch.distributed as dist
@@ -16,6 +19,8 @@ from puzzle_fixtures import (
     split,
 )
 
+from refiner.augment import AugmentationSpec
+from refiner.augment.engine import augment_table
 from refiner.batches import batch_from_table, iterate_batches
 from refiner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from refiner.config import ConfigError
@@ -29,6 +34,8 @@ from refiner.optim import make_optimizer
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.puzzles import UNKNOWN, PuzzleIndex
 from refiner.sweep.checkpoints import evaluate_checkpoint
+from refiner.tasks.schema import TASK_SCHEMA
+from refiner.tasks.sources.arc import place_in_canvas
 
 
 def _train(o: UnifiedRefinerOrchestrator, batch, updates: int, batch_size: int = 32) -> None:
@@ -240,3 +247,43 @@ def test_conditioning_learns_a_rule_that_differs_per_puzzle(tmp_path, one_thread
     report = evaluate_checkpoint(tmp_path / "conditioned.pt", tasks, split="test")
     assert report.rows == test.num_rows
     assert report.token_acc_infer > accuracy["unconditioned"] + 0.3, report.to_dict()
+
+
+# ----------------------------------------------------------------------------- augmented copies
+
+
+def test_seed_by_group_makes_copy_i_one_transform_of_the_whole_puzzle() -> None:
+    """Per-augmentation identities need copy i of a puzzle to be the same transform of
+    every pair in every epoch: two pairs with the same input grid then get the same
+    augmented input for each copy (seeded per task and epoch they do not)."""
+    grid = place_in_canvas([[1, 2, 0], [3, 4, 5]], size=4).reshape(-1).tolist()
+    rows = [
+        {
+            "task_id": f"arc/p/train/{i}",
+            "task_type": "grid",
+            "source": "arc-agi-1",
+            "group_id": "p",
+            "split": "train",
+            "input": grid,
+            "target": place_in_canvas([[i, 1], [2, 3]], size=4).reshape(-1).tolist(),
+            "height": 4,
+            "width": 4,
+            "num_symbols": 10,
+        }
+        for i in range(2)
+    ]
+    tasks = pa.Table.from_pylist(rows, schema=TASK_SCHEMA)
+    spec = AugmentationSpec(strategies=("paraphrase", "format_variation"), count=6)
+
+    def inputs(seed_by_group: bool, epoch: int) -> np.ndarray:
+        s = dataclasses.replace(spec, seed_by_group=seed_by_group)
+        out = augment_table(tasks, s, seed=0, epoch=epoch)
+        return np.asarray(out.column("input").to_pylist()).reshape(2, 6, -1)  # [task, copy, L]
+
+    by_group = inputs(True, epoch=0)
+    assert np.array_equal(by_group[0], by_group[1])  # both pairs: the same transform per copy
+    assert np.array_equal(by_group, inputs(True, epoch=3))  # and the same in every epoch
+    assert len({tuple(copy) for copy in by_group[0]}) > 2  # the copies differ from each other
+    per_task = inputs(False, epoch=0)
+    assert not np.array_equal(per_task[0, 1:], per_task[1, 1:])
+    assert not np.array_equal(per_task, inputs(False, epoch=3))

@@ -170,6 +170,8 @@ def augmentation_spec(config: ExperimentConfig) -> AugmentationSpec:
         count=config.orchestration.augmentation_count,
         intensity=dict(config.task.augment_intensity),
         dedup=config.task.augment_dedup,
+        # per-augmentation puzzle identities: copy i must be one transform of the puzzle
+        seed_by_group=config.model.puzzle_embedding == "per_augmentation",
     )
 
 
