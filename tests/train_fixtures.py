@@ -70,5 +70,10 @@ def start_local_ray(num_cpus: int = 3) -> None:
         num_cpus=num_cpus,
         include_dashboard=False,
         log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parent)}},
+        # this checkout's package first: the workers must run the code under test
+        runtime_env={
+            "env_vars": {
+                "PYTHONPATH": os.pathsep.join([str(REPO / "platform"), str(REPO / "tests")])
+            }
+        },
     )

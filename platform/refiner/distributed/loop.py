@@ -163,7 +163,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
         window.wait_s += fetched - mark
         _maybe_inject_fault(step, rank, world, job.run_dir, config.seed)
         info = orchestrator.train_step(
-            {key: batch[key] for key in ("input", "target", BATCH_KEY)},
+            {key: batch[key] for key in ("input", "target", BATCH_KEY) if key in batch},
             optimizer,
             task_type=job.task_type,
             lr_scheduler=scheduler,
@@ -225,7 +225,11 @@ def _validation_batch(device: torch.device) -> dict[str, torch.Tensor] | None:
     )
     if not rows:
         return None
-    return {key: torch.cat([r[key] for r in rows]) for key in ("input", "target", BATCH_KEY)}
+    return {
+        key: torch.cat([r[key] for r in rows])
+        for key in ("input", "target", BATCH_KEY)
+        if key in rows[0]
+    }
 
 
 def _report(
