@@ -19,6 +19,7 @@ import tempfile
 
 from refiner.checkpoint import CheckpointError
 from refiner.cli import input_checks, job_main
+from refiner.predictors import benchmark_report
 from refiner.sweep.checkpoints import (
     describe_evaluation,
     evaluate_checkpoint,
@@ -42,6 +43,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=int, help="a built-in source's size (e.g. parity length)")
     p.add_argument("--seed", type=int, default=0, help="a built-in source's seed")
     p.add_argument("--max-rows", type=int, default=2048, help="evaluate at most this many rows")
+    p.add_argument(
+        "--vote",
+        type=int,
+        metavar="N",
+        help="also the field's numbers: ARC pass@1/pass@2 voting over N views (dihedral x"
+        " colours), sudoku/maze exact per puzzle and per cell (split, else test rows)",
+    )
     p.add_argument("--tracking-uri", help="MLflow tracking URI (models:/ runs:/ and logging)")
     p.add_argument("--experiment", help="log the evaluation as a run in this MLflow experiment")
     return p.parse_args(argv)
@@ -64,11 +72,19 @@ def main(argv: list[str] | None = None) -> int:
                 path = local_checkpoint_file(args.checkpoint)
             tasks = evaluation_tasks(path, args.task, args.count, args.size, args.seed)
             report = evaluate_checkpoint(path, tasks, args.max_steps, args.split, args.max_rows)
+            voted = None
+            if args.vote is not None:  # the field's metrics: exact per puzzle, ARC pass@k
+                voted = benchmark_report(
+                    path, tasks, args.vote, args.split, args.max_steps, args.max_rows, args.seed
+                )
 
         print(describe_evaluation(report, args.checkpoint, args.task))
+        if voted is not None:
+            print(voted.summary())
         if args.experiment:
+            extra = voted.metrics("eval_") if voted is not None else {}
             run_id = eval_tracking.log_evaluation(
-                tracking_uri, args.experiment, report, args.checkpoint, args.task, scratch
+                tracking_uri, args.experiment, report, args.checkpoint, args.task, scratch, extra
             )
             print(f"MLflow run {run_id} in experiment {args.experiment!r} at {tracking_uri}")
     return 0

@@ -3,6 +3,9 @@
     python jobs/prepare_tasks.py --source sudoku --size 9 --count 1000 --out data/sudoku9.parquet
     python jobs/prepare_tasks.py --source arc --option version=arc-agi-2 --out data/arc2.jsonl
     python jobs/prepare_tasks.py --source text --input pairs.jsonl --out data/text.parquet
+    python jobs/prepare_tasks.py --source sudoku --input train.csv --count 1000 --out sudoku.parquet
+    python jobs/prepare_tasks.py --source maze --input test.csv --option split=test --out maze.parquet
+    python jobs/prepare_tasks.py --source arc --input ARC-AGI-2/data/training --out arc2.parquet
 
 Bad input prints one message on stderr and exits with status 2; the output file is
 written atomically, so a failed run leaves no file behind.
@@ -27,7 +30,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--size", type=int, help="sequence length, sudoku side or maximum ARC grid side"
     )
     parser.add_argument("--count", type=int, help="number of tasks (ARC: puzzles)")
-    parser.add_argument("--input", help="the text source's jsonl of input/target pairs")
+    parser.add_argument(
+        "--input",
+        help="a file/dir to read: text jsonl, sudoku or maze CSV (HRM layout), ARC JSON dir",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--option",

@@ -2,6 +2,7 @@
 
     python jobs/train.py                                   # parity, 2 CPU workers, local Ray
     python jobs/train.py --task sudoku --steps 2000 --set model.d_model=128
+    python jobs/train.py --config jobs/configs/sudoku_extreme_gpu.yaml --gpu --num-workers 4
     ray job submit --working-dir . -- python jobs/train.py --tracking-uri http://HEAD:5000
 
 Reads top to bottom: load and validate the config and tasks (bad input stops here,
@@ -19,18 +20,22 @@ from pathlib import Path
 from refiner.cli import input_checks, job_main, set_overrides, stop_on_sigterm
 from refiner.distributed.cluster import init_ray
 from refiner.distributed.trainer import run_training
-from refiner.experiment import prepare_experiment
+from refiner.experiment import choose_config, prepare_experiment
 from refiner.storage import check_writable, resolve_storage
 from refiner.tracking import check_tracking_store, resolve_tracking_uri, tracked_run
 
-DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
+CONFIGS = Path(__file__).parent / "configs"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="run config YAML")
+    p.add_argument(
+        "--config",
+        help="run config YAML (default: the --task source's recipe, configs/<source>.yaml,"
+        " where there is one, else configs/default.yaml)",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -47,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--experiment", default="refiner", help="MLflow experiment")
     p.add_argument("--run-name", help="Ray Train and MLflow run name; an existing one resumes")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: ./mlflow.db)")
+    p.add_argument(
+        "--register-name", help="register the best checkpoint's MLflow model under this name"
+    )
     p.add_argument("--address", help="Ray cluster to attach to (default: RAY_ADDRESS or local)")
     return p.parse_args(argv)
 
@@ -62,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
     }
     with input_checks():  # bad input stops here: "error: ...", exit status 2
+        config_path, task = choose_config(args.config, args.task, CONFIGS)
         config, tasks = prepare_experiment(
-            args.config, set_overrides(args.set, shorthands), task=args.task
+            config_path, set_overrides(args.set, shorthands), task=task
         )
         tracking_uri = resolve_tracking_uri(args.tracking_uri)
         check_tracking_store(tracking_uri)
@@ -84,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     # Diverged training (a RunFailedError) ends the run FAILED, exit status 1; the
     # earlier checkpoints stay.
     with tracked_run(tracking_uri, args.experiment, run_name) as tracker:
+        tracker.register_name = args.register_name
         outcome = run_training(config, tasks, run_name, storage, tracker)
 
     print("\n=== summary ===", flush=True)
@@ -91,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         print(outcome.summary["evaluation_text"])
     print(f"updates: {outcome.summary.get('step')}  wall time: {outcome.elapsed_s:.0f} s")
     print(f"checkpoint: {outcome.checkpoint}")
+    if outcome.model_uri:
+        print(f"model: {outcome.model_uri}")
     print(f"MLflow run: {tracker.run_id} in experiment {args.experiment!r} at {tracking_uri}")
     print(f"  browse: mlflow ui --backend-store-uri {tracking_uri}", flush=True)
     return 0

@@ -9,8 +9,8 @@ from refiner.tasks.schema import TASK_SCHEMA
 from refiner.tasks.sources import SOURCES, load_source, load_tasks, source_options
 
 
-def test_registry_names_the_four_builtin_sources():
-    assert set(SOURCES) == {"parity", "sudoku", "arc", "text"}
+def test_registry_names_the_builtin_sources():
+    assert set(SOURCES) == {"parity", "sudoku", "arc", "text", "maze"}
 
 
 @pytest.mark.parametrize(
@@ -20,6 +20,7 @@ def test_registry_names_the_four_builtin_sources():
         ("sudoku", dict(count=5, size=4)),
         ("arc", dict(count=2, size=12)),
         ("text", dict(count=10)),
+        ("maze", dict(count=4, size=9)),
     ],
 )
 def test_every_source_loads_in_the_task_schema(name, kwargs):
@@ -41,10 +42,10 @@ def test_source_options_are_checked():
 
 
 def test_unknown_source_and_misplaced_input():
-    with pytest.raises(ValueError, match="unknown task source 'maze'; built-in sources: parity"):
-        load_source("maze")
+    with pytest.raises(ValueError, match="unknown task source 'mazes'; built-in sources: parity"):
+        load_source("mazes")
     with pytest.raises(ValueError, match="reads no input file"):
-        load_source("sudoku", input="pairs.jsonl")
+        load_source("parity", input="pairs.jsonl")
 
 
 def test_load_tasks_accepts_a_source_name_or_a_file(tmp_path):

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import torch
 
 from refiner.augment.batch import task_kind
+from refiner.augment.budget import check_budget
 from refiner.augment.strategies import label_breaking
 from refiner.config import ModelConfig, OrchestrationConfig
 from refiner.config_loader import (
@@ -81,11 +82,12 @@ class TrainingConfig(YamlConfig):
     checkpoint_score: str = "val_acc_infer"  # checkpoints ranked by this metric (max)
     max_failures: int = 2  # worker-group restarts before the run fails
     shuffle_buffer_rows: int = 4096  # local shuffle of augmented rows before batching
-    tasks_per_augment_batch: int = 32  # tasks per Ray Data augmentation call
     # The puzzle table (model.puzzle_embedding): sign-SGD on the rows a batch used, LR on
     # the dense schedule (HRM/TRM use 1e-2 and weight decay 0.1)
     puzzle_lr: float = 1e-2
     puzzle_weight_decay: float = 0.1
+    tasks_per_augment_batch: int = 32  # tasks per Ray Data augmentation call (at most)
+    augment_block_mb: int = 1024  # memory one augmentation call may use (refiner.augment.budget)
     # Stop the run (FAILED, nothing saved) after this many consecutive updates skipped for
     # non-finite gradients (the NaN/Inf guard); null: keep skipping and keep going.
     max_skipped_updates: int | None = None
@@ -121,6 +123,10 @@ class TrainingConfig(YamlConfig):
         require(
             self.tasks_per_augment_batch >= 1,
             f"tasks_per_augment_batch: must be >= 1, got {self.tasks_per_augment_batch}",
+        )
+        require(
+            self.augment_block_mb >= 1,
+            f"augment_block_mb: must be >= 1, got {self.augment_block_mb}",
         )
 
 
@@ -159,6 +165,25 @@ def load_experiment_config(
         return load_dataclass(ExperimentConfig, data)
     except ConfigError as err:
         raise ConfigError(f"{origin}: {err}") from None
+
+
+def choose_config(
+    config: str | Path | None, task: str | None, configs_dir: str | Path
+) -> tuple[Path, str | None]:
+    """The run config to read and the ``--task`` to apply to it.
+
+    An explicit ``--config`` wins. Otherwise a built-in source with its own recipe
+    (``configs_dir/<source>.yaml``: sudoku, maze, arc) uses that recipe, whose task section
+    already names the source, its count, size and options; anything else starts from
+    ``configs_dir/default.yaml`` (the parity default).
+    """
+    configs_dir = Path(configs_dir)
+    if config is not None:
+        return Path(config), task
+    recipe = configs_dir / f"{task}.yaml"
+    if task in SOURCES and recipe.is_file():
+        return recipe, None
+    return configs_dir / "default.yaml", task
 
 
 def prepare_experiment(
@@ -213,6 +238,7 @@ def prepare_experiment(
         )
     if config.task.augment:
         _refuse_label_breaking(config, tasks, origin)
+    check_budget(config, origin)
     return config, tasks
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from refiner.calibration import CalibrationResult
 from refiner.checkpoint import checkpoint_configs, load_checkpoint
 from refiner.config import ModelConfig, OrchestrationConfig
 from refiner.edits import EditSelector, apply_edit, canvas_score, token_accuracy
@@ -114,6 +115,8 @@ class UnifiedRefinerOrchestrator:
             if core.puzzle_embed is not None
             else None
         )
+        # Stopping settings chosen on held-out rows (refiner.calibration); None: config's
+        self.calibration: CalibrationResult | None = None
         self.training = True
         self.train()
 
@@ -391,7 +394,9 @@ class UnifiedRefinerOrchestrator:
         stopping_reason [B] (refiner.halting.STOP_REASONS), stopping_reason_counts,
         final_canvas_scores [B], quality_per_step / halt_prob_per_step (means over the
         samples active at each step), active_per_step, edit_strategy_use, memory (bank
-        stats or None) and, with return_traces, traces: per step its active rows, their
+        stats or None), stopping (the settings that ran and their origin: "config",
+        "calibrated at update N on M rows" or "early stopping off") and, with
+        return_traces, traces: per step its active rows, their
         canvases, scores, halting probabilities, strategy and the rows that stopped.
         """
         c = self.config
@@ -455,6 +460,7 @@ class UnifiedRefinerOrchestrator:
             "grokfast": self.grokfast.state_dict(),
             "memory_bank": self.memory_bank.state_dict() if self.memory_bank is not None else None,
             "puzzle_index": self.puzzle_index.to_dict() if self.puzzle_index is not None else None,
+            "calibration": self.calibration.to_dict() if self.calibration is not None else None,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -471,6 +477,8 @@ class UnifiedRefinerOrchestrator:
             self.memory_bank.load_state_dict(state["memory_bank"])
         if state.get("puzzle_index") is not None:  # absent before puzzle conditioning
             self.puzzle_index = PuzzleIndex.from_dict(state["puzzle_index"])
+        calibration = state.get("calibration")  # absent in checkpoints from before it
+        self.calibration = CalibrationResult.from_dict(calibration) if calibration else None
 
     # ------------------------------------------------------------------ helpers
 

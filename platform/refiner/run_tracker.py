@@ -25,6 +25,12 @@ class RunTracker(Protocol):
 
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
 
+    def log_model(
+        self, checkpoint_path: str, step: int, metrics: Mapping[str, float]
+    ) -> str | None:
+        """Log a kept checkpoint as the run's model at ``step``; its URI (or None)."""
+        ...
+
 
 class NullTracker:
     """A tracker that drops everything (tests of the loop logic, --no-tracking)."""
@@ -42,6 +48,11 @@ class NullTracker:
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         pass
+
+    def log_model(
+        self, checkpoint_path: str, step: int, metrics: Mapping[str, float]
+    ) -> str | None:
+        return None
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -7,23 +7,20 @@ Imported only when an evaluation touches MLflow (a ``models:/``/``runs:/`` check
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
-from refiner.checkpoint import CheckpointError
 from refiner.evaluation import EvaluationReport
 from refiner.sweep.checkpoints import is_mlflow_uri, local_checkpoint_file
 from refiner.tracking import tracked_run
-from refiner.tracking.sweeps import download_checkpoint
+from refiner.tracking.model import download_model_checkpoint
 
 
 def fetch_checkpoint(checkpoint: str, tracking_uri: str, scratch: str) -> Path:
     """A local checkpoint.pt for a file, a folder or an MLflow URI (downloaded to scratch)."""
     if not is_mlflow_uri(checkpoint):
         return local_checkpoint_file(checkpoint)
-    try:
-        return Path(download_checkpoint(checkpoint, tracking_uri, scratch))
-    except Exception as err:  # MLflow raises several types for a bad URI
-        raise CheckpointError(f"{checkpoint}: cannot download from {tracking_uri}: {err}") from None
+    return download_model_checkpoint(checkpoint, tracking_uri, scratch)
 
 
 def log_evaluation(
@@ -33,8 +30,10 @@ def log_evaluation(
     checkpoint: str,
     task: str,
     scratch: str,
+    extra_metrics: Mapping[str, float] | None = None,
 ) -> str:
-    """One run (tag ``refiner.kind=evaluation``): params, metrics, acc@t, plots; its id."""
+    """One run (tag ``refiner.kind=evaluation``): params, metrics (the report's and
+    ``extra_metrics``, e.g. voting's), acc@t, plots; its id."""
     name = f"eval-{Path(task).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     with tracked_run(tracking_uri, experiment, name, {"refiner.kind": "evaluation"}) as run:
         run.log_params(
@@ -45,7 +44,7 @@ def log_evaluation(
                 "rows": report.rows,
             }
         )
-        run.log_metrics(report.metrics("eval_"), step=0)
+        run.log_metrics({**report.metrics("eval_"), **(extra_metrics or {})}, step=0)
         for t, value in enumerate(report.acc_at, start=1):
             run.log_metrics({"eval_acc_at_t": value}, step=t)
         for plot in report.plots(scratch):

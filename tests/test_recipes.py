@@ -1,0 +1,50 @@
+"""The per-task recipes in jobs/configs: each validates, the CPU ones load their tasks,
+and `--task sudoku|maze|arc` without --config picks the source's recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from refiner.experiment import choose_config, load_experiment_config, prepare_experiment
+from refiner.tasks.validation import TaskFileError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
+CPU = ("sudoku", "maze", "arc")
+GPU = ("sudoku_extreme_gpu", "maze_hard_gpu", "arc_gpu")
+
+
+@pytest.mark.parametrize("name", CPU + GPU)
+def test_recipe_validates_with_whole_grid_attention_and_label_consistent_augmentation(name):
+    config = load_experiment_config(CONFIGS / f"{name}.yaml")
+    assert config.model.attention_window is None
+    assert set(config.orchestration.augmentation_strategies) <= {"paraphrase", "format_variation"}
+    assert config.training.use_gpu == name.endswith("_gpu")
+    assert "to be measured" in (CONFIGS / f"{name}.yaml").read_text()
+
+
+@pytest.mark.parametrize("name", CPU)
+def test_cpu_recipe_loads_its_tasks(name):
+    config, tasks = prepare_experiment(CONFIGS / f"{name}.yaml", ["task.count=40"])
+    assert config.task.source == name and tasks.num_rows > 0
+    assert config.model.seq_len == {"sudoku": 36, "maze": 225, "arc": 100}[name]
+
+
+@pytest.mark.parametrize("name", ("sudoku_extreme_gpu", "maze_hard_gpu"))
+def test_gpu_recipe_without_the_downloaded_file_names_it(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TaskFileError, match="train.csv: no such file"):
+        prepare_experiment(CONFIGS / f"{name}.yaml")
+
+
+def test_task_without_config_picks_the_source_recipe():
+    for source in ("sudoku", "maze", "arc"):
+        assert choose_config(None, source, CONFIGS) == (CONFIGS / f"{source}.yaml", None)
+    default = CONFIGS / "default.yaml"  # the default config is parity's
+    assert choose_config(None, "parity", CONFIGS) == (default, "parity")
+    assert choose_config(None, "text", CONFIGS) == (default, "text")
+    assert choose_config(None, "data/sudoku.parquet", CONFIGS) == (default, "data/sudoku.parquet")
+    assert choose_config(None, None, CONFIGS) == (default, None)
+    mine = CONFIGS / "sudoku.yaml"  # an explicit --config wins, --task applies to it
+    assert choose_config(mine, "maze", CONFIGS) == (mine, "maze")
