@@ -1,4 +1,5 @@
-"""Task rows -> padded torch batches: {"input": LongTensor [B, L], "target": LongTensor [B, L]}.
+"""Task rows -> padded torch batches: {"input": LongTensor [B, L], "target": LongTensor [B, L]}
+(and "puzzle_ids": LongTensor [B] for puzzle-conditioned models, refiner.puzzles).
 
 Input and target are padded with PAD to the same length L (the model's seq_len). PAD
 is a legitimate prediction ("empty cell / past the end"), so loss and exact match run
@@ -13,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from refiner.puzzles import BATCH_KEY, PuzzleIndex
 from refiner.tokenizers import PAD, pad_to_length
 
 Batch = dict[str, torch.Tensor]
@@ -38,12 +40,19 @@ def batch_from_arrays(
 
 
 def batch_from_table(
-    table: pa.Table, seq_len: int, device: torch.device | str | None = None
+    table: pa.Table,
+    seq_len: int,
+    device: torch.device | str | None = None,
+    puzzles: PuzzleIndex | None = None,
 ) -> Batch:
-    """A task table (refiner.tasks.schema) -> a padded batch of all its rows."""
-    return batch_from_arrays(
+    """A task table (refiner.tasks.schema) -> a padded batch of all its rows; with
+    ``puzzles`` also each row's puzzle identity (``puzzle_ids`` [B], from group_id)."""
+    batch = batch_from_arrays(
         table.column("input").to_pylist(), table.column("target").to_pylist(), seq_len, device
     )
+    if puzzles is not None:
+        batch[BATCH_KEY] = torch.from_numpy(puzzles.ids_of_table(table)).to(device)
+    return batch
 
 
 def iterate_batches(

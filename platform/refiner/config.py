@@ -32,6 +32,7 @@ StepSchedule = Literal["uniform", "linear", "exponential", "explicit"]
 EditSelection = Literal["epsilon_greedy", "ucb"]
 GrokfastMode = Literal["off", "ema", "ma"]
 PositionalEncoding = Literal["rope", "learned"]
+PuzzleEmbeddingMode = Literal["off", "per_puzzle", "per_augmentation"]
 PatienceSignal = Literal["score", "canvas"]
 
 EDIT_STRATEGIES: tuple[str, ...] = get_args(EditStrategy)
@@ -39,6 +40,7 @@ STEP_SCHEDULES: tuple[str, ...] = get_args(StepSchedule)
 EDIT_SELECTORS: tuple[str, ...] = get_args(EditSelection)
 GROKFAST_MODES: tuple[str, ...] = get_args(GrokfastMode)
 POSITIONAL_ENCODINGS: tuple[str, ...] = get_args(PositionalEncoding)
+PUZZLE_MODES: tuple[str, ...] = get_args(PuzzleEmbeddingMode)
 PATIENCE_SIGNALS: tuple[str, ...] = get_args(PatienceSignal)
 
 
@@ -66,8 +68,19 @@ class ModelConfig(YamlConfig):
     memory_capacity: int = 256  # entries in the MemoryBank; 0 turns the memory off
     memory_top_k: int = 4  # entries mixed into one read
     memory_hit_threshold: float = 0.9  # cosine similarity that counts a read as a hit
+    # Puzzle conditioning (refiner.puzzles): a learned d_model vector per puzzle identity
+    # (group_id; per_augmentation: per augmented copy, as HRM/TRM), added to the input
+    # embedding. On for ARC; off by default. Trained by training.puzzle_lr (sign-SGD).
+    puzzle_embedding: PuzzleEmbeddingMode = "off"
+    # Table rows (1 reserved "unknown" + identities): set from the task file by the
+    # training run (refiner.experiment.fit_puzzle_table), stored in checkpoints.
+    puzzle_identities: int = 0
 
     def validate(self) -> None:
+        require(
+            self.puzzle_identities >= 0,
+            f"puzzle_identities: must be >= 0, got {self.puzzle_identities}",
+        )
         require(self.vocab_size >= 5, f"vocab_size: must be >= 5, got {self.vocab_size}")
         require(self.seq_len >= 1, f"seq_len: must be >= 1, got {self.seq_len}")
         for name in ("d_model", "n_heads", "n_layers", "latent_cycles"):

@@ -16,6 +16,7 @@ import torch
 from refiner.calibration import describe_stopping
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.plots import plot_halting_histogram, plot_refinement_curve
+from refiner.puzzles import BATCH_KEY
 from refiner.tokenizers import PAD
 
 
@@ -100,7 +101,12 @@ def evaluate_refiner(
     """Evaluate on one labelled batch; changes no training state."""
     budget = max_steps_infer or orchestrator.config.max_steps_infer
     curve = orchestrator.evaluate(batch, task_type=task_type, steps=curve_steps)
-    result = orchestrator.inference(batch["input"], max_steps_override=budget, task_type=task_type)
+    result = orchestrator.inference(
+        batch["input"],
+        max_steps_override=budget,
+        task_type=task_type,
+        puzzle_ids=batch.get(BATCH_KEY),
+    )
     final = torch.tensor(result["final_canvas_ids"], device=batch["target"].device)
     exact = (final == batch["target"]).all(-1).float().mean().item()
     scored = batch["target"] != PAD

@@ -39,6 +39,7 @@ from refiner.config_loader import (
 )
 from refiner.optim import make_optimizer, warmup_cosine
 from refiner.orchestrator import UnifiedRefinerOrchestrator
+from refiner.puzzles import PuzzleIndex
 from refiner.tasks.sources import SOURCES, load_tasks
 
 
@@ -81,6 +82,10 @@ class TrainingConfig(YamlConfig):
     checkpoint_score: str = "val_acc_infer"  # checkpoints ranked by this metric (max)
     max_failures: int = 2  # worker-group restarts before the run fails
     shuffle_buffer_rows: int = 4096  # local shuffle of augmented rows before batching
+    # The puzzle table (model.puzzle_embedding): sign-SGD on the rows a batch used, LR on
+    # the dense schedule (HRM/TRM use 1e-2 and weight decay 0.1)
+    puzzle_lr: float = 1e-2
+    puzzle_weight_decay: float = 0.1
     tasks_per_augment_batch: int = 32  # tasks per Ray Data augmentation call (at most)
     augment_block_mb: int = 1024  # memory one augmentation call may use (refiner.augment.budget)
     # Stop the run (FAILED, nothing saved) after this many consecutive updates skipped for
@@ -96,6 +101,11 @@ class TrainingConfig(YamlConfig):
             value = getattr(self, name)
             require(value >= 1, f"{name}: must be >= 1, got {value}")
         require(self.lr > 0, f"lr: must be > 0, got {self.lr}")
+        require(self.puzzle_lr > 0, f"puzzle_lr: must be > 0, got {self.puzzle_lr}")
+        require(
+            self.puzzle_weight_decay >= 0,
+            f"puzzle_weight_decay: must be >= 0, got {self.puzzle_weight_decay}",
+        )
         require(self.warmup_steps >= 0, f"warmup_steps: must be >= 0, got {self.warmup_steps}")
         require(
             0 <= self.min_lr_ratio <= 1, f"min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio}"
@@ -278,20 +288,34 @@ def load_task_table(task: TaskConfig, seed: int) -> pa.Table:
     return load_tasks(task.source, count=task.count)
 
 
+def fit_puzzle_table(config: ExperimentConfig, train_tasks: pa.Table) -> PuzzleIndex | None:
+    """The puzzle identities of the training rows (None with model.puzzle_embedding off);
+    sets model.puzzle_identities to the table size they need (1 reserved + identities)."""
+    mode = config.model.puzzle_embedding
+    if mode == "off":
+        return None
+    count = config.orchestration.augmentation_count if config.task.augment else 1
+    index = PuzzleIndex.from_tasks(train_tasks, mode, count)
+    config.model.puzzle_identities = index.size
+    return index
+
+
 def build_orchestrator(
     config: ExperimentConfig,
     task_type: str = "sequence",
     num_symbols: int | None = None,
     device: torch.device | str | None = None,
     wrap_model: Any = None,
+    puzzles: PuzzleIndex | None = None,
 ) -> UnifiedRefinerOrchestrator:
     """Model + memory bank + orchestrator, seeded from the config (see
     ``UnifiedRefinerOrchestrator.from_config``).
 
     ``wrap_model`` (e.g. Ray Train's ``prepare_model``) wraps the model for DDP; it is
     applied before the orchestrator is built so that training goes through the wrapper.
+    ``puzzles``: the identities from ``fit_puzzle_table`` (with a puzzle embedding).
     """
-    return UnifiedRefinerOrchestrator.from_config(
+    orchestrator = UnifiedRefinerOrchestrator.from_config(
         config.model,
         config.orchestration,
         task_type=task_type,
@@ -300,6 +324,8 @@ def build_orchestrator(
         seed=config.seed,
         wrap_model=wrap_model,
     )
+    orchestrator.puzzle_index = puzzles
+    return orchestrator
 
 
 def build_optimizer(
@@ -308,6 +334,9 @@ def build_optimizer(
     optimizer = make_optimizer(
         orchestrator.model, lr=training.lr, weight_decay=training.weight_decay
     )
+    if orchestrator.puzzle_optimizer is not None:
+        orchestrator.puzzle_optimizer.lr = training.puzzle_lr
+        orchestrator.puzzle_optimizer.weight_decay = training.puzzle_weight_decay
     scheduler = warmup_cosine(
         optimizer, training.warmup_steps, training.steps, min_ratio=training.min_lr_ratio
     )

@@ -31,6 +31,7 @@ def infer_few(
     early_stopping: bool,
     task_type: str,
     return_traces: bool = False,
+    puzzle_ids: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """The result dict documented on `UnifiedRefinerOrchestrator.inference`.
 
@@ -61,7 +62,9 @@ def infer_few(
     bank = o.memory_bank
     try:
         with o.autocast_context(), o.exploring(False):
-            x = core.embed_input(inputs)  # [active, L, D]
+            x = core.embed_input(  # [active, L, D]
+                inputs, None if puzzle_ids is None else puzzle_ids.to(device)
+            )
             state = core.initial_state(inputs)
             canvas, quality, latent = state.canvas, state.canvas_quality, state.latent
             for t in range(max_steps):

@@ -49,6 +49,7 @@ from refiner.config import ModelConfig
 from refiner.edits import canvas_score
 from refiner.losses import StepLosses, step_loss_terms
 from refiner.memory import memory_read
+from refiner.puzzles import PuzzleEmbedding
 from refiner.tokenizers import MASK
 
 
@@ -260,6 +261,17 @@ class RefinerModel(nn.Module):
         D = config.d_model
         self.input_embed = nn.Embedding(config.vocab_size, D)
         self.canvas_embed = nn.Embedding(config.vocab_size, D)
+        # Added to every input position, not prepended as a token: the layout is
+        # position-aligned (input i, canvas i, target i), and an extra token would shift
+        # that alignment and the local-attention windows. The table is a buffer trained
+        # by refiner.puzzles.SparsePuzzleOptimizer; DDP must neither bucket nor broadcast it.
+        self.puzzle_embed = (
+            PuzzleEmbedding(config.puzzle_identities, D)
+            if config.puzzle_embedding != "off"
+            else None
+        )
+        if self.puzzle_embed is not None:
+            self._ddp_params_and_buffers_to_ignore = ["puzzle_embed.weight"]
         self.pos_embed = nn.Embedding(config.seq_len, D) if config.positional == "learned" else None
         self.rotary = (
             Rotary(D // config.n_heads, config.rope_base) if config.positional == "rope" else None
@@ -291,7 +303,10 @@ class RefinerModel(nn.Module):
 
     # ------------------------------------------------------------------ one step
 
-    def embed_input(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def embed_input(
+        self, input_ids: torch.Tensor, puzzle_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[B, L, D]; with a puzzle embedding, `puzzle_ids` [B] (None: every row unknown)."""
         if input_ids.shape[1] > self.config.seq_len:
             raise ValueError(
                 f"sequence length {input_ids.shape[1]} exceeds the model's seq_len {self.config.seq_len}"
@@ -299,6 +314,10 @@ class RefinerModel(nn.Module):
         x = self.input_embed(input_ids)
         if self.pos_embed is not None:
             x = x + self.pos_embed.weight[: input_ids.shape[1]]
+        if self.puzzle_embed is not None:
+            if puzzle_ids is None:
+                puzzle_ids = torch.zeros(input_ids.shape[0], dtype=torch.long, device=x.device)
+            x = x + self.puzzle_embed(puzzle_ids.to(x.device)).to(x.dtype).unsqueeze(1)
         return x
 
     def initial_state(self, input_ids: torch.Tensor) -> RefinerState:
@@ -370,6 +389,7 @@ class RefinerModel(nn.Module):
         edit_fn: EditFn | None = None,
         memory: tuple[torch.Tensor, torch.Tensor] | None = None,
         truncate: TruncateFn | None = None,
+        puzzle_ids: torch.Tensor | None = None,
     ) -> Unroll:
         """Unroll `steps` refinement steps from an empty canvas.
 
@@ -382,7 +402,8 @@ class RefinerModel(nn.Module):
         `truncate=keep_last(K, steps)`. With neither, every step carries gradient.
 
         `edit_fn` chooses and applies each step's canvas edit (default: replace).
-        With `target`, every record carries the step's loss terms.
+        With `target`, every record carries the step's loss terms. `puzzle_ids` [B]:
+        each row's puzzle identity (refiner.puzzles), with a puzzle embedding.
         """
         if truncate is not None and grad_steps is not None:
             raise ValueError("pass grad_steps or truncate, not both")
@@ -391,7 +412,7 @@ class RefinerModel(nn.Module):
         autograd = [torch.is_grad_enabled()] * steps
         if truncate is not None and torch.is_grad_enabled():
             autograd = steps_kept_by(truncate, steps)
-        x = self.embed_input(input_ids)  # [B, L, D]
+        x = self.embed_input(input_ids, puzzle_ids)  # [B, L, D]
         state = self.initial_state(input_ids)
         canvas, canvas_quality, latent = state.canvas, state.canvas_quality, state.latent
         records: list[StepRecord] = []

@@ -37,10 +37,12 @@ from refiner.inference import infer_few
 from refiner.losses import LOSS_TYPES, step_weights
 from refiner.memory import MemoryBank
 from refiner.model import EditFn, RefinerModel, StepRecord, keep_last
+from refiner.puzzles import BATCH_KEY, PuzzleIndex, SparsePuzzleOptimizer
 from refiner.tokenizers import tokenizer_for
 
 HISTORY_LENGTH = 100  # recent losses and gradient norms kept (and checkpointed)
 DEFAULT_TASK_TYPE = "sequence"  # inference's edit history before any training
+DEFAULT_PUZZLE_LR = 1e-2  # sign-SGD step of the puzzle table (TrainingConfig.puzzle_lr)
 
 
 def unwrap(model: nn.Module) -> RefinerModel:
@@ -105,6 +107,14 @@ class UnifiedRefinerOrchestrator:
         self.grad_norm_history: deque[float] = deque(maxlen=HISTORY_LENGTH)
         self.task_type: str | None = None  # what train_step last trained on
         self._explore: bool | None = None  # edit exploration; None: in train mode
+        # Puzzle conditioning (refiner.puzzles): group_id -> table row, and the table's
+        # own stateless sparse optimizer (its LR follows the dense optimizer's schedule).
+        self.puzzle_index: PuzzleIndex | None = None
+        self.puzzle_optimizer = (
+            SparsePuzzleOptimizer(core.puzzle_embed, DEFAULT_PUZZLE_LR)
+            if core.puzzle_embed is not None
+            else None
+        )
         # Stopping settings chosen on held-out rows (refiner.calibration); None: config's
         self.calibration: CalibrationResult | None = None
         self.training = True
@@ -209,6 +219,7 @@ class UnifiedRefinerOrchestrator:
             self.train()
         self.task_type = task_type
         inputs, target = self._batch(batch)
+        puzzle_ids = self._puzzle_ids(batch, required=True)
         c = self.config
         T = c.max_steps_train
         learn_edits = c.adaptive_edit_selection and len(c.canvas_edit_strategies) > 1
@@ -222,6 +233,7 @@ class UnifiedRefinerOrchestrator:
                 edit_fn=edit_fn,
                 memory=self.memory_snapshot(),
                 truncate=self.apply_truncated_backprop,
+                puzzle_ids=puzzle_ids,
             )
         records = unroll.steps
         K = c.gradient_window(T)
@@ -242,6 +254,8 @@ class UnifiedRefinerOrchestrator:
         lr = optimizer.param_groups[0]["lr"]
         if skipped:
             optimizer.zero_grad(set_to_none=True)
+            if self.puzzle_optimizer is not None:
+                self.puzzle_optimizer.zero_grad()
             self.skipped_steps += 1
         else:
             if self.grokfast.enabled:
@@ -251,6 +265,8 @@ class UnifiedRefinerOrchestrator:
                 torch.nn.utils.clip_grad_norm_(params, c.gradient_clip_threshold)
                 clipped = grad_norm > c.gradient_clip_threshold
             optimizer.step()
+            if self.puzzle_optimizer is not None:
+                self.puzzle_optimizer.step(_lr_fraction(optimizer))
             if lr_scheduler is not None:
                 lr_scheduler.step()
             if math.isfinite(loss.item()):
@@ -334,6 +350,7 @@ class UnifiedRefinerOrchestrator:
 
         Changes no state (no edit-history updates, no memory writes)."""
         inputs, target = self._batch(batch)
+        puzzle_ids = self._puzzle_ids(batch)
         steps = steps or self.config.max_steps_train
         was_training = self.core.training
         self.core.eval()
@@ -345,6 +362,7 @@ class UnifiedRefinerOrchestrator:
                     target=target,
                     edit_fn=self._edit_fn(self._task_type(task_type)),
                     memory=self.memory_snapshot(),
+                    puzzle_ids=puzzle_ids,
                 )
         finally:
             self.core.train(was_training)
@@ -361,6 +379,7 @@ class UnifiedRefinerOrchestrator:
         max_steps_override: int | None = None,
         early_stopping: bool | None = None,
         task_type: str | None = None,
+        puzzle_ids: torch.Tensor | np.ndarray | list | None = None,
     ) -> dict[str, Any]:
         """Refine each sample until it stops; stopped samples leave the active batch
         (the loop is refiner.inference.infer_few).
@@ -368,7 +387,8 @@ class UnifiedRefinerOrchestrator:
         `early_stopping=False` (or config.stopping.early_stopping=False) runs every
         sample to the step limit. `task_type` picks the edit history to choose edits
         from; by default the task type this orchestrator was trained on. Changes no
-        state except memory-bank read counters.
+        state except memory-bank read counters. `puzzle_ids` [B]: each row's puzzle
+        identity (`puzzle_ids_for`), with a puzzle embedding (None: unknown).
         Returns final_canvas_ids [B][L], final_canvas (decoded by the tokenizer, or None
         without one), steps_taken [B], mean_steps, sample_steps (sum of steps_taken),
         stopping_reason [B] (refiner.halting.STOP_REASONS), stopping_reason_counts,
@@ -387,6 +407,9 @@ class UnifiedRefinerOrchestrator:
             early_stopping=c.stopping.early_stopping if early_stopping is None else early_stopping,
             task_type=self._task_type(task_type),
             return_traces=return_traces,
+            puzzle_ids=None
+            if puzzle_ids is None
+            else torch.as_tensor(puzzle_ids, dtype=torch.long),
         )
 
     # ------------------------------------------------------------------ stats and state
@@ -438,6 +461,7 @@ class UnifiedRefinerOrchestrator:
             "edit_selector": self.edit_selector.state_dict(),
             "grokfast": self.grokfast.state_dict(),
             "memory_bank": self.memory_bank.state_dict() if self.memory_bank is not None else None,
+            "puzzle_index": self.puzzle_index.to_dict() if self.puzzle_index is not None else None,
             "calibration": self.calibration.to_dict() if self.calibration is not None else None,
         }
 
@@ -453,6 +477,8 @@ class UnifiedRefinerOrchestrator:
         self.grokfast.load_state_dict(state["grokfast"], self.device)
         if self.memory_bank is not None and state["memory_bank"] is not None:
             self.memory_bank.load_state_dict(state["memory_bank"])
+        if state.get("puzzle_index") is not None:  # absent before puzzle conditioning
+            self.puzzle_index = PuzzleIndex.from_dict(state["puzzle_index"])
         calibration = state.get("calibration")  # absent in checkpoints from before it
         self.calibration = CalibrationResult.from_dict(calibration) if calibration else None
 
@@ -465,6 +491,38 @@ class UnifiedRefinerOrchestrator:
                 f"batch input and target must both be [B, L]; got {tuple(inputs.shape)} and {tuple(target.shape)}"
             )
         return inputs.to(self.device, torch.long), target.to(self.device, torch.long)
+
+    def puzzle_ids_for(
+        self, group_ids: list[str] | np.ndarray, aug_index: np.ndarray | None = None
+    ) -> torch.Tensor | None:
+        """Table rows of rows with these group_ids (unknown groups: the reserved row), or
+        None when the model has no puzzle embedding."""
+        if self.core.puzzle_embed is None:
+            return None
+        if self.puzzle_index is None:
+            raise ValueError("the model has a puzzle embedding but no puzzle index was set")
+        return torch.from_numpy(self.puzzle_index.ids(group_ids, aug_index)).to(self.device)
+
+    def _puzzle_ids(
+        self, batch: Mapping[str, torch.Tensor], required: bool = False
+    ) -> torch.Tensor | None:
+        """The batch's puzzle identities [B] when the model is puzzle-conditioned."""
+        if self.core.puzzle_embed is None:
+            return None
+        ids = batch.get(BATCH_KEY)
+        if ids is None:
+            if required:
+                raise ValueError(
+                    f"the model has a puzzle embedding (model.puzzle_embedding="
+                    f"{self.core.config.puzzle_embedding!r}) but the batch has no {BATCH_KEY!r}"
+                )
+            return None
+        ids = ids.to(self.device, torch.long).reshape(-1)
+        if ids.shape[0] != batch["input"].shape[0]:
+            raise ValueError(
+                f"batch {BATCH_KEY!r} has {ids.shape[0]} ids for {batch['input'].shape[0]} rows"
+            )
+        return ids
 
     def autocast_context(self) -> contextlib.AbstractContextManager:
         """bf16 autocast around forwards when enabled, else nothing."""
@@ -565,6 +623,12 @@ def _curves(records: list[StepRecord], per_step: torch.Tensor) -> dict[str, list
         ]
     ).tolist()
     return dict(zip(("step_losses", "acc_at", "token_acc_at", "halt_prob_at"), rows, strict=True))
+
+
+def _lr_fraction(optimizer: torch.optim.Optimizer) -> float:
+    """The dense LR's current fraction of its base (an LR scheduler records the base)."""
+    group = optimizer.param_groups[0]
+    return group["lr"] / group.get("initial_lr", group["lr"])
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -170,7 +170,13 @@ def augment_rows(
     intensity = np.zeros((total, len(STRATEGIES)), dtype=np.float32)
     strategies = np.full(total, "", dtype=object)
     keep = np.ones(total, dtype=bool)
-    seeds = row_seeds(seed, task_hashes(tasks.task_ids), tasks.epochs, np.arange(count))
+    if spec.seed_by_group and "group_id" in batch:  # copy i: one transform of the puzzle
+        groups = np.asarray(batch["group_id"]).astype(str)
+        seeds = row_seeds(
+            seed, task_hashes(groups), np.zeros(len(tasks), np.int64), np.arange(count)
+        )
+    else:
+        seeds = row_seeds(seed, task_hashes(tasks.task_ids), tasks.epochs, np.arange(count))
     tasks_per_chunk = max(1, CHUNK_ROWS // count)
     for whole_group in tasks.groups:
         applied = [s for s in STRATEGIES if spec.enabled(s) and s in APPLICABLE[whole_group.kind]]

@@ -50,7 +50,10 @@ class AugmentationSpec:
     ``count`` rows per task are produced, indices 0..count-1; with ``include_original``
     index 0 is the task itself. ``intensity`` may name a subset of the strategies; the rest
     keep their defaults (``DEFAULT_INTENSITY``). ``dedup`` drops augmented grid rows whose
-    (input, target) equal an earlier row of the same task.
+    (input, target) equal an earlier row of the same task. ``seed_by_group``: row ``i``
+    of every task of a ``group_id`` gets the same seed in every epoch, so augmented copy
+    ``i`` of a puzzle is one fixed transform of all its pairs (per-augmentation puzzle
+    identities, ``refiner.puzzles``, need that); otherwise rows are seeded per task and epoch.
     """
 
     strategies: tuple[str, ...] = STRATEGIES
@@ -58,6 +61,7 @@ class AugmentationSpec:
     intensity: Mapping[str, float] = field(default_factory=_default_intensity)
     include_original: bool = True
     dedup: bool = False
+    seed_by_group: bool = False
 
     def __post_init__(self) -> None:
         strategies = self.strategies
@@ -91,7 +95,7 @@ class AugmentationSpec:
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"augmentation intensity[{name!r}] must be in [0, 1], got {value}")
             intensity[name] = float(value)
-        for flag in ("include_original", "dedup"):
+        for flag in ("include_original", "dedup", "seed_by_group"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"augmentation {flag} must be True or False")
         # Frozen: normalise through object.__setattr__ (a plain dict pickles, a proxy does not).
@@ -106,6 +110,7 @@ class AugmentationSpec:
                 tuple(sorted(self.intensity.items())),
                 self.include_original,
                 self.dedup,
+                self.seed_by_group,
             )
         )
 

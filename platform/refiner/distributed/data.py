@@ -8,6 +8,10 @@ front and each epoch gets fresh augmentations (the engine seeds rows from
 its latest checkpoint instead of from epoch 0.
 
 The validation split is not augmented: padded rows, evaluated by rank 0.
+
+Every row carries ``puzzle_ids``, its puzzle identity (``refiner.puzzles``; 0 when the
+run has no puzzle embedding): augmented rows from (group_id, aug_index), held-out rows
+from group_id (their unaugmented identity).
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import ray.data
 
 from refiner.augment import AugmentationSpec, augment_batch
 from refiner.augment.diagnose import explain_augmentation_failure
+from refiner.puzzles import BATCH_KEY, PuzzleIndex
 from refiner.storage import latest_checkpoint_step
 from refiner.tokenizers import pad_to_length
 
-TRAIN_COLUMNS = ("input", "target", "aug_epoch", "aug_index", "task_index")
+TRAIN_COLUMNS = ("input", "target", "aug_epoch", "aug_index", "task_index", BATCH_KEY)
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,7 @@ class ChunkAugmenter:
         plan: StreamPlan,
         first_epoch: int,
         origin: TaskOrigin | None = None,
+        puzzles: PuzzleIndex | None = None,
     ) -> None:
         self.tasks_ref = tasks_ref
         self.origin = origin or TaskOrigin()
@@ -127,6 +133,7 @@ class ChunkAugmenter:
         self.seq_len = seq_len
         self.plan = plan
         self.first_epoch = first_epoch
+        self.puzzles = puzzles
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tasks: pa.Table = ray.get(self.tasks_ref)
@@ -162,12 +169,18 @@ class ChunkAugmenter:
         # training batch mixes many tasks even before the local shuffle.
         n = len(out["aug_index"])
         mix = np.random.default_rng([self.seed, epoch, chunk]).permutation(n)
+        puzzle_ids = (
+            self.puzzles.ids(out["group_id"], out["aug_index"])
+            if self.puzzles is not None
+            else np.zeros(n, np.int64)
+        )
         return {
             "input": out["input"][mix],
             "target": out["target"][mix],
             "aug_epoch": out["aug_epoch"][mix].astype(np.int32),
             "aug_index": out["aug_index"][mix],
             "task_index": out["task_index"][mix].astype(np.int32),
+            BATCH_KEY: puzzle_ids[mix],
         }
 
 
@@ -185,9 +198,11 @@ class TrainDatasetFactory:
         run_dir: str,
         progress_bars: bool = True,
         origin: TaskOrigin | None = None,
+        puzzles: PuzzleIndex | None = None,
     ) -> None:
         self.tasks_ref = ray.put(tasks)
         self.origin = origin
+        self.puzzles = puzzles
         self.progress_bars = progress_bars
         self.spec = spec
         self.seed = seed
@@ -215,6 +230,7 @@ class TrainDatasetFactory:
             first_epoch,
             num_blocks,
             self.origin,
+            puzzles=self.puzzles,
         )
 
 
@@ -227,18 +243,29 @@ def train_stream(
     first_epoch: int,
     num_blocks: int,
     origin: TaskOrigin | None = None,
+    puzzles: PuzzleIndex | None = None,
 ) -> ray.data.Dataset:
     """Blocks ``0 .. num_blocks-1`` from the start of ``first_epoch``, augmented lazily."""
-    augmenter = ChunkAugmenter(tasks_ref, spec, seed, seq_len, plan, first_epoch, origin)
+    augmenter = ChunkAugmenter(
+        tasks_ref, spec, seed, seq_len, plan, first_epoch, origin, puzzles=puzzles
+    )
     return ray.data.range(num_blocks, override_num_blocks=num_blocks).map_batches(
         augmenter, batch_size=1, batch_format="numpy"
     )
 
 
-def validation_dataset(tasks: pa.Table, seq_len: int) -> ray.data.Dataset:
+def validation_dataset(
+    tasks: pa.Table, seq_len: int, puzzles: PuzzleIndex | None = None
+) -> ray.data.Dataset:
     """Held-out rows, padded, unaugmented (every rank may read all of it; rank 0 does)."""
     inputs = pad_to_length(tasks.column("input").to_pylist(), seq_len)
     targets = pad_to_length(tasks.column("target").to_pylist(), seq_len)
+    puzzle_ids = (
+        puzzles.ids_of_table(tasks) if puzzles is not None else np.zeros(len(inputs), np.int64)
+    )
     return ray.data.from_items(
-        [{"input": x, "target": y} for x, y in zip(inputs, targets, strict=True)]
+        [
+            {"input": x, "target": y, BATCH_KEY: int(p)}
+            for x, y, p in zip(inputs, targets, puzzle_ids, strict=True)
+        ]
     )

@@ -36,6 +36,7 @@ from refiner.evaluation import EvaluationReport, evaluate_refiner
 from refiner.experiment import ExperimentConfig, build_optimizer, build_orchestrator
 from refiner.failures import DeterministicError
 from refiner.predictors import field_report
+from refiner.puzzles import BATCH_KEY, PuzzleIndex
 from refiner.run_tracker import NullTracker, RunTracker
 from refiner.storage import (
     CHECKPOINT_META,
@@ -65,6 +66,7 @@ class WorkerJob:
     has_validation: bool = True
     local_mode: bool = False  # num_workers=0: Ray keeps no checkpoints, we persist them
     field_rows: pa.Table | None = None  # held-out benchmark rows (sudoku/maze/ARC), see predictors
+    puzzles: PuzzleIndex | None = None  # puzzle identities (model.puzzle_embedding)
 
 
 @dataclass
@@ -115,7 +117,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
         training = config.training
         torch.set_num_threads(training.torch_threads)
         orchestrator = build_orchestrator(
-            config, job.task_type, job.num_symbols, device, wrap_model=ray.train.torch.prepare_model
+            config,
+            job.task_type,
+            job.num_symbols,
+            device,
+            wrap_model=ray.train.torch.prepare_model,
+            puzzles=job.puzzles,
         )
         optimizer, scheduler = build_optimizer(orchestrator, training)
     except (ConfigError, ValueError) as err:
@@ -165,7 +172,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
         window.wait_s += fetched - mark
         _maybe_inject_fault(step, rank, world, job.run_dir, config.seed)
         info = orchestrator.train_step(
-            {"input": batch["input"], "target": batch["target"]},
+            {key: batch[key] for key in ("input", "target", BATCH_KEY) if key in batch},
             optimizer,
             task_type=job.task_type,
             lr_scheduler=scheduler,
@@ -233,7 +240,11 @@ def _validation_batch(device: torch.device) -> dict[str, torch.Tensor] | None:
     )
     if not rows:
         return None
-    return {key: torch.cat([r[key] for r in rows]) for key in ("input", "target")}
+    return {
+        key: torch.cat([r[key] for r in rows])
+        for key in ("input", "target", BATCH_KEY)
+        if key in rows[0]
+    }
 
 
 def _calibrate(

@@ -36,7 +36,7 @@ from refiner.distributed.loop import (
     WorkerJob,
     train_loop_per_worker,
 )
-from refiner.experiment import ExperimentConfig
+from refiner.experiment import ExperimentConfig, fit_puzzle_table
 from refiner.failures import DeterministicError
 from refiner.predictors import field_kind
 from refiner.run_tracker import NullTracker, RunTracker
@@ -78,6 +78,7 @@ def run_training(
         raise ValueError(f"{config.task.source}: no rows with split 'train' to train on")
     held_out = held_out.slice(0, config.task.val_max_rows)
     task_type, num_symbols = describe_tasks(tasks)
+    puzzles = fit_puzzle_table(config, train_tasks)  # sizes model.puzzle_identities
     spec = augmentation_spec(config)
     check_budget(config)  # a sweep trial's sampled count: refused like the job's
     plan = StreamPlan(
@@ -104,11 +105,12 @@ def run_training(
             training.steps,
             run_dir,
             progress_bars=progress_bars,
+            puzzles=puzzles,
             origin=TaskOrigin(config.task.source, _train_rows(tasks)),
         )
     }
     if held_out.num_rows:
-        datasets["val"] = validation_dataset(held_out, config.model.seq_len)
+        datasets["val"] = validation_dataset(held_out, config.model.seq_len, puzzles)
 
     tracker.log_params(config.to_dict())
     tracker.set_tags(
@@ -131,6 +133,7 @@ def run_training(
         has_validation=held_out.num_rows > 0,
         local_mode=training.num_workers == 0,
         field_rows=held_out if field_kind(held_out) else None,
+        puzzles=puzzles,
     )
     trainer = FailFastTorchTrainer(
         train_loop_per_worker,
@@ -213,6 +216,8 @@ def augmentation_spec(config: ExperimentConfig) -> AugmentationSpec:
         count=config.orchestration.augmentation_count,
         intensity=dict(config.task.augment_intensity),
         dedup=config.task.augment_dedup,
+        # per-augmentation puzzle identities: copy i must be one transform of the puzzle
+        seed_by_group=config.model.puzzle_embedding == "per_augmentation",
     )
 
 

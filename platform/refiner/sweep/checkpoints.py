@@ -126,7 +126,8 @@ def _load_for_evaluation(
         path, task_type=task_type, num_symbols=num_symbols
     )
     try:
-        batch = batch_from_table(tasks, model_config.seq_len)
+        # a puzzle-conditioned model looks each row's puzzle up by group_id
+        batch = batch_from_table(tasks, model_config.seq_len, puzzles=orchestrator.puzzle_index)
     except ValueError as err:
         raise ValueError(f"tasks do not fit the checkpoint's model: {err}") from None
     return orchestrator, batch, task_type
