@@ -8,6 +8,7 @@ runs with the orchestrator's early stopping and the given step budget.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from refiner.checkpoint import checkpoint_configs, load_checkpoint
-from refiner.memory import MemoryBank
-from refiner.model import RefinerModel
+from refiner.checkpoint import checkpoint_configs
 from refiner.orchestrator import UnifiedRefinerOrchestrator
-from refiner.tokenizers import PAD, tokenizer_for
+from refiner.tokenizers import PAD
 from refiner.voting import ExactReport, Predict, VoteReport, arc_views, exact_match, vote_arc
 
 
@@ -31,15 +30,19 @@ def orchestrator_predictor(
 ) -> Predict:
     """Pads each batch to the model's ``seq_len`` and returns the final canvases."""
 
-    def predict(input_ids: np.ndarray) -> np.ndarray:
+    def predict(input_ids: np.ndarray, group_ids: Sequence[str] | None = None) -> np.ndarray:
         ids = np.asarray(input_ids)
         if ids.shape[1] > seq_len:
             raise ValueError(f"inputs of {ids.shape[1]} tokens exceed the model's {seq_len}")
         padded = np.full((ids.shape[0], seq_len), PAD, dtype=np.int64)
         padded[:, : ids.shape[1]] = ids
         with torch.no_grad():
+            puzzles = None if group_ids is None else orchestrator.puzzle_ids_for(list(group_ids))
             result = orchestrator.inference(
-                torch.from_numpy(padded), max_steps_override=max_steps, task_type=task_type
+                torch.from_numpy(padded),
+                max_steps_override=max_steps,
+                task_type=task_type,
+                puzzle_ids=puzzles,  # None for a model without a puzzle embedding
             )
         return np.asarray(result["final_canvas_ids"])
 
@@ -51,17 +54,12 @@ def checkpoint_predictor(
 ) -> Predict:
     """A predictor from a checkpoint.pt file, its model sized as saved; ``tasks`` give the
     task type (the most common) and alphabet."""
-    model_config, orchestration = checkpoint_configs(path)
+    model_config, _ = checkpoint_configs(path)
     task_type = Counter(tasks.column("task_type").to_pylist()).most_common(1)[0][0]
     num_symbols = int(pc.max(tasks.column("num_symbols")).as_py())
-    orchestrator = UnifiedRefinerOrchestrator(
-        RefinerModel(model_config),
-        tokenizer_for(task_type, num_symbols),
-        MemoryBank.from_config(model_config, "cpu"),
-        orchestration,
+    orchestrator = UnifiedRefinerOrchestrator.from_checkpoint(
+        path, "cpu", task_type=task_type, num_symbols=num_symbols
     )
-    load_checkpoint(path, orchestrator)
-    orchestrator.eval()
     return orchestrator_predictor(orchestrator, model_config.seq_len, task_type, max_steps)
 
 

@@ -31,7 +31,9 @@ from refiner.augment.tables import invert_relabel
 from refiner.tasks.sources.arc import extract_from_canvas, place_in_canvas
 from refiner.tokenizers import PAD
 
-Predict = Callable[[np.ndarray], np.ndarray]
+# predict(input_ids [B, L], group_ids [B] or None) -> predicted ids [B, L]; the group ids
+# let a puzzle-conditioned model use each row's puzzle identity (refiner.puzzles).
+Predict = Callable[[np.ndarray, Sequence[str] | None], np.ndarray]
 Answer = tuple[tuple[int, int], bytes]  # (shape, cells): a hashable grid
 ARC_COLOURS = 10
 
@@ -122,7 +124,8 @@ def vote_arc(
     canvases = np.stack(
         [place_in_canvas(view.apply(grid), size).reshape(-1) for grid in inputs for view in views]
     )
-    predicted = _predict_in_batches(predict, canvases, batch_size)
+    groups = [g for g in tasks.column("group_id").to_pylist() for _ in views]
+    predicted = _predict_in_batches(predict, canvases, batch_size, groups)
     ranked, unreadable = [], 0
     for row in range(len(inputs)):
         votes: Counter[Answer] = Counter()
@@ -173,7 +176,8 @@ def exact_match(tasks: pa.Table, predict: Predict, batch_size: int = 256) -> Exa
     length = max(len(ids) for ids in tasks.column("target").to_pylist())
     inputs = _pad(tasks.column("input").to_pylist(), length)
     targets = _pad(tasks.column("target").to_pylist(), length)
-    predicted = _predict_in_batches(predict, inputs, batch_size)[:, :length]
+    groups = tasks.column("group_id").to_pylist()
+    predicted = _predict_in_batches(predict, inputs, batch_size, groups)[:, :length]
     scored = targets != PAD
     to_fill = scored & (inputs != targets)
     right = predicted == targets
@@ -236,9 +240,11 @@ def _pad(rows: list[list[int]], length: int) -> np.ndarray:
     return out
 
 
-def _predict_in_batches(predict: Predict, inputs: np.ndarray, batch_size: int) -> np.ndarray:
+def _predict_in_batches(
+    predict: Predict, inputs: np.ndarray, batch_size: int, groups: Sequence[str]
+) -> np.ndarray:
     chunks = [
-        np.asarray(predict(inputs[start : start + batch_size]))
+        np.asarray(predict(inputs[start : start + batch_size], groups[start : start + batch_size]))
         for start in range(0, len(inputs), batch_size)
     ]
     predicted = np.concatenate(chunks)
