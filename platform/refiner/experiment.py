@@ -37,7 +37,7 @@ from refiner.config_loader import (
     require,
 )
 from refiner.optim import make_optimizer, warmup_cosine
-from refiner.orchestrator import UnifiedRefinerOrchestrator
+from refiner.orchestrator import CompileSetting, UnifiedRefinerOrchestrator
 from refiner.tasks.sources import SOURCES, load_tasks
 
 
@@ -84,6 +84,9 @@ class TrainingConfig(YamlConfig):
     # Stop the run (FAILED, nothing saved) after this many consecutive updates skipped for
     # non-finite gradients (the NaN/Inf guard); null: keep skipping and keep going.
     max_skipped_updates: int | None = None
+    # The fast path (torch.compile of the step and its losses; bucketed inference):
+    # auto = on for CUDA workers, off on CPU (RefinerModel.enable_fast_path).
+    compile: CompileSetting = "auto"
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "report_every", "checkpoint_every", "num_to_keep"):
@@ -268,6 +271,7 @@ def build_orchestrator(
         device=device,
         seed=config.seed,
         wrap_model=wrap_model,
+        compile=config.training.compile,
     )
 
 
