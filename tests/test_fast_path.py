@@ -36,11 +36,11 @@ def test_bad_compile_setting_names_the_key():
         ExperimentConfig.from_dict({"training": {"compile": "fast"}})
 
 
-def test_bucket_sizes_are_powers_of_two_capped_at_the_batch():
-    assert [bucket_size(n, 12) for n in (12, 11, 9, 8, 5, 4, 3, 2, 1)] == [
-        12, 12, 12, 8, 8, 4, 4, 2, 1
-    ]
-    assert len({bucket_size(n, 1024) for n in range(1, 1025)}) == 11
+def test_bucket_sizes_are_powers_of_two_between_a_sixteenth_and_all_of_the_batch():
+    active = (12, 11, 9, 8, 5, 4, 3, 2, 1)
+    assert [bucket_size(n, 12) for n in active] == [12, 12, 12, 8, 8, 4, 4, 2, 1]
+    assert sorted({bucket_size(n, 1024) for n in range(1, 1025)}) == [64, 128, 256, 512, 1024]
+    assert bucket_size(3, 100) == 6 and bucket_size(90, 100) == 100
 
 
 def test_padding_rows_changes_no_active_row():
@@ -62,7 +62,7 @@ def test_padding_rows_changes_no_active_row():
 def _trained_pair(compile_setting: str, batch, updates: int):
     o = UnifiedRefinerOrchestrator.from_config(
         tiny_model_config(memory_capacity=0, attention_window=3),
-        tiny_config(max_steps_train=3, max_steps_infer=4, backprop_truncate_steps=2),
+        tiny_config(max_steps_train=4, max_steps_infer=4, backprop_truncate_steps=2),
         seed=0,
         device="cpu",
         compile=compile_setting,

@@ -135,10 +135,15 @@ def infer_few(
     return result
 
 
+MIN_BUCKET_FRACTION = 16  # the smallest bucket is 1/16 of the full batch
+
+
 def bucket_size(active: int, full: int) -> int:
     """The batch size a step on `active` rows runs at on the fast path: the next power of
-    two, at most the full batch (so a batch of B compiles at most log2(B) + 1 shapes)."""
-    return min(1 << max(active - 1, 0).bit_length(), full)
+    two, at least full // 16 and at most the full batch, so a batch of B compiles at
+    most 6 shapes (each compile costs seconds; a few padded rows cost far less)."""
+    floor = max(1, full // MIN_BUCKET_FRACTION)
+    return min(max(1 << max(active - 1, 0).bit_length(), floor), full)
 
 
 def bucketed_step(
