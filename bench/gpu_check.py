@@ -67,7 +67,7 @@ def main() -> None:
     emit(results, {"torch": results["torch"], "device": results["device"]})
     peak = matmul_peak(device, 256 if args.smoke else 8192)
     results["matmul_peak_tflops"] = peak / 1e12
-    emit(results, {"matmul_peak_tflops": round(peak / 1e12, 3)}, args.out)
+    emit(results, {"matmul_peak_tflops": round(peak / 1e12, 6)}, args.out)
 
     shapes = SMOKE_SHAPES if args.smoke else SHAPES
     steps = args.steps or (2 if args.smoke else 6)
@@ -139,7 +139,7 @@ def check_shape(
         row[variant] = {
             "warmup_s": round(warmup, 2),
             "step_s": round(dt, 5),
-            "tflops": round(flops / dt / 1e12, 3),
+            "tflops": round(flops / dt / 1e12, 6),
             "of_peak": round(flops / dt / peak, 4),
             "samples_per_s": round(batch / dt, 1),
             "peak_mem_gib": peak_memory(device),

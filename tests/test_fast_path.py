@@ -92,14 +92,22 @@ def test_compiled_matches_eager_in_training_and_inference():
     for name, grad in eager_grads.items():
         torch.testing.assert_close(fast_grads[name], grad, rtol=1e-3, atol=1e-5)
 
-    # A quality threshold between two rows' first-step scores: some rows stop at step 1,
-    # the rest run on in a compacted (and, on the fast path, bucketed) batch.
+    # Same weights in both; a sharper quality head spreads the canvas scores, and a
+    # quality threshold in a clear gap between two rows' first-step scores makes some
+    # rows stop at step 1 while the rest run on in a compacted (on the fast path,
+    # bucketed) batch.
+    fast.core.load_state_dict(eager.core.state_dict())
+    for o in (eager, fast):
+        o.edit_selector.adaptive = False  # always `replace`: every position scored
+        with torch.no_grad():
+            o.core.quality_head.weight.copy_(torch.linspace(-0.2, 0.2, 32))
+            o.core.quality_head.bias.fill_(3.0)
     inputs = parity_batch(11, seed=1)["input"]
     probe = eager.inference(inputs, max_steps_override=1, early_stopping=False)
     scores = sorted(probe["final_canvas_scores"])
-    gaps = [(b - a, (a + b) / 2) for a, b in zip(scores, scores[1:], strict=False)]
-    gap, threshold = max(gaps[2:-2])  # a clear gap, several rows on each side
-    assert gap > 1e-4
+    gaps = [(b / a, (a * b) ** 0.5) for a, b in zip(scores, scores[1:], strict=False)]
+    ratio, threshold = max(gaps[2:-2])  # a clear gap, several rows on each side
+    assert ratio > 1.001, scores
     for o in (eager, fast):
         o.config.stopping.quality_threshold = threshold
         o.config.stopping.act_threshold = None
