@@ -38,7 +38,7 @@ from refiner.config_loader import (
     require,
 )
 from refiner.optim import make_optimizer, warmup_cosine
-from refiner.orchestrator import UnifiedRefinerOrchestrator
+from refiner.orchestrator import CompileSetting, UnifiedRefinerOrchestrator
 from refiner.puzzles import PuzzleIndex
 from refiner.tasks.sources import SOURCES, load_tasks
 
@@ -95,6 +95,9 @@ class TrainingConfig(YamlConfig):
     # pass@1/pass@2): ARC test inputs are refined in this many views and voted. Small by
     # default (the 8 dihedral views, colours kept); a GPU run may take 64 or more.
     vote_views: int = 8
+    # The fast path (torch.compile of the step and its losses; bucketed inference):
+    # auto = on for CUDA workers, off on CPU (RefinerModel.enable_fast_path).
+    compile: CompileSetting = "auto"
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "report_every", "checkpoint_every", "num_to_keep"):
@@ -323,6 +326,7 @@ def build_orchestrator(
         device=device,
         seed=config.seed,
         wrap_model=wrap_model,
+        compile=config.training.compile,
     )
     orchestrator.puzzle_index = puzzles
     return orchestrator

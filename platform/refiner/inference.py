@@ -2,7 +2,8 @@
 
 Every sample stops by its own rule (ACT confidence, quality, patience, the step limit;
 refiner.halting), and stopped samples leave the active batch, so later steps run on
-fewer rows. `UnifiedRefinerOrchestrator.inference` is the public entry point; this module
+fewer rows. On the fast path (compiled step) the active rows are padded up to a
+power-of-two bucket, so the shrinking batch reuses a few compiled shapes. `UnifiedRefinerOrchestrator.inference` is the public entry point; this module
 holds the loop so that training (refiner.orchestrator) and inference read separately.
 """
 
@@ -17,6 +18,7 @@ import torch
 from refiner.calibration import stopping_in_use
 from refiner.edits import apply_edit, canvas_score
 from refiner.halting import STOP_REASONS, StoppingRule
+from refiner.model import RefinerModel, StepOutput
 from refiner.tokenizers import MASK
 
 if TYPE_CHECKING:
@@ -68,7 +70,10 @@ def infer_few(
             state = core.initial_state(inputs)
             canvas, quality, latent = state.canvas, state.canvas_quality, state.latent
             for t in range(max_steps):
-                out = core.step(x, canvas, latent, memory)
+                if core.fast_path:  # a few fixed shapes, not one compile per active size
+                    out = bucketed_step(core, x, canvas, latent, memory, full=B)
+                else:
+                    out = core.step(x, canvas, latent, memory)
                 latent = out.latent
                 proposal = out.logits.argmax(-1)
                 proposal_quality = torch.sigmoid(out.quality_logits.float())
@@ -139,6 +144,48 @@ def infer_few(
     if return_traces:
         result["traces"] = per_step
     return result
+
+
+MIN_BUCKET_FRACTION = 16  # the smallest bucket is 1/16 of the full batch
+
+
+def bucket_size(active: int, full: int) -> int:
+    """The batch size a step on `active` rows runs at on the fast path: the next power of
+    two, at least full // 16 and at most the full batch, so a batch of B compiles at
+    most 6 shapes (each compile costs seconds; a few padded rows cost far less)."""
+    floor = max(1, full // MIN_BUCKET_FRACTION)
+    return min(max(1 << max(active - 1, 0).bit_length(), floor), full)
+
+
+def bucketed_step(
+    core: RefinerModel,
+    x: torch.Tensor,
+    canvas: torch.Tensor,
+    latent: torch.Tensor,
+    memory: tuple[torch.Tensor, torch.Tensor] | None,
+    full: int,
+) -> StepOutput:
+    """`core.step` on the active rows padded up to `bucket_size` rows (zero input and
+    latent, MASK canvas), outputs cut back to the active rows. Rows never interact in a
+    step (attention and pooling are per row), so the pad changes no active row."""
+    n = x.shape[0]
+    pad = bucket_size(n, full) - n
+    if pad == 0:
+        return core.step(x, canvas, latent, memory)
+    out = core.step(
+        torch.cat([x, x.new_zeros(pad, *x.shape[1:])]),
+        torch.cat([canvas, canvas.new_full((pad, canvas.shape[1]), MASK)]),
+        torch.cat([latent, latent.new_zeros(pad, *latent.shape[1:])]),
+        memory,
+    )
+    return StepOutput(
+        latent=out.latent[:n],
+        logits=out.logits[:n],
+        quality_logits=out.quality_logits[:n],
+        halt_logit=out.halt_logit[:n],
+        summary=out.summary[:n],
+        memory_similarity=None if out.memory_similarity is None else out.memory_similarity[:n],
+    )
 
 
 def as_ids(input_ids: torch.Tensor | np.ndarray | list, device: torch.device) -> torch.Tensor:

@@ -159,6 +159,22 @@ def steps_kept_by(truncate: TruncateFn, steps: int) -> list[bool]:
     return kept
 
 
+FAST_PATH_GRAPHS = 64  # compiled graphs kept per function (see enable_fast_path)
+
+
+def _loss_terms(
+    logits: torch.Tensor,
+    quality_logits: torch.Tensor,
+    halt_logit: torch.Tensor,
+    proposal: torch.Tensor,
+    canvas: torch.Tensor,
+    target: torch.Tensor,
+) -> tuple[torch.Tensor, ...]:
+    """`step_loss_terms` as a plain tuple (what the compiled version returns)."""
+    terms = step_loss_terms(logits, quality_logits, halt_logit, proposal, canvas, target)
+    return terms.token, terms.halting, terms.quality, terms.exact, terms.token_acc
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -281,6 +297,8 @@ class RefinerModel(nn.Module):
         self.quality_head = nn.Linear(D, 1)
         self.halt_head = nn.Linear(D, 1)
         self._masks: dict[tuple[int, str], torch.Tensor] = {}  # local-attention masks (not buffers)
+        self._compiled_reason: Callable | None = None  # set by enable_fast_path
+        self._compiled_losses: Callable | None = None
         self.use_memory = config.memory_capacity > 0
         if self.use_memory:
             self.memory_out = nn.Linear(D, D, bias=False)
@@ -350,6 +368,28 @@ class RefinerModel(nn.Module):
             inject = inject + memory_term.unsqueeze(1)
         rope = self.rotary.tables(L, x.device) if self.rotary is not None else None
         mask = self._local_mask(L, x.device)
+        reason = self._reason if self._compiled_reason is None else self._compiled_reason
+        z, logits, quality_logits, halt_logit = reason(latent, inject, rope, mask)
+        return StepOutput(
+            latent=z,
+            logits=logits,
+            quality_logits=quality_logits,
+            halt_logit=halt_logit,
+            summary=summary,
+            memory_similarity=memory_similarity,
+        )
+
+    def _reason(
+        self,
+        latent: torch.Tensor,
+        inject: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The step's compute: latent cycles over the block stack, then the heads.
+        Shapes depend only on [B, L, D], so this is what the fast path compiles (the
+        memory read around it sees a growing bank and stays eager).
+        Returns latent [B, L, D], logits [B, L, V], quality_logits [B, L], halt_logit [B]."""
         z = latent
         for _ in range(self.config.latent_cycles):
             z = z + inject
@@ -357,14 +397,42 @@ class RefinerModel(nn.Module):
                 z = block(z, rope, mask)
         readout = z.detach()  # the heads read the latent but do not train it (module docs)
         settled = self.halt_head(readout).squeeze(-1)  # per position: "this position is final"
-        return StepOutput(
-            latent=z,
-            logits=self.token_head(z),
-            quality_logits=self.quality_head(readout).squeeze(-1),
-            # soft minimum over positions: halt once every position is settled
-            halt_logit=-torch.logsumexp(-settled, dim=-1),
-            summary=summary,
-            memory_similarity=memory_similarity,
+        # soft minimum over positions: halt once every position is settled
+        halt_logit = -torch.logsumexp(-settled.float(), dim=-1)
+        return z, self.token_head(z), self.quality_head(readout).squeeze(-1), halt_logit
+
+    # ------------------------------------------------------------------ the fast path
+
+    def enable_fast_path(self, mode: str | None = None) -> None:
+        """Compile the step's compute (`_reason`) and the per-step loss terms with
+        torch.compile (static shapes; `mode` e.g. "max-autotune-no-cudagraphs" on CUDA).
+        Numerically the eager model up to kernel-order rounding. Every new batch shape
+        compiles once: inference buckets its active rows (refiner.inference) so that
+        shrinking batches reuse a few shapes."""
+        # grad on/off x training/eval x inference buckets: more graphs than the default 8
+        dynamo_config = torch._dynamo.config
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, FAST_PATH_GRAPHS)
+        self._compiled_reason = torch.compile(self._reason, mode=mode, dynamic=False)
+        self._compiled_losses = torch.compile(_loss_terms, mode=mode, dynamic=False)
+
+    @property
+    def fast_path(self) -> bool:
+        return self._compiled_reason is not None
+
+    def loss_terms(
+        self,
+        logits: torch.Tensor,
+        quality_logits: torch.Tensor,
+        halt_logit: torch.Tensor,
+        proposal: torch.Tensor,
+        canvas: torch.Tensor,
+        target: torch.Tensor,
+    ) -> StepLosses:
+        """`step_loss_terms`, fused into one compiled kernel group on the fast path."""
+        if self._compiled_losses is None:
+            return step_loss_terms(logits, quality_logits, halt_logit, proposal, canvas, target)
+        return StepLosses(
+            *self._compiled_losses(logits, quality_logits, halt_logit, proposal, canvas, target)
         )
 
     def _local_mask(self, length: int, device: torch.device) -> torch.Tensor | None:
@@ -430,7 +498,7 @@ class RefinerModel(nn.Module):
                         )
                 losses = None
                 if target is not None:
-                    losses = step_loss_terms(
+                    losses = self.loss_terms(
                         out.logits, out.quality_logits, out.halt_logit, proposal, canvas, target
                     )
             records.append(

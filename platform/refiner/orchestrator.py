@@ -22,7 +22,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -40,9 +40,20 @@ from refiner.model import EditFn, RefinerModel, StepRecord, keep_last
 from refiner.puzzles import BATCH_KEY, PuzzleIndex, SparsePuzzleOptimizer
 from refiner.tokenizers import tokenizer_for
 
+CompileSetting = Literal["auto", "on", "off"]
+# torch.compile mode of the fast path per device type (None: inductor's default, which
+# compiles in seconds; "max-autotune-no-cudagraphs" tunes GEMMs for minutes)
+FAST_PATH_MODE: dict[str, str | None] = {"cuda": None, "cpu": None}
 HISTORY_LENGTH = 100  # recent losses and gradient norms kept (and checkpointed)
 DEFAULT_TASK_TYPE = "sequence"  # inference's edit history before any training
 DEFAULT_PUZZLE_LR = 1e-2  # sign-SGD step of the puzzle table (TrainingConfig.puzzle_lr)
+
+
+def fast_path_enabled(setting: CompileSetting, device: torch.device) -> bool:
+    """`training.compile` resolved for a device: auto is on for CUDA only."""
+    if setting not in ("auto", "on", "off"):
+        raise ValueError(f"compile must be 'auto', 'on' or 'off', got {setting!r}")
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
 
 
 def unwrap(model: nn.Module) -> RefinerModel:
@@ -74,8 +85,11 @@ class UnifiedRefinerOrchestrator:
         config: OrchestrationConfig | None = None,
         device: torch.device | str | None = None,
         autocast: bool | None = None,
+        compile: CompileSetting = "auto",
     ) -> None:
         """`autocast`: bf16 autocast for forwards; default on for CUDA, off for CPU.
+        `compile`: the fast path (`RefinerModel.enable_fast_path`): "on", "off", or
+        "auto" (on for CUDA, off for CPU, where compiling buys little and costs warm-up).
 
         `from_config` and `from_checkpoint` build all of this from configs."""
         core = unwrap(model)
@@ -92,6 +106,8 @@ class UnifiedRefinerOrchestrator:
         self.config = config if config is not None else OrchestrationConfig()
         self.device = device
         self.autocast = device.type == "cuda" if autocast is None else autocast
+        if fast_path_enabled(compile, device) and not core.fast_path:
+            core.enable_fast_path(FAST_PATH_MODE.get(device.type))
         c = self.config
         self.edit_selector = EditSelector(
             c.canvas_edit_strategies,
@@ -135,6 +151,7 @@ class UnifiedRefinerOrchestrator:
         seed: int | None = None,
         wrap_model: Callable[[nn.Module], nn.Module] | None = None,
         autocast: bool | None = None,
+        compile: CompileSetting = "auto",
     ) -> UnifiedRefinerOrchestrator:
         """A fresh refiner: the model, the memory bank its config asks for, and the
         tokenizer of `task_type` (unless `tokenizer` is given).
@@ -156,6 +173,7 @@ class UnifiedRefinerOrchestrator:
             config,
             device=device,
             autocast=autocast,
+            compile=compile,
         )
 
     @classmethod
@@ -167,6 +185,7 @@ class UnifiedRefinerOrchestrator:
         task_type: str | None = None,
         num_symbols: int | None = None,
         tokenizer: Any = None,
+        compile: CompileSetting = "auto",
     ) -> UnifiedRefinerOrchestrator:
         """The refiner a checkpoint file holds (weights-only load; configs, weights,
         histories, edit statistics, memory bank and RNG states restored), in eval mode.
@@ -174,7 +193,9 @@ class UnifiedRefinerOrchestrator:
         The tokenizer is that of `task_type` (default: the task type the checkpoint was
         trained on) unless `tokenizer` is given."""
         model_config, config = checkpoint_configs(path)
-        orchestrator = cls.from_config(model_config, config, tokenizer=tokenizer, device=device)
+        orchestrator = cls.from_config(
+            model_config, config, tokenizer=tokenizer, device=device, compile=compile
+        )
         load_checkpoint(path, orchestrator)
         if tokenizer is None:
             orchestrator.tokenizer = tokenizer_for(
@@ -244,11 +265,27 @@ class UnifiedRefinerOrchestrator:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for p in self.core.parameters() if p.grad is not None]
+        # Every metric of the update leaves the device in this one transfer (no host
+        # syncs inside the unroll): loss, gradient norm, per-type totals [3], the
+        # per-step curves [4, T] and the edit gains.
+        totals = (weights[None] * per_type.detach()).sum(1)  # [3]
+        packed = torch.cat(
+            [
+                loss.detach().float().reshape(1),
+                _grad_norm_tensor(params, self.device).reshape(1),
+                totals.float(),
+                _curves_tensor(records, per_step).flatten(),
+                torch.stack([g for _, g in gains]).float() if gains else totals.new_zeros(0),
+            ]
+        ).tolist()
+        loss_value, grad_norm = packed[0], packed[1]
+        totals_list = packed[2:5]
+        curves = dict(zip(_CURVES, _rows(packed[5 : 5 + 4 * T], T), strict=True))
+        gain_values = packed[5 + 4 * T :]
         # The decision uses the gradients only: under DDP they are all-reduced, so every
         # rank sees the same norm and all ranks skip (or step) together. A non-finite
         # loss that leaves the gradients finite (e.g. inf times a zero weight) cannot
         # corrupt the weights, so it only stays out of the loss history.
-        grad_norm = _grad_norm(params)
         skipped = not math.isfinite(grad_norm)
         clipped = False
         lr = optimizer.param_groups[0]["lr"]
@@ -269,26 +306,21 @@ class UnifiedRefinerOrchestrator:
                 self.puzzle_optimizer.step(_lr_fraction(optimizer))
             if lr_scheduler is not None:
                 lr_scheduler.step()
-            if math.isfinite(loss.item()):
-                self.loss_history.append(loss.item())
+            if math.isfinite(loss_value):
+                self.loss_history.append(loss_value)
             self.grad_norm_history.append(grad_norm)
             self._write_memory(unroll.summary, unroll.latent, records[-1].losses.exact)
         self.step_count += 1
-        if gains:  # one host transfer for all steps' edit gains
-            for (strategy, _), gain in zip(
-                gains, torch.stack([g for _, g in gains]).tolist(), strict=True
-            ):
-                self.edit_selector.record(task_type, strategy, gain)
+        for (strategy, _), gain in zip(gains, gain_values, strict=True):
+            self.edit_selector.record(task_type, strategy, gain)
         self._record_memory_reads(records)
 
-        curves = _curves(records, per_step)
-        totals = (weights[None] * per_type.detach()).sum(1).tolist()
         return {
             "step": self.step_count,
-            "loss": _finite_or_none(loss.item()),
+            "loss": _finite_or_none(loss_value),
             **{
                 f"loss_{name}": _finite_or_none(v)
-                for name, v in zip(LOSS_TYPES, totals, strict=True)
+                for name, v in zip(LOSS_TYPES, totals_list, strict=True)
             },
             "step_losses": [_finite_or_none(v) for v in curves["step_losses"]],
             "acc_at": curves["acc_at"],
@@ -587,9 +619,9 @@ class UnifiedRefinerOrchestrator:
     def _record_memory_reads(self, records: list[StepRecord]) -> None:
         if self.memory_bank is None or self.memory_bank.size == 0:
             return
-        for r in records:
-            if r.memory_similarity is not None:
-                self.memory_bank.record_reads(r.memory_similarity)
+        reads = [r.memory_similarity for r in records if r.memory_similarity is not None]
+        if reads:  # all steps' reads counted in one host transfer
+            self.memory_bank.record_reads(torch.cat(reads))
 
     def _smoothed_loss(self) -> float | None:
         recent = list(self.loss_history)[-self.config.loss_smoothing_window :]
@@ -603,26 +635,44 @@ class UnifiedRefinerOrchestrator:
         return decoded.tolist() if isinstance(decoded, np.ndarray) else decoded
 
 
+def _grad_norm_tensor(params: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """The global gradient norm as a 0-d fp32 tensor (no host sync)."""
+    if not params:
+        return torch.zeros((), device=device)
+    return torch.linalg.vector_norm(
+        torch.stack(torch._foreach_norm([p.grad.float() for p in params]))
+    )
+
+
 def _grad_norm(params: list[torch.Tensor]) -> float:
     if not params:
         return 0.0
-    return torch.linalg.vector_norm(
-        torch.stack([torch.linalg.vector_norm(p.grad.float()) for p in params])
-    ).item()
+    return _grad_norm_tensor(params, params[0].device).item()
+
+
+_CURVES = ("step_losses", "acc_at", "token_acc_at", "halt_prob_at")
+
+
+def _curves_tensor(records: list[StepRecord], per_step: torch.Tensor) -> torch.Tensor:
+    """Per-step metrics of a supervised unroll, [4, T] on the device: step_losses
+    (type-weighted), acc_at (exact match), token_acc_at, halt_prob_at (_CURVES order)."""
+    return torch.stack(
+        [
+            per_step.detach().float(),
+            torch.stack([r.losses.exact.float().mean() for r in records]),
+            torch.stack([r.losses.token_acc for r in records]).float(),
+            torch.stack([r.halt_prob.mean() for r in records]).float(),
+        ]
+    )
+
+
+def _rows(flat: list[float], width: int) -> list[list[float]]:
+    return [flat[i : i + width] for i in range(0, len(flat), width)]
 
 
 def _curves(records: list[StepRecord], per_step: torch.Tensor) -> dict[str, list[float]]:
-    """Per-step metrics of a supervised unroll, in one host transfer: step_losses [T]
-    (type-weighted), acc_at [T] (exact match), token_acc_at [T], halt_prob_at [T]."""
-    rows = torch.stack(
-        [
-            per_step.detach(),
-            torch.stack([r.losses.exact.float().mean() for r in records]),
-            torch.stack([r.losses.token_acc for r in records]),
-            torch.stack([r.halt_prob.mean() for r in records]),
-        ]
-    ).tolist()
-    return dict(zip(("step_losses", "acc_at", "token_acc_at", "halt_prob_at"), rows, strict=True))
+    """`_curves_tensor` as lists, in one host transfer."""
+    return dict(zip(_CURVES, _curves_tensor(records, per_step).tolist(), strict=True))
 
 
 def _lr_fraction(optimizer: torch.optim.Optimizer) -> float:

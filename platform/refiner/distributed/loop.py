@@ -10,12 +10,14 @@ Rank 0 is the only writer to the tracker (one MLflow run per training run).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,7 +123,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
             job.task_type,
             job.num_symbols,
             device,
-            wrap_model=ray.train.torch.prepare_model,
+            wrap_model=_ddp_wrapper(device),
             puzzles=job.puzzles,
         )
         optimizer, scheduler = build_optimizer(orchestrator, training)
@@ -150,6 +152,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
             drop_last=True,
             local_shuffle_buffer_size=training.shuffle_buffer_rows or None,
             local_shuffle_seed=config.seed * 1009 + rank if training.shuffle_buffer_rows else None,
+            **_device_feed(device),
         )
     )
     # The stream starts at the checkpoint's data epoch: skip what was already trained on.
@@ -230,6 +233,30 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
         tracker.set_tags({"refiner.stopped": "diverged"})
         return {"step": step, "stats": _stats(orchestrator), "diverged": diverged}
     return _final_summary(orchestrator, validation, job, tracker, config)
+
+
+def _ddp_wrapper(device: torch.device) -> Callable[[torch.nn.Module], torch.nn.Module]:
+    """Ray Train's `prepare_model` (DDP when there are several workers), with GPU settings
+    that fit the unroll: every parameter is used at every step of every update, so the
+    graph is static (`static_graph`: no per-update search for unused parameters, buckets
+    fixed after the first update) and gradients can live in the all-reduce buckets
+    (`gradient_as_bucket_view`: no copy, less memory). The block weights are shared by
+    every step, so their gradients are complete only at the end of backward; the default
+    25 MB buckets are kept. CPU (gloo) keeps DDP's defaults."""
+    if device.type != "cuda":
+        return ray.train.torch.prepare_model
+    return functools.partial(
+        ray.train.torch.prepare_model,
+        parallel_strategy_kwargs={"static_graph": True, "gradient_as_bucket_view": True},
+    )
+
+
+def _device_feed(device: torch.device) -> dict[str, Any]:
+    """iter_torch_batches options: on GPU, pinned host batches (the copy to the device
+    can overlap compute) and two batches prefetched; CPU keeps the defaults."""
+    if device.type != "cuda":
+        return {}
+    return {"pin_memory": True, "prefetch_batches": 2}
 
 
 def _validation_batch(device: torch.device) -> dict[str, torch.Tensor] | None:
