@@ -7,6 +7,7 @@ import os
 import ray
 
 from refiner.distributed.compat import disable_auto_init, init_local_on_loopback
+from refiner.run_plan import local_ray_cpus
 
 
 def init_ray(address: str | None = None, min_logical_cpus: float = 0) -> str:
@@ -23,7 +24,7 @@ def init_ray(address: str | None = None, min_logical_cpus: float = 0) -> str:
         ray.init(address=address)
         disable_auto_init()
         return f"attached to {address}"
-    cpus = max(os.cpu_count() or 1, int(-(-min_logical_cpus // 1)))
+    cpus = local_ray_cpus(min_logical_cpus)
     init_local_on_loopback(num_cpus=cpus, include_dashboard=True, dashboard_host="127.0.0.1")
     disable_auto_init()
     return f"local Ray on 127.0.0.1 with {cpus} logical CPUs"

@@ -34,6 +34,7 @@ from refiner.distributed.loop import (
     train_loop_per_worker,
 )
 from refiner.experiment import ExperimentConfig
+from refiner.provenance import describe_task_dataset
 from refiner.run_tracker import NullTracker, RunTracker
 from refiner.storage import check_writable, resolve_storage
 from refiner.tasks.schema import describe_tasks
@@ -98,6 +99,7 @@ def run_training(
         datasets["val"] = validation_dataset(held_out, config.model.seq_len)
 
     tracker.log_params(config.to_dict())
+    tracker.log_dataset(describe_task_dataset(config.task.source, tasks, _source_options(config)))
     tracker.set_tags(
         {
             "refiner.task": config.task.source,
@@ -168,6 +170,11 @@ def augmentation_spec(config: ExperimentConfig) -> AugmentationSpec:
         intensity=dict(config.task.augment_intensity),
         dedup=config.task.augment_dedup,
     )
+
+
+def _source_options(config: ExperimentConfig) -> dict[str, Any]:
+    task = config.task
+    return {"count": task.count, "size": task.size, "seed": config.seed, **task.options}
 
 
 def _worker_resources(training: Any) -> dict[str, float]:
