@@ -21,6 +21,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from refiner.augment import AugmentationSpec
+from refiner.distributed.console import train_logging_config
 from refiner.distributed.data import (
     StreamPlan,
     TrainDatasetFactory,
@@ -134,6 +135,7 @@ def run_training(
             name=run_name,
             storage_path=storage,
             callbacks=callbacks,
+            logging_config=train_logging_config(),  # Train's INFO lines: log files only
             failure_config=FailureConfig(max_failures=training.max_failures),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=training.num_to_keep,

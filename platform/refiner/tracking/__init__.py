@@ -8,6 +8,7 @@ one parent run whose children are the trials (tag ``mlflow.parentRunId``).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -27,6 +28,9 @@ from refiner.tracking_store import (  # noqa: F401  (re-exported: the jobs' name
     check_tracking_store,
     resolve_tracking_uri,
 )
+
+# "Creating initial MLflow database tables..." on a store's first use: not a console line.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
 RUN_NAME_TAG = "mlflow.runName"
 PARENT_TAG = "mlflow.parentRunId"
