@@ -109,3 +109,19 @@ def test_same_run_name_resumes_the_finished_run(ddp_run) -> None:
     assert changes == {"training.num_workers": ["2", "1"], "training.steps": ["30", "40"]}
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
     assert steps == [5, 10, 15, 20, 25, 30, 35, 40]
+
+
+def test_console_shows_the_project_not_rays_info_lines(ddp_run) -> None:
+    _, done, _, _ = ddp_run
+    console = done.stdout + done.stderr
+    assert "[refiner] update" in done.stdout and "=== summary ===" in done.stdout
+    for chatter in (
+        "Started a local Ray instance",
+        "Started training worker group",
+        "Moving model to device",
+        "Starting execution of Dataset",
+        "Progress bars disabled",
+        "Checkpoint successfully created",
+        "RayDeprecationWarning",
+    ):
+        assert chatter not in console, chatter
