@@ -2,6 +2,7 @@
 
     python jobs/train.py                                   # parity, 2 CPU workers, local Ray
     python jobs/train.py --task sudoku --steps 2000 --set model.d_model=128
+    python jobs/train.py --task sudoku --dry-run           # config, tasks, resources; no start
     python jobs/train.py --config jobs/configs/sudoku_extreme_gpu.yaml --gpu --num-workers 4
     ray job submit --working-dir . -- python jobs/train.py --tracking-uri http://HEAD:5000
 

@@ -97,7 +97,7 @@ def test_same_run_name_resumes_the_finished_run(ddp_run) -> None:
         "40",
         "--run-name",
         "ddp",
-        "--allow-config-change",  # 2 -> 1 worker, 30 -> 40 updates
+        "--allow-config-change",  # 2 -> 1 worker, 30 -> 40 updates, default max_failures
     )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "resumed at update 30" in again.stdout
@@ -106,7 +106,11 @@ def test_same_run_name_resumes_the_finished_run(ddp_run) -> None:
     assert runs[0].info.status == "FINISHED"
     assert runs[0].data.tags["refiner.resumed_from_step"] == "30"
     changes = json.loads(runs[0].data.tags["refiner.config_changes"])
-    assert changes == {"training.num_workers": ["2", "1"], "training.steps": ["30", "40"]}
+    assert changes == {
+        "training.max_failures": ["1", "2"],
+        "training.num_workers": ["2", "1"],
+        "training.steps": ["30", "40"],
+    }
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
     assert steps == [5, 10, 15, 20, 25, 30, 35, 40]
 
