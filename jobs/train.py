@@ -48,16 +48,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--experiment", default="refiner", help="MLflow experiment")
     p.add_argument("--run-name", help="Ray Train and MLflow run name; an existing one resumes")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: ./mlflow.db)")
+    p.add_argument(
+        "--register-name", help="register the best checkpoint's MLflow model under this name"
+    )
     p.add_argument("--address", help="Ray cluster to attach to (default: RAY_ADDRESS or local)")
     p.add_argument(
-        "--allow-config-change",
-        action="store_true",
-        help="resume --run-name with a changed config (the changes become a run tag)",
+        "--allow-config-change", action="store_true", help="resume --run-name with a new config"
     )
     p.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="check everything, print the config, tasks and resources; start nothing",
+        "--dry-run", action="store_true", help="check all, print the plan; start nothing"
     )
     return p.parse_args(argv)
 
@@ -109,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     # Diverged training (a RunFailedError) ends the run FAILED, exit status 1; the
     # earlier checkpoints stay.
     with tracked_run(tracking_uri, args.experiment, run_name, tags) as tracker:
+        tracker.register_name = args.register_name
         outcome = run_training(config, tasks, run_name, storage, tracker)
     print(plan.summary(outcome, tracker.run_id), flush=True)
     return 0

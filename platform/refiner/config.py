@@ -31,12 +31,14 @@ StepSchedule = Literal["uniform", "linear", "exponential", "explicit"]
 EditSelection = Literal["epsilon_greedy", "ucb"]
 GrokfastMode = Literal["off", "ema", "ma"]
 PositionalEncoding = Literal["rope", "learned"]
+PatienceSignal = Literal["score", "canvas"]
 
 EDIT_STRATEGIES: tuple[str, ...] = get_args(EditStrategy)
 STEP_SCHEDULES: tuple[str, ...] = get_args(StepSchedule)
 EDIT_SELECTORS: tuple[str, ...] = get_args(EditSelection)
 GROKFAST_MODES: tuple[str, ...] = get_args(GrokfastMode)
 POSITIONAL_ENCODINGS: tuple[str, ...] = get_args(PositionalEncoding)
+PATIENCE_SIGNALS: tuple[str, ...] = get_args(PatienceSignal)
 
 
 # ----------------------------------------------------------------------------- model
@@ -145,8 +147,15 @@ class StoppingConfig(YamlConfig):
     early_stopping: bool = True  # False: every sample runs to max steps
     act_threshold: float | None = 0.5  # stop when sigmoid(halting logit) >= this
     quality_threshold: float | None = 0.95  # stop when the canvas score >= this
-    patience: int | None = 3  # stop after this many steps without score improvement
+    patience: int | None = 3  # stop after this many stale steps (see patience_signal)
     min_improvement: float = 1e-3  # a score gain below this does not count as improvement
+    # What makes a step stale for patience: "score" (no score gain of min_improvement)
+    # or "canvas" (the edit left the canvas unchanged). Neither won on every model
+    # measured (bench/results/calibration.md); calibration tries both.
+    patience_signal: PatienceSignal = "score"
+    # Calibration (refiner.calibration) may lose at most this many accuracy points
+    # against running every sample to the step limit.
+    max_accuracy_loss: float = 0.5
 
     def validate(self) -> None:
         for name in ("act_threshold", "quality_threshold"):
@@ -160,6 +169,10 @@ class StoppingConfig(YamlConfig):
         )
         require(
             self.min_improvement >= 0, f"min_improvement: must be >= 0, got {self.min_improvement}"
+        )
+        require(
+            0 <= self.max_accuracy_loss <= 100,
+            f"max_accuracy_loss: must be in [0, 100] (accuracy points), got {self.max_accuracy_loss}",
         )
 
 

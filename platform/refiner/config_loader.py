@@ -29,6 +29,8 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
+from refiner.yaml_io import load_strict
+
 T = TypeVar("T")
 C = TypeVar("C", bound="YamlConfig")
 
@@ -119,7 +121,7 @@ def read_yaml(path: str | Path) -> Any:
     """The parsed YAML of a file; unreadable files and YAML syntax errors raise ConfigError."""
     try:
         with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
+            return load_strict(f)
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
     except yaml.YAMLError as err:
@@ -304,7 +306,7 @@ _FLOAT_LITERAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(inf|na
 def _parse_scalar(raw: str) -> Any:
     raw = raw.strip()
     try:
-        value = yaml.safe_load(raw) if raw else None
+        value = load_strict(raw) if raw else None
     except yaml.YAMLError as err:
         raise ConfigError(f"cannot parse override value {raw!r}: {err}") from None
     if isinstance(value, str) and _FLOAT_LITERAL.fullmatch(value):

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import torch
 
 from refiner.augment.batch import task_kind
+from refiner.augment.budget import check_budget
 from refiner.augment.strategies import label_breaking
 from refiner.config import ModelConfig, OrchestrationConfig
 from refiner.config_loader import (
@@ -80,7 +81,8 @@ class TrainingConfig(YamlConfig):
     checkpoint_score: str = "val_acc_infer"  # checkpoints ranked by this metric (max)
     max_failures: int = 2  # worker-group restarts before the run fails
     shuffle_buffer_rows: int = 4096  # local shuffle of augmented rows before batching
-    tasks_per_augment_batch: int = 32  # tasks per Ray Data augmentation call
+    tasks_per_augment_batch: int = 32  # tasks per Ray Data augmentation call (at most)
+    augment_block_mb: int = 1024  # memory one augmentation call may use (refiner.augment.budget)
     # Stop the run (FAILED, nothing saved) after this many consecutive updates skipped for
     # non-finite gradients (the NaN/Inf guard); null: keep skipping and keep going.
     max_skipped_updates: int | None = None
@@ -111,6 +113,10 @@ class TrainingConfig(YamlConfig):
         require(
             self.tasks_per_augment_batch >= 1,
             f"tasks_per_augment_batch: must be >= 1, got {self.tasks_per_augment_batch}",
+        )
+        require(
+            self.augment_block_mb >= 1,
+            f"augment_block_mb: must be >= 1, got {self.augment_block_mb}",
         )
 
 
@@ -222,6 +228,7 @@ def prepare_experiment(
         )
     if config.task.augment:
         _refuse_label_breaking(config, tasks, origin)
+    check_budget(config, origin)
     return config, tasks
 
 

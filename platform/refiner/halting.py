@@ -2,8 +2,10 @@
 
 After every step each still-active sample is checked, in this order:
 `act_confidence` (sigmoid of the halting logit >= act_threshold), `quality_threshold`
-(canvas score >= quality_threshold), `patience` (no score improvement of at least
-min_improvement for `patience` steps) and `max_steps` (the step budget is spent).
+(canvas score >= quality_threshold), `patience` (`patience` stale steps in a row) and
+`max_steps` (the step budget is spent). A step is stale, by `patience_signal`, when the
+score gained less than min_improvement ("score") or when the edit left the canvas
+unchanged ("canvas": the score can stall while the canvas is still being fixed).
 """
 
 from __future__ import annotations
@@ -26,9 +28,22 @@ class StoppingRule:
         self.best_score = torch.full((batch_size,), -1.0, device=device)
         self.stale_steps = torch.zeros(batch_size, dtype=torch.long, device=device)
 
-    def update(self, halt_prob: torch.Tensor, score: torch.Tensor, last_step: bool) -> torch.Tensor:
-        """Reason codes [B]: an index into STOP_REASONS, or CONTINUE (-1)."""
+    def update(
+        self,
+        halt_prob: torch.Tensor,
+        score: torch.Tensor,
+        last_step: bool,
+        canvas_changed: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Reason codes [B]: an index into STOP_REASONS, or CONTINUE (-1).
+
+        `canvas_changed` [B] (did this step's edit change the canvas) is required when
+        patience_signal is "canvas"."""
         improved = score >= self.best_score + self.config.min_improvement
+        if self.config.patience_signal == "canvas":
+            if canvas_changed is None:
+                raise ValueError('patience_signal "canvas" needs canvas_changed')
+            improved = canvas_changed
         self.stale_steps = torch.where(improved, 0, self.stale_steps + 1)
         self.best_score = torch.maximum(self.best_score, score)
         codes = torch.full_like(self.stale_steps, CONTINUE)

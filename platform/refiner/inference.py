@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from refiner.calibration import stopping_in_use
 from refiner.edits import apply_edit, canvas_score
 from refiner.halting import STOP_REASONS, StoppingRule
 from refiner.tokenizers import MASK
@@ -38,6 +39,10 @@ def infer_few(
     if max_steps < 1:
         raise ValueError(f"max_steps_override must be >= 1, got {max_steps}")
     o = orchestrator
+    # Calibrated settings (refiner.calibration) replace the config's and cap the limit.
+    stopping, max_steps, stopping_report = stopping_in_use(
+        o.calibration, o.config.stopping, max_steps, early_stopping
+    )
     device = o.device
     inputs = as_ids(input_ids, device)  # [B, L]
     core = o.core
@@ -48,7 +53,7 @@ def infer_few(
     final_score = torch.zeros(B, device=device)
     steps_taken = torch.zeros(B, dtype=torch.long, device=device)
     reasons = torch.full((B,), -1, dtype=torch.long, device=device)  # STOP_REASONS index
-    rule = StoppingRule(o.config.stopping, B, device, enabled=early_stopping)
+    rule = StoppingRule(stopping, B, device, enabled=early_stopping)
     rows = torch.arange(B, device=device)  # [active] original index of each active row
     strategy_use: Counter[str] = Counter()
     per_step: list[dict[str, Any]] = []
@@ -65,15 +70,17 @@ def infer_few(
                 proposal = out.logits.argmax(-1)
                 proposal_quality = torch.sigmoid(out.quality_logits.float())
                 strategy = o.select_edit_strategy(t, canvas_score(quality), task_type)
+                previous = canvas
                 canvas, quality = apply_edit(
                     strategy, canvas, quality, proposal, proposal_quality, o.edit_budget(strategy)
                 )
                 strategy_use[strategy] += 1
+                changed = (canvas != previous).any(-1)  # [active]: patience on the canvas
                 score = canvas_score(quality)  # [active]
                 halt_prob = torch.sigmoid(out.halt_logit.float())  # [active]
                 if bank is not None and bank.size:
                     bank.record_reads(out.memory_similarity)
-                codes = rule.update(halt_prob, score, last_step=t == max_steps - 1)
+                codes = rule.update(halt_prob, score, t == max_steps - 1, changed)
                 done = codes >= 0
                 record = {
                     "step": t + 1,
@@ -124,6 +131,7 @@ def infer_few(
         "active_per_step": [r["active"] for r in per_step],
         "edit_strategy_use": dict(strategy_use),
         "memory": bank.get_stats() if bank is not None else None,
+        "stopping": stopping_report,  # the settings used and where they came from
     }
     if return_traces:
         result["traces"] = per_step

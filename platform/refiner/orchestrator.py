@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from refiner.calibration import CalibrationResult
 from refiner.checkpoint import checkpoint_configs, load_checkpoint
 from refiner.config import ModelConfig, OrchestrationConfig
 from refiner.edits import EditSelector, apply_edit, canvas_score, token_accuracy
@@ -104,6 +105,8 @@ class UnifiedRefinerOrchestrator:
         self.grad_norm_history: deque[float] = deque(maxlen=HISTORY_LENGTH)
         self.task_type: str | None = None  # what train_step last trained on
         self._explore: bool | None = None  # edit exploration; None: in train mode
+        # Stopping settings chosen on held-out rows (refiner.calibration); None: config's
+        self.calibration: CalibrationResult | None = None
         self.training = True
         self.train()
 
@@ -371,7 +374,9 @@ class UnifiedRefinerOrchestrator:
         stopping_reason [B] (refiner.halting.STOP_REASONS), stopping_reason_counts,
         final_canvas_scores [B], quality_per_step / halt_prob_per_step (means over the
         samples active at each step), active_per_step, edit_strategy_use, memory (bank
-        stats or None) and, with return_traces, traces: per step its active rows, their
+        stats or None), stopping (the settings that ran and their origin: "config",
+        "calibrated at update N on M rows" or "early stopping off") and, with
+        return_traces, traces: per step its active rows, their
         canvases, scores, halting probabilities, strategy and the rows that stopped.
         """
         c = self.config
@@ -433,6 +438,7 @@ class UnifiedRefinerOrchestrator:
             "edit_selector": self.edit_selector.state_dict(),
             "grokfast": self.grokfast.state_dict(),
             "memory_bank": self.memory_bank.state_dict() if self.memory_bank is not None else None,
+            "calibration": self.calibration.to_dict() if self.calibration is not None else None,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -447,6 +453,8 @@ class UnifiedRefinerOrchestrator:
         self.grokfast.load_state_dict(state["grokfast"], self.device)
         if self.memory_bank is not None and state["memory_bank"] is not None:
             self.memory_bank.load_state_dict(state["memory_bank"])
+        calibration = state.get("calibration")  # absent in checkpoints from before it
+        self.calibration = CalibrationResult.from_dict(calibration) if calibration else None
 
     # ------------------------------------------------------------------ helpers
 

@@ -48,6 +48,36 @@ def plot_halting_histogram(
     return _save(fig, path)
 
 
+def plot_stopping_frontier(
+    frontier: Sequence[tuple[float, float]],
+    points: Mapping[str, tuple[float, float]],
+    accuracy_at_limit: float,
+    max_accuracy_loss: float,
+    path: str | Path,
+    title: str = "Stopping frontier",
+) -> Path:
+    """Mean steps against exact-match accuracy: the best accuracy reachable at each cost
+    (a step line), named settings as points, the run-to-limit accuracy and the bound."""
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.add_subplot()
+    if frontier:
+        xs, ys = zip(*frontier, strict=True)
+        ax.step(xs, ys, where="post", marker=".", label="frontier")
+    ax.axhline(accuracy_at_limit, color="grey", linestyle="--", label="run to the limit")
+    ax.axhline(
+        accuracy_at_limit - max_accuracy_loss / 100,
+        color="red",
+        linestyle=":",
+        label=f"bound (-{max_accuracy_loss:g} points)",
+    )
+    for label, (x, y) in points.items():
+        ax.plot([x], [y], marker="o", linestyle="none", markersize=8, label=label)
+    ax.set(xlabel="mean steps", ylabel="exact-match accuracy", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

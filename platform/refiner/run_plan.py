@@ -124,6 +124,7 @@ class TrainingPlan:
         lines += [
             f"updates: {outcome.summary.get('step')}  wall time: {outcome.elapsed_s:.0f} s",
             f"checkpoint: {outcome.checkpoint}",
+            *([f"model: {outcome.model_uri}"] if getattr(outcome, "model_uri", None) else []),
             f"MLflow run: {run_id} in experiment {self.experiment!r} at {self.tracking_uri}",
             f"  browse: mlflow ui --backend-store-uri {self.tracking_uri}",
         ]

@@ -34,6 +34,12 @@ class RunTracker(Protocol):
         """Record the machine's load (CPU, memory, GPU) while the block runs."""
         ...
 
+    def log_model(
+        self, checkpoint_path: str, step: int, metrics: Mapping[str, float]
+    ) -> str | None:
+        """Log a kept checkpoint as the run's model at ``step``; its URI (or None)."""
+        ...
+
 
 class NullTracker:
     """A tracker that drops everything (tests of the loop logic, --no-tracking)."""
@@ -57,6 +63,11 @@ class NullTracker:
 
     def system_metrics(self) -> AbstractContextManager[None]:
         return nullcontext()
+
+    def log_model(
+        self, checkpoint_path: str, step: int, metrics: Mapping[str, float]
+    ) -> str | None:
+        return None
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -38,15 +38,21 @@ class TaskGroup:
         return len(self.positions)
 
     def subset(self, tasks: slice) -> TaskGroup:
-        """The group restricted to a range of its tasks (arrays are views)."""
+        """The group restricted to a range of its tasks (arrays are views).
+
+        Token arrays are cut to the subset's own longest row: the engine sizes a chunk's
+        output by it, and ragged rows (text, sequences) leave the group's width wider.
+        """
+        input_lengths, target_lengths = self.input_lengths[tasks], self.target_lengths[tasks]
+        width = int(max(input_lengths.max(initial=1), target_lengths.max(initial=1)))
         return TaskGroup(
             kind=self.kind,
             positions=self.positions[tasks],
             task_ids=self.task_ids[tasks],
-            inputs=self.inputs[tasks],
-            targets=self.targets[tasks],
-            input_lengths=self.input_lengths[tasks],
-            target_lengths=self.target_lengths[tasks],
+            inputs=self.inputs[tasks, :width],
+            targets=self.targets[tasks, :width],
+            input_lengths=input_lengths,
+            target_lengths=target_lengths,
             num_symbols=self.num_symbols[tasks],
             height=self.height,
             width=self.width,

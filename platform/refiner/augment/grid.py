@@ -150,6 +150,9 @@ def draw_params(
     block_h, block_w = dihedral_shape(
         geometry.block_h[task], geometry.block_w[task], element[:, None]
     )
+    # A canvas without content (only PAD/EOS) has an empty block: place it as one cell,
+    # so that every position drawn below stays inside the canvas.
+    block_h, block_w = np.maximum(block_h, 1), np.maximum(block_w, 1)
     span_h, span_w = block_h.max(axis=1), block_w.max(axis=1)
     room_y, room_x = height - span_h, width - span_w
     top, left = geometry.top[task], geometry.left[task]

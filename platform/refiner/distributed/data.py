@@ -21,10 +21,20 @@ import ray
 import ray.data
 
 from refiner.augment import AugmentationSpec, augment_batch
+from refiner.augment.diagnose import explain_augmentation_failure
 from refiner.storage import latest_checkpoint_step
 from refiner.tokenizers import pad_to_length
 
 TRAIN_COLUMNS = ("input", "target", "aug_epoch", "aug_index", "task_index")
+
+
+@dataclass(frozen=True)
+class TaskOrigin:
+    """Where the training tasks come from, for error messages: the source (a file or a
+    built-in source) and each training task's row in it (the split drops rows)."""
+
+    source: str = "tasks"
+    rows: np.ndarray | None = None  # int64 [num train tasks]
 
 
 @dataclass(frozen=True)
@@ -108,8 +118,10 @@ class ChunkAugmenter:
         seq_len: int,
         plan: StreamPlan,
         first_epoch: int,
+        origin: TaskOrigin | None = None,
     ) -> None:
         self.tasks_ref = tasks_ref
+        self.origin = origin or TaskOrigin()
         self.spec = spec
         self.seed = seed
         self.seq_len = seq_len
@@ -130,7 +142,22 @@ class ChunkAugmenter:
         picked = tasks.take(pa.array(rows))
         columns = {n: picked.column(n).to_numpy(zero_copy_only=False) for n in picked.column_names}
         columns["task_index"] = rows
-        out = augment_batch(columns, self.spec, self.seed, epoch=epoch, pad_to=self.seq_len)
+        try:
+            out = augment_batch(columns, self.spec, self.seed, epoch=epoch, pad_to=self.seq_len)
+        except MemoryError:
+            raise  # may pass on a less loaded node: left to training.max_failures
+        except Exception as err:  # the same rows fail on every try: never retried
+            file_rows = self.origin.rows[rows] if self.origin.rows is not None else rows
+            raise explain_augmentation_failure(
+                err,
+                columns,
+                self.spec,
+                self.seed,
+                epoch,
+                self.seq_len,
+                self.origin.source,
+                file_rows,
+            ) from err
         # The engine emits a task's rows together; interleave tasks so that every
         # training batch mixes many tasks even before the local shuffle.
         n = len(out["aug_index"])
@@ -157,8 +184,10 @@ class TrainDatasetFactory:
         total_steps: int,
         run_dir: str,
         progress_bars: bool = True,
+        origin: TaskOrigin | None = None,
     ) -> None:
         self.tasks_ref = ray.put(tasks)
+        self.origin = origin
         self.progress_bars = progress_bars
         self.spec = spec
         self.seed = seed
@@ -178,7 +207,14 @@ class TrainDatasetFactory:
         else:
             first_epoch, num_blocks = self.plan.blocks_for(start_step, self.total_steps)
         return train_stream(
-            self.tasks_ref, self.spec, self.seed, self.seq_len, self.plan, first_epoch, num_blocks
+            self.tasks_ref,
+            self.spec,
+            self.seed,
+            self.seq_len,
+            self.plan,
+            first_epoch,
+            num_blocks,
+            self.origin,
         )
 
 
@@ -190,9 +226,10 @@ def train_stream(
     plan: StreamPlan,
     first_epoch: int,
     num_blocks: int,
+    origin: TaskOrigin | None = None,
 ) -> ray.data.Dataset:
     """Blocks ``0 .. num_blocks-1`` from the start of ``first_epoch``, augmented lazily."""
-    augmenter = ChunkAugmenter(tasks_ref, spec, seed, seq_len, plan, first_epoch)
+    augmenter = ChunkAugmenter(tasks_ref, spec, seed, seq_len, plan, first_epoch, origin)
     return ray.data.range(num_blocks, override_num_blocks=num_blocks).map_batches(
         augmenter, batch_size=1, batch_format="numpy"
     )

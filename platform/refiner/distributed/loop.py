@@ -26,10 +26,12 @@ import torch
 
 from refiner.checkpoint import load_checkpoint, save_checkpoint
 from refiner.cli import RunFailedError
+from refiner.config import ConfigError
 from refiner.distributed.compat import quiet_train_report_logging
 from refiner.distributed.data import StreamPlan
 from refiner.evaluation import EvaluationReport, evaluate_refiner
 from refiner.experiment import ExperimentConfig, build_optimizer, build_orchestrator
+from refiner.failures import DeterministicError
 from refiner.run_tracker import NullTracker, RunTracker
 from refiner.storage import (
     CHECKPOINT_META,
@@ -107,17 +109,19 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
 
 def _train(job: WorkerJob) -> dict[str, Any] | None:
     quiet_train_report_logging()  # our progress line says it in one line
-    config = ExperimentConfig.from_dict(job.config)
-    training = config.training
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    torch.set_num_threads(training.torch_threads)
     device = ray.train.torch.get_device()
-
-    orchestrator = build_orchestrator(
-        config, job.task_type, job.num_symbols, device, wrap_model=ray.train.torch.prepare_model
-    )
-    optimizer, scheduler = build_optimizer(orchestrator, training)
+    try:  # the config and task description fail the same way on every restart
+        config = ExperimentConfig.from_dict(job.config)
+        training = config.training
+        torch.set_num_threads(training.torch_threads)
+        orchestrator = build_orchestrator(
+            config, job.task_type, job.num_symbols, device, wrap_model=ray.train.torch.prepare_model
+        )
+        optimizer, scheduler = build_optimizer(orchestrator, training)
+    except (ConfigError, ValueError) as err:
+        raise DeterministicError(f"worker setup (rank {rank}): {err}") from err
     restored = _checkpoint_to_restore(job)
     if restored is not None:
         with restored.as_directory() as directory:

@@ -14,20 +14,23 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import ray.data
 import ray.train
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
 
 from refiner.augment import AugmentationSpec
+from refiner.augment.budget import MIB, check_budget, tasks_per_call
 from refiner.distributed.console import train_logging_config
 from refiner.distributed.data import (
     StreamPlan,
+    TaskOrigin,
     TrainDatasetFactory,
     split_validation,
     validation_dataset,
 )
+from refiner.distributed.failures import FailFastTorchTrainer, deterministic_cause, reason
 from refiner.distributed.loop import (
     CHECKPOINT_FILE,
     TrainingDiverged,
@@ -35,6 +38,7 @@ from refiner.distributed.loop import (
     train_loop_per_worker,
 )
 from refiner.experiment import ExperimentConfig
+from refiner.failures import DeterministicError
 from refiner.provenance import describe_task_dataset
 from refiner.run_tracker import NullTracker, RunTracker
 from refiner.storage import check_writable, resolve_storage
@@ -49,6 +53,7 @@ class TrainingOutcome:
     metrics: dict[str, Any]  # the metrics reported with that checkpoint
     summary: dict[str, Any]  # rank 0's final evaluation and training stats
     elapsed_s: float
+    model_uri: str | None = None  # the best checkpoint as an MLflow model (models:/...)
 
 
 def run_training(
@@ -75,10 +80,16 @@ def run_training(
     held_out = held_out.slice(0, config.task.val_max_rows)
     task_type, num_symbols = describe_tasks(tasks)
     spec = augmentation_spec(config)
+    check_budget(config)  # a sweep trial's sampled count: refused like the job's
     plan = StreamPlan(
         num_tasks=train_tasks.num_rows,
         rows_per_task=spec.count,
-        tasks_per_block=training.tasks_per_augment_batch,
+        tasks_per_block=tasks_per_call(
+            spec.count,
+            config.model.seq_len,
+            training.tasks_per_augment_batch,
+            training.augment_block_mb * MIB,
+        ),
         global_batch=training.batch_size * max(1, training.num_workers),
     )
     # Progress bars redraw in place on a terminal; in a log file they are pages of noise.
@@ -94,6 +105,7 @@ def run_training(
             training.steps,
             run_dir,
             progress_bars=progress_bars,
+            origin=TaskOrigin(config.task.source, _train_rows(tasks)),
         )
     }
     if held_out.num_rows:
@@ -121,7 +133,7 @@ def run_training(
         has_validation=held_out.num_rows > 0,
         local_mode=training.num_workers == 0,
     )
-    trainer = TorchTrainer(
+    trainer = FailFastTorchTrainer(
         train_loop_per_worker,
         train_loop_config={"job": job},
         scaling_config=ScalingConfig(
@@ -144,7 +156,17 @@ def run_training(
             ),
         ),
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except Exception as err:
+        cause = deterministic_cause(err)
+        if cause is None:
+            raise
+        why = reason(cause)  # not retried (FailFastPolicy): the same input fails again
+        tracker.set_tags(
+            {"refiner.stopped": "deterministic_failure", "refiner.failure": why[:5000]}
+        )
+        raise DeterministicError(why) from None
     checkpoint = result.checkpoint
     if checkpoint is not None:
         tracker.set_tags({"refiner.checkpoint": _uri(checkpoint)})
@@ -152,6 +174,15 @@ def run_training(
             tracker.log_artifact(os.path.join(directory, CHECKPOINT_FILE), "checkpoint")
     if (result.return_value or {}).get("diverged"):  # training.max_skipped_updates
         raise TrainingDiverged(result.return_value["diverged"])
+    model_uri = None
+    best = _best_checkpoint(result, training.checkpoint_score)
+    if best is not None:  # the kept "best" checkpoint becomes the run's MLflow model
+        best_checkpoint, best_metrics = best
+        with best_checkpoint.as_directory() as directory:
+            # No metrics passed: those rank 0 logged at that step are linked to the model.
+            model_uri = tracker.log_model(
+                os.path.join(directory, CHECKPOINT_FILE), int(best_metrics.get("step", 0) or 0), {}
+            )
     return TrainingOutcome(
         run_name=run_name,
         run_dir=run_dir,
@@ -159,7 +190,20 @@ def run_training(
         metrics=dict(result.metrics or {}),
         summary=dict(result.return_value or {}),
         elapsed_s=time.perf_counter() - started,
+        model_uri=model_uri,
     )
+
+
+def _best_checkpoint(result: Any, score: str) -> tuple[Any, dict[str, Any]] | None:
+    """The checkpoint Ray Train kept as best by ``training.checkpoint_score`` (max), with
+    its metrics; the latest one when no checkpoint carries the score."""
+    kept = [(c, dict(m or {})) for c, m in (result.best_checkpoints or [])]
+    scored = [(c, m) for c, m in kept if isinstance(m.get(score), int | float)]
+    if scored:
+        return max(scored, key=lambda cm: cm[1][score])
+    if result.checkpoint is not None:
+        return result.checkpoint, dict(result.metrics or {})
+    return None
 
 
 def augmentation_spec(config: ExperimentConfig) -> AugmentationSpec:
@@ -177,6 +221,11 @@ def augmentation_spec(config: ExperimentConfig) -> AugmentationSpec:
 def _source_options(config: ExperimentConfig) -> dict[str, Any]:
     task = config.task
     return {"count": task.count, "size": task.size, "seed": config.seed, **task.options}
+
+
+def _train_rows(tasks: pa.Table) -> np.ndarray:
+    """Each training task's row in the task table (error messages name the file row)."""
+    return np.flatnonzero(tasks.column("split").to_numpy(zero_copy_only=False) == "train")
 
 
 def _worker_resources(training: Any) -> dict[str, float]:

@@ -49,17 +49,19 @@ def task_file_format(path: str | os.PathLike) -> str:
     return FORMATS[suffix]
 
 
-def read_tasks(path: str | os.PathLike) -> pa.Table:
-    """Read a task file into a table in exactly TASK_SCHEMA, or raise TaskFileError."""
+def read_tasks(path: str | os.PathLike, require_target: bool = True) -> pa.Table:
+    """Read a task file into a table in exactly TASK_SCHEMA, or raise TaskFileError.
+
+    ``require_target=False``: inputs to predict on (UNLABELLED_SCHEMA, targets optional)."""
     origin = str(path)
     fmt = task_file_format(path)
     path = Path(path)
     if not path.is_file():
         raise TaskFileError(origin, [Problem("no such file")])
     if fmt == "parquet":
-        return validate(_read_parquet(path, origin), origin)
-    table, lines = _read_jsonl(path, origin)
-    return validate(table, origin, lines)
+        return validate(_read_parquet(path, origin), origin, require_target=require_target)
+    table, lines = _read_jsonl(path, origin, require_target)
+    return validate(table, origin, lines, require_target=require_target)
 
 
 def write_tasks(table: pa.Table, path: str | os.PathLike) -> pa.Table:
@@ -124,7 +126,9 @@ def _write_jsonl(table: pa.Table, out) -> None:
         out.write(b"\n")
 
 
-def _read_jsonl(path: Path, origin: str) -> tuple[pa.Table, np.ndarray]:
+def _read_jsonl(
+    path: Path, origin: str, require_target: bool = True
+) -> tuple[pa.Table, np.ndarray]:
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -137,7 +141,7 @@ def _read_jsonl(path: Path, origin: str) -> tuple[pa.Table, np.ndarray]:
     table = _read_jsonl_fast(data) if _is_utf8(data) else None  # Arrow lets bad UTF-8 pass
     if table is not None and table.num_rows == len(lines) and _cleanly_typed(table):
         return table, lines
-    return _read_jsonl_by_line(raw_lines, origin), lines
+    return _read_jsonl_by_line(raw_lines, origin, require_target), lines
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -176,7 +180,9 @@ def _cleanly_typed(table: pa.Table) -> bool:
     return True
 
 
-def _read_jsonl_by_line(raw_lines: list[bytes], origin: str) -> pa.Table:
+def _read_jsonl_by_line(
+    raw_lines: list[bytes], origin: str, require_target: bool = True
+) -> pa.Table:
     """The slow, precise reader: checks every line and value, then builds the table.
 
     Lines that parse are validated even when others do not, so one error message lists
@@ -213,7 +219,11 @@ def _read_jsonl_by_line(raw_lines: list[bytes], origin: str) -> pa.Table:
     if records and not unknown_first_line:
         try:
             validate(
-                _records_to_table(records), origin, np.array(record_lines), np.array(record_rows)
+                _records_to_table(records),
+                origin,
+                np.array(record_lines),
+                np.array(record_rows),
+                require_target,
             )
         except TaskFileError as err:
             total += err.total

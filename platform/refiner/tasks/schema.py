@@ -44,6 +44,10 @@ TASK_SCHEMA = pa.schema(
         pa.field("num_symbols", pa.int32(), nullable=False),
     ]
 )
+# Inputs to predict on: the same columns, the target optional (null where unknown).
+UNLABELLED_SCHEMA = TASK_SCHEMA.set(
+    TASK_SCHEMA.get_field_index("target"), TASK_SCHEMA.field("target").with_nullable(True)
+)
 REQUIRED_COLUMNS = ("task_id", "task_type", "input", "target")
 DEFAULT_NUM_SYMBOLS = MAX_SYMBOLS
 

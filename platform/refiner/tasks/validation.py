@@ -35,6 +35,7 @@ from refiner.tasks.schema import (
     SPLITS,
     TASK_SCHEMA,
     TASK_TYPES,
+    UNLABELLED_SCHEMA,
 )
 from refiner.tokenizers import MAX_SYMBOLS, NUM_SPECIAL
 
@@ -134,18 +135,27 @@ def validate(
     origin: str,
     lines: np.ndarray | None = None,
     rows: np.ndarray | None = None,
+    require_target: bool = True,
 ) -> pa.Table:
     """``validate_table`` for readers: ``lines[i]`` is the file line of table row ``i`` and
-    ``rows[i]`` its row in the file (when the reader left out rows it could not parse)."""
+    ``rows[i]`` its row in the file (when the reader left out rows it could not parse).
+
+    ``require_target=False`` (inputs to predict on): the target column may be absent or
+    null per row; the result is then in UNLABELLED_SCHEMA (nullable target)."""
     if table.num_rows == 0:
         raise TaskFileError(origin, [Problem("no rows: a task file needs at least one task")])
-    table = _check_columns(table, origin)
+    table = _check_columns(table, origin, require_target)
+    if "target" not in table.column_names:
+        table = table.append_column("target", pa.nulls(table.num_rows, pa.list_(pa.int32())))
     columns = {name: table.column(name).combine_chunks() for name in table.column_names}
     task_ids = columns["task_id"] if pa.types.is_string(columns["task_id"].type) else None
     collector = _Collector(task_ids, lines, rows)
     _check_types(columns, collector)
     collector.raise_if_any(origin)
     columns = {name: _decode_dictionary(array) for name, array in columns.items()}
+    for name in TOKEN_COLUMNS:  # all null (jsonl "target": null on every line): type null
+        if pa.types.is_null(columns[name].type):
+            columns[name] = columns[name].cast(pa.list_(pa.int32()))
 
     n = table.num_rows
     task_id = _strings(columns, "task_id", n)
@@ -176,7 +186,8 @@ def validate(
 
     lengths = {}
     for name in TOKEN_COLUMNS:
-        lengths[name] = _check_tokens(columns[name], name, num_symbols, collector)
+        required = name != "target" or require_target
+        lengths[name] = _check_tokens(columns[name], name, num_symbols, collector, required)
     height = _integers(columns, "height", n, collector)
     width = _integers(columns, "width", n, collector)
     _check_shapes(task_type, height, width, lengths, collector)
@@ -195,19 +206,20 @@ def validate(
             "width": pa.array(width, pa.int32(), from_pandas=True),
             "num_symbols": pa.array(num_symbols, pa.int32()),
         },
-        schema=TASK_SCHEMA,
+        schema=TASK_SCHEMA if require_target else UNLABELLED_SCHEMA,
     )
 
 
 # -- columns and types ---------------------------------------------------------------------
 
 
-def _check_columns(table: pa.Table, origin: str) -> pa.Table:
+def _check_columns(table: pa.Table, origin: str, require_target: bool = True) -> pa.Table:
     keep = [i for i, name in enumerate(table.column_names) if not _PANDAS_INDEX.match(name)]
     table = table.select(keep)  # by index: selecting a duplicated name would be ambiguous
     names = table.column_names
     problems = []
-    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    required = [c for c in REQUIRED_COLUMNS if require_target or c != "target"]
+    missing = [c for c in required if c not in names]
     if missing:
         problems.append(Problem(f"missing required column(s): {', '.join(missing)}"))
     for name in sorted({n for n in names if names.count(n) > 1}):
@@ -339,7 +351,11 @@ def _check_duplicates(task_id: pa.Array, collector: _Collector) -> None:
 
 
 def _check_tokens(
-    array: pa.Array, field: str, num_symbols: np.ndarray, collector: _Collector
+    array: pa.Array,
+    field: str,
+    num_symbols: np.ndarray,
+    collector: _Collector,
+    required: bool = True,
 ) -> np.ndarray:
     """Presence, length and vocabulary of one token column; returns lengths (0 if null)."""
     n = len(array)
@@ -348,7 +364,8 @@ def _check_tokens(
     present = array.is_valid().to_numpy(zero_copy_only=False)
     lengths = pc.fill_null(pc.list_value_length(array), 0).to_numpy(zero_copy_only=False)
     lengths = lengths.astype(np.int64)
-    collector.add_rows(np.flatnonzero(~present), field, lambda r: "missing value")
+    if required:
+        collector.add_rows(np.flatnonzero(~present), field, lambda r: "missing value")
     collector.add_rows(
         np.flatnonzero(present & (lengths == 0)), field, lambda r: "empty token list"
     )

@@ -66,13 +66,19 @@ def _scalar(value: Any) -> float | None:
 class MlflowTracker:
     """A ``RunTracker`` writing into one existing MLflow run. Safe to pickle to a worker."""
 
-    def __init__(self, tracking_uri: str, run_id: str) -> None:
+    def __init__(self, tracking_uri: str, run_id: str, register_name: str | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.run_id = run_id
+        self.register_name = register_name  # log_model registers under this name
         self._client: MlflowClient | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"tracking_uri": self.tracking_uri, "run_id": self.run_id, "_client": None}
+        return {
+            "tracking_uri": self.tracking_uri,
+            "run_id": self.run_id,
+            "register_name": self.register_name,
+            "_client": None,
+        }
 
     @property
     def client(self) -> MlflowClient:
@@ -119,6 +125,28 @@ class MlflowTracker:
     def system_metrics(self) -> AbstractContextManager[None]:
         """CPU, memory (and GPU) of this process's machine, logged while the block runs."""
         return system_metrics(self.tracking_uri, self.run_id)
+
+    def log_model(
+        self, checkpoint_path: str, step: int, metrics: Mapping[str, float]
+    ) -> str | None:
+        """The checkpoint as this run's pyfunc model (``refiner.tracking.model``), linked
+        to the run and its metrics at ``step``; registered when ``register_name`` is set.
+        Returns ``models:/NAME/VERSION`` when registered, else ``models:/<model_id>``."""
+        from refiner.tracking.model import log_refiner_model
+
+        logged = log_refiner_model(
+            self.tracking_uri,
+            self.run_id,
+            checkpoint_path,
+            step,
+            {k: v for k, v in metrics.items() if _scalar(v) is not None},
+            self.register_name,
+        )
+        tags = {"refiner.model_uri": logged.model_uri}
+        if logged.registered_uri:
+            tags["refiner.registered_model"] = logged.registered_uri
+        self.set_tags(tags)
+        return logged.registered_uri or logged.model_uri
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status)

@@ -10,21 +10,17 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from refiner.checkpoint import CheckpointError
 from refiner.evaluation import EvaluationReport
 from refiner.sweep.checkpoints import is_mlflow_uri, local_checkpoint_file
 from refiner.tracking import tracked_run
-from refiner.tracking.sweeps import download_checkpoint
+from refiner.tracking.model import download_model_checkpoint
 
 
 def fetch_checkpoint(checkpoint: str, tracking_uri: str, scratch: str) -> Path:
     """A local checkpoint.pt for a file, a folder or an MLflow URI (downloaded to scratch)."""
     if not is_mlflow_uri(checkpoint):
         return local_checkpoint_file(checkpoint)
-    try:
-        return Path(download_checkpoint(checkpoint, tracking_uri, scratch))
-    except Exception as err:  # MLflow raises several types for a bad URI
-        raise CheckpointError(f"{checkpoint}: cannot download from {tracking_uri}: {err}") from None
+    return download_model_checkpoint(checkpoint, tracking_uri, scratch)
 
 
 def log_evaluation(

@@ -10,11 +10,11 @@ run config as params and what rank 0 of its training run logged.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import mlflow
 import mlflow.artifacts
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
@@ -125,40 +125,26 @@ def record_best(
 def register_checkpoint(
     tracking_uri: str, run_id: str, name: str, local_checkpoint: str | None = None
 ) -> str:
-    """Register the run's logged checkpoint as a new version of model ``name``.
+    """Register the run's MLflow model (the pyfunc model its training logged from the best
+    checkpoint) as a new version of model ``name``; returns ``models:/NAME/VERSION``.
 
-    The version's source is the run's ``checkpoint`` artifact folder (a plain torch state
-    file, read back by ``jobs/evaluate.py --checkpoint models:/NAME/VERSION``). A run
-    whose training was stopped before the end has no such artifact yet: ``local_checkpoint``
-    (its latest checkpoint.pt) is logged first. Returns ``models:/NAME/VERSION``.
+    A trial stopped before its model was logged (ASHA) has none yet: ``local_checkpoint``
+    (its latest checkpoint.pt) is logged as the run's model first.
     """
+    from refiner.tracking.model import log_refiner_model
+
     client = MlflowClient(tracking_uri)
-    if not _has_artifact(client, run_id, f"{CHECKPOINT_ARTIFACT}/{CHECKPOINT_FILE}"):
+    model_uri = client.get_run(run_id).data.tags.get("refiner.model_uri")
+    if model_uri is None:
         if local_checkpoint is None:
-            raise FileNotFoundError(f"run {run_id} has no logged checkpoint to register")
-        client.log_artifact(run_id, local_checkpoint, CHECKPOINT_ARTIFACT)
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        client.create_registered_model(name, tags={"refiner.kind": "refiner-checkpoint"})
-    version = client.create_model_version(
-        name, source=f"runs:/{run_id}/{CHECKPOINT_ARTIFACT}", run_id=run_id
-    )
-    return f"models:/{name}/{version.version}"
-
-
-def _has_artifact(client: MlflowClient, run_id: str, path: str) -> bool:
-    folder = os.path.dirname(path)
-    return any(f.path == path for f in client.list_artifacts(run_id, folder))
-
-
-def download_checkpoint(uri: str, tracking_uri: str, dst: str) -> str:
-    """``models:/NAME/VERSION`` or ``runs:/ID/path`` -> a local checkpoint.pt path."""
+            raise FileNotFoundError(f"run {run_id} has no logged model or checkpoint to register")
+        step = int(client.get_run(run_id).data.metrics.get("step", 0))
+        logged = log_refiner_model(tracking_uri, run_id, local_checkpoint, step, None, name)
+        return str(logged.registered_uri)
+    mlflow.set_registry_uri(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
-    local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst)
-    if os.path.isdir(local):
-        local = os.path.join(local, CHECKPOINT_FILE)
-    return local
+    version = mlflow.register_model(model_uri, name)
+    return f"models:/{name}/{version.version}"
 
 
 # ----------------------------------------------------------------------------- reading back

@@ -1,0 +1,245 @@
+"""Benchmark (issue 14): halting calibrated on held-out data vs fixed stopping settings.
+
+Trains a small refiner on this CPU for a fixed time budget (built-in sudoku or parity),
+calibrates the stopping settings on the validation split (one recorded pass, then the
+search of refiner.calibration) and measures on the test split, which calibration never
+saw: always running the step limit, the config defaults, and the calibrated settings
+(real inference with batch compaction: sample-steps, wall time, exact match). A second
+table replays more fixed settings on the recorded test pass (the simulator reproduces
+inference's stopping decisions exactly), e.g. score vs canvas patience.
+
+    python bench/bench_calibration.py --task sudoku --size 4 --time-budget 90
+    python bench/bench_calibration.py --task sudoku --size 6 --time-budget 600 --d-model 128
+    python bench/bench_calibration.py --task parity --size 16 --window 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import pyarrow.compute as pc
+import torch
+
+from refiner.batches import batch_from_table, iterate_batches
+from refiner.calibration import (
+    StoppingSettings,
+    calibrate_orchestrator,
+    plot_frontier,
+    record_pass,
+    simulated_accuracy,
+)
+from refiner.config import ModelConfig, OrchestrationConfig
+from refiner.model import RefinerModel
+from refiner.optim import make_optimizer, warmup_cosine
+from refiner.orchestrator import UnifiedRefinerOrchestrator
+from refiner.tasks.sources import parity, sudoku
+
+HERE = Path(__file__).resolve().parent
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--task", choices=["sudoku", "parity"], default="sudoku")
+    p.add_argument("--size", type=int, default=4, help="sudoku side or parity length")
+    p.add_argument("--count", type=int, default=2000, help="distinct tasks generated")
+    p.add_argument("--d-model", type=int, default=64)
+    p.add_argument("--n-layers", type=int, default=2)
+    p.add_argument("--window", type=int, default=0, help="local attention radius (0: global)")
+    p.add_argument("--train-steps", type=int, default=8, help="refinement steps in training")
+    p.add_argument("--max-steps", type=int, default=16, help="the user's inference step limit")
+    p.add_argument("--halting-weight", type=float, default=None, help="default: the config's")
+    p.add_argument("--max-accuracy-loss", type=float, default=0.5, help="accuracy points")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--time-budget", type=float, default=90.0, help="seconds of training")
+    p.add_argument("--updates", type=int, default=0, help="stop after this many (0: time only)")
+    p.add_argument("--rounds", type=int, default=3, help="timed inference rounds (median)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-dir", default=str(HERE / "artifacts" / "calibration"))
+    return p.parse_args()
+
+
+def make_splits(args: argparse.Namespace) -> dict[str, dict[str, torch.Tensor]]:
+    if args.task == "sudoku":
+        table = sudoku.generate(
+            args.count, size=args.size, seed=args.seed, test_fraction=0.2, val_fraction=0.2
+        )
+        seq_len = args.size * args.size
+        return {
+            split: batch_from_table(table.filter(pc.equal(table["split"], split)), seq_len)
+            for split in ("train", "val", "test")
+        }
+    # parity has one held-out split: its first half calibrates, the second half measures
+    table = parity.generate(args.count, size=args.size, seed=args.seed, val_fraction=0.4)
+    held_out = batch_from_table(table.filter(pc.equal(table["split"], "val")), args.size)
+    half = held_out["input"].shape[0] // 2
+    return {
+        "train": batch_from_table(table.filter(pc.equal(table["split"], "train")), args.size),
+        "val": {k: v[:half] for k, v in held_out.items()},
+        "test": {k: v[half:] for k, v in held_out.items()},
+    }
+
+
+def build(args: argparse.Namespace, seq_len: int) -> UnifiedRefinerOrchestrator:
+    model_config = ModelConfig(
+        seq_len=seq_len,
+        d_model=args.d_model,
+        n_heads=4,
+        n_layers=args.n_layers,
+        latent_cycles=1,
+        mlp_ratio=2.0,
+        attention_window=args.window or None,
+        positional="learned",
+    )
+    weights = {"schedule": "uniform"}
+    if args.halting_weight is not None:
+        weights["halting"] = args.halting_weight
+    config = OrchestrationConfig.from_dict(
+        {
+            "max_steps_train": args.max_steps,  # >= max_steps_infer; training unrolls fewer
+            "max_steps_infer": args.max_steps,
+            "step_loss_weights": weights,
+            "stopping": {"max_accuracy_loss": args.max_accuracy_loss},
+            "seed": args.seed,
+        }
+    )
+    return UnifiedRefinerOrchestrator(RefinerModel(model_config), config=config)
+
+
+def train(o: UnifiedRefinerOrchestrator, data: dict, args: argparse.Namespace) -> int:
+    # train_step unrolls config.max_steps_train: train on args.train_steps, infer up to max
+    train_config = o.config
+    o.config = OrchestrationConfig.from_dict(
+        {**train_config.to_dict(), "max_steps_train": args.train_steps, "max_steps_infer": 1}
+    )
+    optimizer = make_optimizer(o.model, lr=args.lr, weight_decay=0.1)
+    scheduler = warmup_cosine(optimizer, 50, int(args.time_budget / 0.05))
+    start, epoch, updates = time.perf_counter(), 0, 0
+
+    def done() -> bool:
+        over_time = time.perf_counter() - start >= args.time_budget
+        return over_time or 0 < args.updates <= updates
+
+    while not done():
+        for batch in iterate_batches(data, args.batch_size, seed=args.seed * 1000 + epoch):
+            o.train_step(batch, optimizer, lr_scheduler=scheduler)
+            updates += 1
+            if done():
+                break
+        epoch += 1
+    o.config = train_config
+    return updates
+
+
+def measure(o: UnifiedRefinerOrchestrator, batch: dict, early: bool, rounds: int) -> dict:
+    seconds = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        r = o.inference(batch["input"], early_stopping=early)
+        seconds.append(time.perf_counter() - start)
+    exact = (torch.tensor(r["final_canvas_ids"]) == batch["target"]).all(-1).float().mean()
+    return {
+        "mean_steps": r["mean_steps"],
+        "sample_steps": r["sample_steps"],
+        "exact": exact.item(),
+        "seconds": statistics.median(seconds),
+        "reasons": r["stopping_reason_counts"],
+        "origin": r["stopping"]["origin"],
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    data = make_splits(args)
+    seq_len = data["train"]["input"].shape[1]
+    o = build(args, seq_len)
+    rows = {k: v["input"].shape[0] for k, v in data.items()}
+    print(
+        f"{args.task} size {args.size}: {rows}; {o.core.num_parameters():,} parameters; "
+        f"train {args.train_steps} steps, infer up to {args.max_steps}; "
+        f"halting weight {o.config.step_loss_weights.halting}; threads {args.threads}"
+    )
+    start = time.perf_counter()
+    updates = train(o, data["train"], args)
+    o.eval()
+    print(f"trained {updates} updates in {time.perf_counter() - start:.0f} s")
+
+    full = measure(o, data["test"], early=False, rounds=args.rounds)
+    defaults = measure(o, data["test"], early=True, rounds=args.rounds)
+    start = time.perf_counter()
+    result = calibrate_orchestrator(o, data["val"])
+    calibration_seconds = time.perf_counter() - start
+    calibrated = measure(o, data["test"], early=True, rounds=args.rounds)
+    print(f"calibration on val ({calibration_seconds:.1f} s): {result.summary()}")
+
+    print(
+        f"\ntest split ({rows['test']} rows)\n{'stopping':<34} {'mean steps':>10} "
+        f"{'exact':>8} {'loss pts':>8} {'wall s':>8}  reasons"
+    )
+    for name, m in (
+        (f"always {args.max_steps} steps", full),
+        ("config defaults", defaults),
+        ("calibrated on val", calibrated),
+    ):
+        loss = 100 * (full["exact"] - m["exact"])
+        print(
+            f"{name:<34} {m['mean_steps']:>10.2f} {m['exact']:>8.2%} {loss:>8.2f} "
+            f"{m['seconds']:>8.3f}  {m['reasons']}"
+        )
+    print(
+        f"calibrated vs always {args.max_steps}: "
+        f"{full['sample_steps'] / calibrated['sample_steps']:.2f}x fewer sample-steps, "
+        f"{full['seconds'] / calibrated['seconds']:.2f}x less wall time, "
+        f"{100 * (full['exact'] - calibrated['exact']):+.2f} points lost "
+        f"(bound {args.max_accuracy_loss}); defaults lose "
+        f"{100 * (full['exact'] - defaults['exact']):+.2f} points"
+    )
+
+    # More fixed settings, replayed on a recorded pass over the test rows.
+    trace = record_pass(o, data["test"], args.max_steps)
+    at_limit = float(trace.exact[:, -1].mean())
+    d = o.config.stopping
+    replay = {
+        "config defaults: " + StoppingSettings.from_config(d, args.max_steps).describe(): (
+            StoppingSettings.from_config(d, args.max_steps)
+        ),
+        "defaults, patience on score": StoppingSettings(
+            d.act_threshold, d.quality_threshold, d.patience, "score", args.max_steps
+        ),
+        "defaults, patience on canvas": StoppingSettings(
+            d.act_threshold, d.quality_threshold, d.patience, "canvas", args.max_steps
+        ),
+        "defaults, no patience": StoppingSettings(
+            d.act_threshold, d.quality_threshold, None, "score", args.max_steps
+        ),
+        "ACT 0.9, no patience": StoppingSettings(0.9, None, None, "score", args.max_steps),
+        "ACT 0.99, no patience": StoppingSettings(0.99, None, None, "score", args.max_steps),
+        "patience 3 on score only": StoppingSettings(None, None, 3, "score", args.max_steps),
+        "patience 3 on canvas only": StoppingSettings(None, None, 3, "canvas", args.max_steps),
+        "patience 1 on canvas only": StoppingSettings(None, None, 1, "canvas", args.max_steps),
+        "ACT 0.99, patience 3 on score": StoppingSettings(0.99, None, 3, "score", args.max_steps),
+        "ACT 0.99, patience 3 on canvas": StoppingSettings(0.99, None, 3, "canvas", args.max_steps),
+        "calibrated: " + result.settings.describe(): result.settings,
+    }
+    print(f"\nreplayed on the recorded test pass (exact at {args.max_steps} steps {at_limit:.2%})")
+    print(f"{'stopping':<72} {'mean steps':>10} {'exact':>8} {'loss pts':>8}")
+    for name, settings in replay.items():
+        acc, steps = simulated_accuracy(trace, settings)
+        print(f"{name:<72} {steps:>10.2f} {acc:>8.2%} {100 * (at_limit - acc):>8.2f}")
+    print("acc@t on test: " + " ".join(f"{a:.3f}" for a in trace.accuracy_at()))
+
+    out = Path(args.out_dir)
+    plot = plot_frontier(result, out / f"frontier_{args.task}{args.size}.png")
+    print(f"frontier plot: {plot}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Benchmark: batch prediction throughput and what infer-few early stopping saves.
+
+1. rows/s of the jobs/predict.py path (Ray Data ``map_batches`` on an actor pool of
+   ``--workers`` model actors, end to end: actor start-up and model loading included)
+   vs one in-process ``inference()`` loop over the same rows, in batches;
+2. infer-few with early stopping vs always running the step budget, in-process:
+   sample-steps (sum over rows of the steps run) and wall time.
+
+Without ``--checkpoint`` a small parity refiner is trained in-process first (a few
+seconds to a minute), so that its halting head has learned something to stop on.
+
+    python bench/bench_predict.py [--rows 10000] [--workers 2] [--checkpoint PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import ray
+import torch
+
+from refiner.batches import batch_from_table, iterate_batches
+from refiner.checkpoint import save_checkpoint
+from refiner.config import ModelConfig, OrchestrationConfig
+from refiner.distributed.predict import predict_on_ray
+from refiner.memory import MemoryBank
+from refiner.model import RefinerModel
+from refiner.orchestrator import UnifiedRefinerOrchestrator
+from refiner.prediction import Predictor, prediction_inputs, summarize
+from refiner.tasks.sources import parity
+from refiner.tokenizers import SymbolTokenizer
+
+SEQ_LEN = 16
+
+
+def train_parity(path: Path, steps: int, max_steps: int) -> Path:
+    torch.manual_seed(0)
+    model_config = ModelConfig(seq_len=SEQ_LEN, d_model=64, n_heads=4, n_layers=2)
+    config = OrchestrationConfig.from_dict(
+        {"max_steps_train": max_steps, "max_steps_infer": max_steps, "backprop_truncate_steps": 2}
+    )
+    o = UnifiedRefinerOrchestrator(
+        RefinerModel(model_config),
+        SymbolTokenizer(2),
+        MemoryBank.from_config(model_config),
+        config,
+    )
+    optimizer = torch.optim.AdamW(o.model.parameters(), lr=1e-3)
+    batch = batch_from_table(parity.generate(4096, size=SEQ_LEN, seed=0, val_fraction=0), SEQ_LEN)
+    done = 0
+    while done < steps:
+        for minibatch in iterate_batches(batch, 64, seed=done):
+            o.train_step(minibatch, optimizer)
+            done += 1
+            if done == steps:
+                break
+    return save_checkpoint(path, o)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=10000)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--checkpoint", help="a refiner checkpoint (default: train one)")
+    p.add_argument("--train-steps", type=int, default=300)
+    p.add_argument("--max-steps", type=int, default=8, help="step budget of the trained model")
+    p.add_argument("--threads", type=int, default=2, help="torch threads in-process")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best is kept)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory(prefix="bench-predict-") as scratch:
+        if args.checkpoint:
+            checkpoint = Path(args.checkpoint)
+        else:
+            checkpoint, seconds = timed(
+                lambda: train_parity(
+                    Path(scratch) / "checkpoint.pt", args.train_steps, args.max_steps
+                )
+            )
+            print(f"trained a parity refiner: {args.train_steps} updates in {seconds:.0f} s")
+        predictor = Predictor.from_checkpoint(checkpoint)
+        seq_len = predictor.seq_len
+        tasks = prediction_inputs(
+            parity.generate(args.rows, size=seq_len, seed=7, val_fraction=0),
+            predictor.default_task_type,
+        )
+        print(
+            f"rows: {tasks.num_rows}, step budget: {predictor.orchestrator.config.max_steps_infer}"
+        )
+
+        # Interleaved rounds, best of each: the machine is shared and its load drifts.
+        early_s = always_s = ray_s = float("inf")
+        ray.init(address="local", num_cpus=max(args.workers + 1, 2), include_dashboard=False)
+        try:
+            for _ in range(args.rounds):
+                early, seconds = timed(lambda: predictor.predict(tasks, batch_size=args.batch_size))
+                early_s = min(early_s, seconds)
+                on_ray, seconds = timed(
+                    lambda: predict_on_ray(
+                        checkpoint, tasks, num_workers=args.workers, batch_size=args.batch_size
+                    )
+                )
+                ray_s = min(ray_s, seconds)
+                always, seconds = timed(
+                    lambda: predictor.predict(
+                        tasks, early_stopping=False, batch_size=args.batch_size
+                    )
+                )
+                always_s = min(always_s, seconds)
+        finally:
+            ray.shutdown()
+    same = on_ray.column("prediction").equals(early.column("prediction"))
+
+    e, a = summarize(early), summarize(always)
+    rows = tasks.num_rows
+    print("\n== throughput (early stopping on) ==")
+    print(f"in-process inference() loop : {rows / early_s:8.1f} rows/s ({early_s:.1f} s)")
+    print(
+        f"Ray Data, {args.workers} actors          : {rows / ray_s:8.1f} rows/s ({ray_s:.1f} s, "
+        "actor start-up included)"
+    )
+    print(f"ratio Ray / in-process      : {early_s / ray_s:8.2f}x")
+    print(f"same predictions            : {same}  (best of {args.rounds} interleaved rounds)")
+    print("\n== infer-few early stopping vs always the full budget (in-process) ==")
+    print(f"{'':22s}{'early stop':>12s}{'full budget':>13s}{'ratio':>8s}")
+    print(
+        f"{'sample-steps':22s}{e.sample_steps:12d}{a.sample_steps:13d}"
+        f"{e.sample_steps / a.sample_steps:8.2f}"
+    )
+    print(f"{'wall time (s)':22s}{early_s:12.2f}{always_s:13.2f}{early_s / always_s:8.2f}")
+    print(f"{'mean steps':22s}{e.mean_steps:12.2f}{a.mean_steps:13.2f}")
+    acc_e = f"{e.accuracy:.4f}" if e.accuracy is not None else "n/a"
+    acc_a = f"{a.accuracy:.4f}" if a.accuracy is not None else "n/a"
+    print(f"{'accuracy':22s}{acc_e:>12s}{acc_a:>13s}")
+    print(f"stopping reasons (early): {dict(sorted(e.stopping_reasons.items()))}")
+
+
+if __name__ == "__main__":
+    main()
