@@ -19,15 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
+# Only light imports here: `--help` answers without loading torch, Ray or MLflow.
 from refiner.cli import input_checks, job_main, stop_on_sigterm
-from refiner.distributed.cluster import init_ray
-from refiner.distributed.sweep_driver import run_sweep
-from refiner.experiment import load_task_table
-from refiner.storage import check_writable
-from refiner.sweep.outcome import format_summary
-from refiner.sweep.plan import SweepPlan, describe_start, local_cluster_cpus, plan_sweep
-from refiner.tracking import check_tracking_store, resolve_tracking_uri
-from refiner.tracking import sweeps as sweep_tracking
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SPACE = ROOT / "tune_spaces" / "truncation.yaml"
@@ -62,12 +55,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--register-name", help="register the best checkpoint as this MLflow model")
     p.add_argument("--out", default="outputs/sweeps", help="where the best config is written")
     p.add_argument("--address", help="Ray cluster to attach to (default: RAY_ADDRESS or local)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check everything, print the config, tasks and resources; start nothing",
+    )
     return p.parse_args(argv)
 
 
 @job_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from refiner.experiment import load_task_table
+    from refiner.run_plan import describe_sweep_plan
+    from refiner.storage import check_writable
+    from refiner.sweep.outcome import format_summary
+    from refiner.sweep.plan import SweepPlan, describe_start, local_cluster_cpus, plan_sweep
+    from refiner.tracking_store import check_tracking_store, resolve_tracking_uri
+
     with input_checks():  # bad input stops here: "error: ...", exit status 2
         if args.resume:
             plan = SweepPlan.load(args.storage, args.resume)
@@ -92,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         tasks = load_task_table(config.task, config.seed)
         check_tracking_store(plan.tracking_uri)
         check_writable(plan.storage)
+        if args.dry_run:  # no Ray, no MLflow: prints what would run
+            print(describe_sweep_plan(plan, tasks, address=args.address, resume=bool(args.resume)))
+            return 0
+    from refiner.distributed.cluster import init_ray
+    from refiner.distributed.sweep_driver import run_sweep
+    from refiner.tracking import sweeps as sweep_tracking
 
     print(f"[sweep] {init_ray(args.address, local_cluster_cpus(space.settings, config.training))}")
     stop_on_sigterm()  # `ray job stop`: the MLflow parent run ends KILLED (after init_ray)

@@ -2,6 +2,7 @@
 
     python jobs/train.py                                   # parity, 2 CPU workers, local Ray
     python jobs/train.py --task sudoku --steps 2000 --set model.d_model=128
+    python jobs/train.py --task sudoku --dry-run           # config, tasks, resources; no start
     python jobs/train.py --config jobs/configs/sudoku_extreme_gpu.yaml --gpu --num-workers 4
     ray job submit --working-dir . -- python jobs/train.py --tracking-uri http://HEAD:5000
 
@@ -14,15 +15,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
+# Only light imports here: `--help` answers without loading torch, Ray or MLflow.
 from refiner.cli import input_checks, job_main, set_overrides, stop_on_sigterm
-from refiner.distributed.cluster import init_ray
-from refiner.distributed.trainer import run_training
-from refiner.experiment import choose_config, prepare_experiment
-from refiner.storage import check_writable, resolve_storage
-from refiner.tracking import check_tracking_store, resolve_tracking_uri, tracked_run
 
 CONFIGS = Path(__file__).parent / "configs"
 
@@ -56,12 +52,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--register-name", help="register the best checkpoint's MLflow model under this name"
     )
     p.add_argument("--address", help="Ray cluster to attach to (default: RAY_ADDRESS or local)")
+    p.add_argument(
+        "--allow-config-change", action="store_true", help="resume --run-name with a new config"
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="check all, print the plan; start nothing"
+    )
     return p.parse_args(argv)
 
 
 @job_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from refiner.experiment import choose_config, prepare_experiment
+    from refiner.run_plan import TrainingPlan, default_run_name, training_cluster_cpus
+    from refiner.storage import check_writable, resolve_storage
+    from refiner.tracking_store import check_tracking_store, resolve_tracking_uri
+
     # The dedicated flags are shorthands for --set overrides (applied after --set).
     shorthands = {
         "training.num_workers": args.num_workers,
@@ -78,33 +85,32 @@ def main(argv: list[str] | None = None) -> int:
         check_tracking_store(tracking_uri)
         storage = resolve_storage(args.storage)
         check_writable(storage)
-    run_name = args.run_name or f"{Path(config.task.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    training = config.training
-    print(
-        f"[refiner] {init_ray(args.address, training.num_workers * training.cpus_per_worker + 1)}"
-    )
+        run_name = args.run_name or default_run_name(config)
+        plan = TrainingPlan(
+            config, tasks, run_name, args.address, tracking_uri, args.experiment, storage
+        )
+        if args.dry_run:  # no Ray, no MLflow: prints what would run
+            print(plan.describe(), flush=True)
+            return 0
+        from refiner.tracking import tracked_run
+        from refiner.tracking.resume import check_resume
+
+        # Resuming --run-name with a changed config: refused unless --allow-config-change.
+        tags = check_resume(
+            tracking_uri, args.experiment, run_name, config.to_dict(), args.allow_config_change
+        )
+    from refiner.distributed.cluster import init_ray
+    from refiner.distributed.trainer import run_training
+
+    print(f"[refiner] {init_ray(args.address, training_cluster_cpus(config.training))}")
     stop_on_sigterm()  # `ray job stop`: the MLflow run ends KILLED (after init_ray)
-    print(
-        f"[refiner] run {run_name!r}: {tasks.num_rows} tasks from {config.task.source}, "
-        f"{training.steps} updates on {max(1, training.num_workers)} worker(s), "
-        f"MLflow {tracking_uri} (experiment {args.experiment!r})",
-        flush=True,
-    )
+    print(f"[refiner] {plan.start_line()}", flush=True)
     # Diverged training (a RunFailedError) ends the run FAILED, exit status 1; the
     # earlier checkpoints stay.
-    with tracked_run(tracking_uri, args.experiment, run_name) as tracker:
+    with tracked_run(tracking_uri, args.experiment, run_name, tags) as tracker:
         tracker.register_name = args.register_name
         outcome = run_training(config, tasks, run_name, storage, tracker)
-
-    print("\n=== summary ===", flush=True)
-    if "evaluation_text" in outcome.summary:
-        print(outcome.summary["evaluation_text"])
-    print(f"updates: {outcome.summary.get('step')}  wall time: {outcome.elapsed_s:.0f} s")
-    print(f"checkpoint: {outcome.checkpoint}")
-    if outcome.model_uri:
-        print(f"model: {outcome.model_uri}")
-    print(f"MLflow run: {tracker.run_id} in experiment {args.experiment!r} at {tracking_uri}")
-    print(f"  browse: mlflow ui --backend-store-uri {tracking_uri}", flush=True)
+    print(plan.summary(outcome, tracker.run_id), flush=True)
     return 0
 
 

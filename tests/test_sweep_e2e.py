@@ -84,6 +84,10 @@ def test_asha_sweep_mlflow_compare_evaluate(tmp_path: Path, local_ray, capsys) -
         assert not noise & set(child.data.metrics)
         assert not any(k.startswith("config") for k in child.data.metrics)
         assert "loss" in child.data.metrics and "val_acc_infer" in child.data.metrics
+        # Provenance: the sweep driver's (a trial's Ray worker has another command line).
+        for key in ("refiner.git_commit", "refiner.user", "refiner.command"):
+            assert child.data.tags[key] == parent.data.tags[key], key
+        assert [d.dataset.name for d in child.inputs.dataset_inputs] == ["parity"]
 
     versions = client.search_model_versions("name='refiner-best'")
     assert len(versions) == 1 and versions[0].run_id == outcome.best_run_id

@@ -6,6 +6,7 @@ assertions below; a second invocation with the same run name resumes it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,7 @@ def test_same_run_name_resumes_the_finished_run(ddp_run) -> None:
         "40",
         "--run-name",
         "ddp",
+        "--allow-config-change",  # 2 -> 1 worker, 30 -> 40 updates, default max_failures
     )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "resumed at update 30" in again.stdout
@@ -103,5 +105,27 @@ def test_same_run_name_resumes_the_finished_run(ddp_run) -> None:
     assert [r.info.run_id for r in runs] == [run.info.run_id]
     assert runs[0].info.status == "FINISHED"
     assert runs[0].data.tags["refiner.resumed_from_step"] == "30"
+    changes = json.loads(runs[0].data.tags["refiner.config_changes"])
+    assert changes == {
+        "training.max_failures": ["1", "2"],
+        "training.num_workers": ["2", "1"],
+        "training.steps": ["30", "40"],
+    }
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
     assert steps == [5, 10, 15, 20, 25, 30, 35, 40]
+
+
+def test_console_shows_the_project_not_rays_info_lines(ddp_run) -> None:
+    _, done, _, _ = ddp_run
+    console = done.stdout + done.stderr
+    assert "[refiner] update" in done.stdout and "=== summary ===" in done.stdout
+    for chatter in (
+        "Started a local Ray instance",
+        "Started training worker group",
+        "Moving model to device",
+        "Starting execution of Dataset",
+        "Progress bars disabled",
+        "Checkpoint successfully created",
+        "RayDeprecationWarning",
+    ):
+        assert chatter not in console, chatter

@@ -8,7 +8,10 @@ picklable ``RunTracker``; ``refiner.tracking.MlflowTracker`` is the real one and
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol, runtime_checkable
+
+from refiner.provenance import TaskDataset
 
 
 @runtime_checkable
@@ -27,6 +30,12 @@ class RunTracker(Protocol):
     def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None: ...
 
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
+
+    def log_dataset(self, dataset: TaskDataset) -> None: ...
+
+    def system_metrics(self) -> AbstractContextManager[None]:
+        """Record the machine's load (CPU, memory, GPU) while the block runs."""
+        ...
 
     def log_model(
         self, checkpoint_path: str, step: int, metrics: Mapping[str, float]
@@ -51,6 +60,12 @@ class NullTracker:
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         pass
+
+    def log_dataset(self, dataset: TaskDataset) -> None:
+        pass
+
+    def system_metrics(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def log_model(
         self, checkpoint_path: str, step: int, metrics: Mapping[str, float]

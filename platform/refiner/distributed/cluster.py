@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import ray
 
 from refiner.distributed.compat import disable_auto_init, init_local_on_loopback
+from refiner.distributed.console import quiet_driver_console, quiet_runtime_env
+from refiner.run_plan import local_ray_cpus
 
 
 def init_ray(address: str | None = None, min_logical_cpus: float = 0) -> str:
@@ -17,13 +20,24 @@ def init_ray(address: str | None = None, min_logical_cpus: float = 0) -> str:
     Its logical CPU count is at least ``min_logical_cpus`` so that Ray Data keeps a CPU
     slot beside the train workers: on a 2-core laptop two 1-CPU workers would otherwise
     leave the augmentation tasks no room to run.
+
+    Ray's INFO chatter stays out of the console (``refiner.distributed.console``).
     """
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address)
+        ray.init(address=address, logging_level=logging.WARNING)
         disable_auto_init()
+        quiet_driver_console()
         return f"attached to {address}"
-    cpus = max(os.cpu_count() or 1, int(-(-min_logical_cpus // 1)))
-    init_local_on_loopback(num_cpus=cpus, include_dashboard=True, dashboard_host="127.0.0.1")
+    cpus = local_ray_cpus(min_logical_cpus)
+    context = init_local_on_loopback(
+        num_cpus=cpus,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        logging_level=logging.WARNING,
+        runtime_env=quiet_runtime_env(),
+    )
     disable_auto_init()
-    return f"local Ray on 127.0.0.1 with {cpus} logical CPUs"
+    quiet_driver_console()
+    dashboard = f", dashboard http://{context.dashboard_url}" if context.dashboard_url else ""
+    return f"local Ray on 127.0.0.1 with {cpus} logical CPUs{dashboard}"

@@ -12,14 +12,14 @@ from typing import Any
 import ray
 
 
-def init_local_on_loopback(**kwargs: Any) -> None:
+def init_local_on_loopback(**kwargs: Any) -> Any:
     """``ray.init(address="local", ...)`` with the node bound to 127.0.0.1.
 
     Why: a private local cluster must not listen on the machine's public interfaces.
     ``_node_ip_address`` is the only ``ray.init`` argument for that (Ray 2.60; the CLI's
     ``ray start --node-ip-address`` has no public Python equivalent).
     """
-    ray.init(address="local", _node_ip_address="127.0.0.1", **kwargs)
+    return ray.init(address="local", _node_ip_address="127.0.0.1", **kwargs)
 
 
 def disable_auto_init() -> None:
@@ -44,3 +44,27 @@ def quiet_train_report_logging() -> None:
     from ray.train.v2._internal.execution import context as train_context
 
     logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
+
+
+def ray_data_default_logging() -> dict[str, Any]:
+    """A copy of Ray Data's default logging config (what ``RAY_DATA_LOGGING_CONFIG`` replaces).
+
+    Why: a quiet console keeps Ray Data's file log and only raises its console level;
+    the default lives in ``ray.data._internal.logging.DEFAULT_CONFIG`` (Ray 2.60).
+    """
+    import copy
+
+    from ray.data._internal import logging as data_logging
+
+    return copy.deepcopy(data_logging.DEFAULT_CONFIG)
+
+
+def session_logs_dir() -> str | None:
+    """This process's Ray session log folder (``/tmp/ray/session_*/logs``), if connected.
+
+    Why: Ray has no public API for it; ``ray._private.worker._global_node`` (Ray 2.60).
+    """
+    import os
+
+    node = ray._private.worker._global_node
+    return None if node is None else os.path.join(node.get_session_dir_path(), "logs")

@@ -110,6 +110,13 @@ class ReportWindow:
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
     job: WorkerJob = loop_config["job"]
+    if ray.train.get_context().get_world_rank() != 0:
+        return _train(job)
+    with job.tracker.system_metrics():  # the machine's load, from the process that trains
+        return _train(job)
+
+
+def _train(job: WorkerJob) -> dict[str, Any] | None:
     quiet_train_report_logging()  # our progress line says it in one line
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()

@@ -22,6 +22,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 
 from refiner.augment import AugmentationSpec
 from refiner.augment.budget import MIB, check_budget, tasks_per_call
+from refiner.distributed.console import train_logging_config
 from refiner.distributed.data import (
     StreamPlan,
     TaskOrigin,
@@ -39,6 +40,7 @@ from refiner.distributed.loop import (
 from refiner.experiment import ExperimentConfig, fit_puzzle_table
 from refiner.failures import DeterministicError
 from refiner.predictors import field_kind
+from refiner.provenance import describe_task_dataset
 from refiner.run_tracker import NullTracker, RunTracker
 from refiner.storage import check_writable, resolve_storage
 from refiner.tasks.schema import describe_tasks
@@ -113,6 +115,7 @@ def run_training(
         datasets["val"] = validation_dataset(held_out, config.model.seq_len, puzzles)
 
     tracker.log_params(config.to_dict())
+    tracker.log_dataset(describe_task_dataset(config.task.source, tasks, _source_options(config)))
     tracker.set_tags(
         {
             "refiner.task": config.task.source,
@@ -149,6 +152,7 @@ def run_training(
             name=run_name,
             storage_path=storage,
             callbacks=callbacks,
+            logging_config=train_logging_config(),  # Train's INFO lines: log files only
             failure_config=FailureConfig(max_failures=training.max_failures),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=training.num_to_keep,
@@ -219,6 +223,11 @@ def augmentation_spec(config: ExperimentConfig) -> AugmentationSpec:
         # per-augmentation puzzle identities: copy i must be one transform of the puzzle
         seed_by_group=config.model.puzzle_embedding == "per_augmentation",
     )
+
+
+def _source_options(config: ExperimentConfig) -> dict[str, Any]:
+    task = config.task
+    return {"count": task.count, "size": task.size, "seed": config.seed, **task.options}
 
 
 def _train_rows(tasks: pa.Table) -> np.ndarray:

@@ -8,12 +8,11 @@ one parent run whose children are the trials (tag ``mlflow.parentRunId``).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,51 +20,21 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH
 
-from refiner.cli import BadInputError
+from refiner.provenance import TaskDataset, run_provenance
 from refiner.run_tracker import flatten
+from refiner.tracking.provenance import dataset_input, system_metrics
+from refiner.tracking_store import (  # noqa: F401  (re-exported: the jobs' names)
+    TrackingError,
+    check_tracking_store,
+    resolve_tracking_uri,
+)
+
+# "Creating initial MLflow database tables..." on a store's first use: not a console line.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
 RUN_NAME_TAG = "mlflow.runName"
 PARENT_TAG = "mlflow.parentRunId"
 _PARAMS_PER_BATCH = 100
-
-
-class TrackingError(BadInputError, RuntimeError):
-    """The tracking store cannot be used (unreachable server, unwritable database path)."""
-
-
-def resolve_tracking_uri(explicit: str | None = None, cwd: str | os.PathLike | None = None) -> str:
-    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else an absolute SQLite file in cwd.
-
-    MLflow 3.17 refuses the plain file store, and a relative SQLite path would move with
-    the process's working directory (a Ray job's is a temporary folder).
-    """
-    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    return f"sqlite:///{Path(cwd or os.getcwd()).resolve() / 'mlflow.db'}"
-
-
-def check_tracking_store(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail fast, before any compute, when the store cannot be reached or written."""
-    if uri.startswith(("http://", "https://")):
-        url = uri.rstrip("/") + "/health"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout_s) as response:
-                if response.status != 200:
-                    raise TrackingError(
-                        f"MLflow server {uri} answered {response.status} on /health"
-                    )
-        except (urllib.error.URLError, OSError) as exc:
-            raise TrackingError(
-                f"MLflow tracking server {uri} is unreachable ({exc}); start it, fix "
-                "--tracking-uri / MLFLOW_TRACKING_URI, or port-forward it"
-            ) from None
-    elif uri.startswith("sqlite:///"):
-        db_dir = Path(uri[len("sqlite:///") :]).parent
-        if not db_dir.is_dir():
-            raise TrackingError(f"tracking database folder {db_dir} does not exist (from {uri})")
-        if not os.access(db_dir, os.W_OK):
-            raise TrackingError(f"tracking database folder {db_dir} is not writable (from {uri})")
 
 
 def _artifact_location(uri: str, experiment: str) -> str | None:
@@ -146,6 +115,17 @@ class MlflowTracker:
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
+    def log_dataset(self, dataset: TaskDataset) -> None:
+        """The run's task table as an MLflow dataset input (once per digest)."""
+        logged = self.client.get_run(self.run_id).inputs.dataset_inputs
+        if any(d.dataset.digest == dataset.digest for d in logged):
+            return  # a resumed run read the same tasks again
+        self.client.log_inputs(self.run_id, datasets=[dataset_input(dataset)])
+
+    def system_metrics(self) -> AbstractContextManager[None]:
+        """CPU, memory (and GPU) of this process's machine, logged while the block runs."""
+        return system_metrics(self.tracking_uri, self.run_id)
+
     def log_model(
         self, checkpoint_path: str, step: int, metrics: Mapping[str, float]
     ) -> str | None:
@@ -222,7 +202,12 @@ def tracked_run(
     tags: Mapping[str, str] | None = None,
     parent_run_id: str | None = None,
 ) -> Iterator[MlflowTracker]:
-    """Open a run and guarantee it ends FINISHED, FAILED or KILLED, never left RUNNING."""
+    """Open a run and guarantee it ends FINISHED, FAILED or KILLED, never left RUNNING.
+
+    Called by the driver: the run is tagged with where it came from (code version, user,
+    command line: ``refiner.provenance.run_provenance``).
+    """
+    tags = {**run_provenance(), **(tags or {})}
     tracker = open_run(tracking_uri, experiment, run_name, tags, parent_run_id)
     try:
         yield tracker

@@ -11,7 +11,7 @@ run config as params and what rank 0 of its training run logged.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 from mlflow.exceptions import MlflowException
 
+from refiner.provenance import run_provenance
 from refiner.run_tracker import flatten
 from refiner.tracking import (
     PARENT_TAG,
@@ -48,9 +49,8 @@ def open_parent_run(
     scheduler: Mapping[str, Any],
 ) -> MlflowTracker:
     """The sweep's run (reopened on ``--resume``): the space and scheduler as params."""
-    tracker = open_run(
-        tracking_uri, experiment, sweep_name, {SWEEP_TAG: sweep_name, KIND_TAG: "sweep"}
-    )
+    tags = {**run_provenance(), SWEEP_TAG: sweep_name, KIND_TAG: "sweep"}
+    tracker = open_run(tracking_uri, experiment, sweep_name, tags)
     params = {
         "space": space.get("space", {}),
         "fixed": space.get("fixed", {}),
@@ -70,10 +70,14 @@ class ChildRuns:
     sweep_name: str
     parent_run_id: str
     swept_keys: tuple[str, ...]
+    # Where the sweep came from, taken by the sweep's driver when it makes this object
+    # (a trial runs in a Ray worker, whose command line and checkout are not the user's).
+    provenance: dict[str, str] = field(default_factory=run_provenance)
 
     def open(self, run_name: str, trial_id: str) -> MlflowTracker:
         """Create the trial's run, or reopen it when the trial resumes (one run per trial)."""
         tags = {
+            **self.provenance,
             SWEEP_TAG: self.sweep_name,
             KIND_TAG: "trial",
             TRIAL_TAG: trial_id,

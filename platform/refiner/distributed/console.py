@@ -1,0 +1,129 @@
+"""What a job's console shows: the project's lines and every warning or error that needs
+a person, not Ray's INFO chatter.
+
+Left out of the console (all of it stays in the Ray session's log files,
+``/tmp/ray/session_*/logs``):
+
+- Ray's own INFO lines in the driver (``ray.init(logging_level=WARNING)``);
+- Ray Train's INFO lines from its controller and workers ("Requesting resources",
+  "Moving model to device", "Checkpoint successfully created"): ``ray.train``'s
+  ``LoggingConfig(log_level="WARNING")`` in the run config; its system log files
+  (``logs/train/ray-train-sys-*.log``) keep every level;
+- Ray Data's INFO lines ("Starting execution of Dataset", execution plans): its console
+  handler at WARNING through ``RAY_DATA_LOGGING_CONFIG``; ``logs/ray-data/`` keeps them;
+- Ray Data's hint that progress bars are off (the trainer turns them off on purpose
+  where stdout is not a terminal);
+- deprecation warnings raised inside Ray's own modules: written to
+  ``logs/refiner-ray-deprecations.log`` by a worker setup hook instead of stderr.
+
+Warnings and errors from Ray, and everything the project prints or warns, still reach
+the console. On a cluster the job attaches to (``ray job submit``), the workers' side is
+the cluster's: pass ``--runtime-env-json '{"worker_process_setup_hook":
+"refiner.distributed.console.quiet_worker_console"}'`` to quiet them the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import ray
+import yaml
+
+from refiner.distributed.compat import ray_data_default_logging, session_logs_dir
+
+CONSOLE_LEVEL = "WARNING"
+RAY_DATA_LOGGING_ENV = "RAY_DATA_LOGGING_CONFIG"
+WORKER_SETUP_HOOK = "refiner.distributed.console.quiet_worker_console"
+DEPRECATIONS_LOG = "refiner-ray-deprecations.log"
+_RAY_DIR = str(Path(ray.__file__).resolve().parent)
+_DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+def train_logging_config() -> Any:
+    """Ray Train's console and app-log level (its system logs keep every level)."""
+    import ray.train  # not at the top: Ray Data's processes load this module's filter
+
+    return ray.train.LoggingConfig(log_level=CONSOLE_LEVEL)
+
+
+class ProgressHintFilter(logging.Filter):
+    """Drops Ray Data's "Progress bars disabled. To enable, set ..." hint.
+
+    The trainer turns the bars off on purpose where stdout is not a terminal; the hint
+    (a WARNING, once per process) would tell the user to undo that.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Progress bars disabled")
+
+
+def quiet_runtime_env() -> dict[str, Any]:
+    """The runtime env of a local cluster the project starts: quiet workers from the start."""
+    return {
+        "env_vars": {RAY_DATA_LOGGING_ENV: ray_data_logging_file()},
+        "worker_process_setup_hook": WORKER_SETUP_HOOK,
+    }
+
+
+def ray_data_logging_file() -> str:
+    """Ray Data's default logging config with its console handler at WARNING, as a file."""
+    config = ray_data_default_logging()
+    config["handlers"]["console"]["level"] = CONSOLE_LEVEL
+    config["filters"]["refiner_progress_hint"] = {"()": f"{__name__}.ProgressHintFilter"}
+    config["handlers"]["console"]["filters"] = [
+        *config["handlers"]["console"].get("filters", []),
+        "refiner_progress_hint",
+    ]
+    text = yaml.safe_dump(config, sort_keys=True)
+    path = Path(tempfile.gettempdir()) / f"refiner-ray-data-logging-{os.getuid()}.yaml"
+    if not path.is_file() or path.read_text() != text:
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(text)
+        partial.replace(path)  # atomic: a concurrent job never reads half a file
+    return str(path)
+
+
+def quiet_driver_console() -> None:
+    """In the driver, after ``ray.init``: the same for Ray Data, imported before the env."""
+    for handler in logging.getLogger("ray.data").handlers:
+        if type(handler).__name__ == "PlainRayHandler":  # the console one, not the file
+            handler.setLevel(CONSOLE_LEVEL)
+            handler.addFilter(ProgressHintFilter())
+    _route_ray_deprecations()
+
+
+def quiet_worker_console() -> None:
+    """Ray's ``worker_process_setup_hook``: runs in every worker process at start."""
+    _route_ray_deprecations()
+
+
+def _route_ray_deprecations() -> None:
+    if getattr(warnings.showwarning, "_refiner_quiet", False):
+        return
+    shown = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        if issubclass(category, _DEPRECATIONS) and str(filename).startswith(_RAY_DIR):
+            if _log_deprecation(warnings.formatwarning(message, category, filename, lineno)):
+                return
+        shown(message, category, filename, lineno, file, line)
+
+    showwarning._refiner_quiet = True  # type: ignore[attr-defined]
+    warnings.showwarning = showwarning
+
+
+def _log_deprecation(text: str) -> bool:
+    folder = session_logs_dir()
+    if folder is None:
+        return False
+    try:
+        with open(os.path.join(folder, DEPRECATIONS_LOG), "a", encoding="utf-8") as log:
+            log.write(f"[pid {os.getpid()}] {text}")
+    except OSError:
+        return False  # cannot keep it in a file: show it after all
+    return True

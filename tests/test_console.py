@@ -1,0 +1,102 @@
+"""The console of a job's local Ray: Ray's INFO lines, its progress-bar hint and its
+deprecation warnings go to the session's log files; warnings that need a person (Ray's
+other warnings, the project's own, deprecations raised from project code) still show.
+
+A real local cluster started the way the jobs start it (``init_ray``); what reaches the
+console is what the process writes to stderr.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+import ray
+import ray.data
+
+from refiner.distributed import console
+from refiner.distributed.cluster import init_ray
+from refiner.distributed.compat import session_logs_dir
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+RAY_FILE = str(Path(ray.data.__file__).parent / "_internal" / "somewhere.py")
+OUR_FILE = str(Path(console.__file__))
+
+
+@pytest.fixture(scope="module")
+def job_ray():
+    os.environ.pop("RAY_ADDRESS", None)
+    line = init_ray(None, 2)
+    yield line
+    ray.shutdown()
+
+
+def shown(*emitted: tuple[type[Warning], str, str]) -> list[str]:
+    """The warnings that reach the console (pytest records them instead of printing)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        console._route_ray_deprecations()  # what init_ray installed, around pytest's recorder
+        for category, filename, text in emitted:
+            warnings.warn_explicit(text, category, filename, 1)
+    return [str(w.message) for w in caught]
+
+
+def test_ray_deprecations_go_to_the_log_file_and_the_rest_shows(job_ray) -> None:
+    assert job_ray.startswith("local Ray on 127.0.0.1")
+    assert shown(
+        (DeprecationWarning, RAY_FILE, "ray-internal-deprecation-1"),
+        (UserWarning, RAY_FILE, "ray-user-warning-2"),
+        (DeprecationWarning, OUR_FILE, "project-deprecation-3"),
+        (UserWarning, OUR_FILE, "project-warning-4"),
+    ) == ["ray-user-warning-2", "project-deprecation-3", "project-warning-4"]
+    kept = Path(session_logs_dir(), console.DEPRECATIONS_LOG).read_text()
+    assert "ray-internal-deprecation-1" in kept and "project-warning-4" not in kept
+
+
+def test_ray_data_info_and_progress_hint_stay_in_its_log_file(job_ray) -> None:
+    data_logger = logging.getLogger("ray.data")
+    (console_handler,) = [h for h in data_logger.handlers if type(h).__name__ == "PlainRayHandler"]
+    screen = io.StringIO()  # the handler's stream was bound when pytest held stderr
+    previous = console_handler.setStream(screen)
+    try:
+        data_logger.info("ray-data-info-5")
+        data_logger.warning("Progress bars disabled. To enable, set ... (6)")
+        data_logger.warning("ray-data-warning-7")
+        data_logger.error("ray-data-error-8")
+    finally:
+        console_handler.setStream(previous)
+    err = screen.getvalue()
+    assert "ray-data-info-5" not in err and "Progress bars disabled" not in err
+    assert "ray-data-warning-7" in err and "ray-data-error-8" in err
+    for handler in data_logger.handlers:
+        handler.flush()
+    data_log = Path(session_logs_dir(), "ray-data", "ray-data.log").read_text()
+    assert "ray-data-info-5" in data_log and "ray-data-warning-7" in data_log
+
+
+def test_workers_get_the_quiet_setup(job_ray) -> None:
+    @ray.remote
+    def probe() -> dict:
+        import logging
+        import os
+        import warnings
+
+        import ray.data  # noqa: F401  (configures its logger from RAY_DATA_LOGGING_CONFIG)
+
+        levels = [h.level for h in logging.getLogger("ray.data").handlers]
+        return {
+            "env": os.environ.get(console.RAY_DATA_LOGGING_ENV),
+            "hook": getattr(warnings.showwarning, "_refiner_quiet", False),
+            "console_levels": sorted(levels),
+        }
+
+    seen = ray.get(probe.remote())
+    assert seen["env"] == console.ray_data_logging_file()
+    assert seen["hook"] is True
+    assert logging.WARNING in seen["console_levels"]  # the console handler
+    assert logging.INFO not in seen["console_levels"]
