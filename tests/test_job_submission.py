@@ -18,11 +18,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from mlflow import MlflowClient
 from ray_head import VENV_BIN, LocalHead
 from tiny_runs import TINY
 from train_fixtures import set_args
+
+from refiner.halting import STOP_REASONS
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -136,8 +139,19 @@ def jobs(head, tmp_path_factory) -> dict[str, Path]:
     """Submit both jobs up front: they run side by side, which halves the test's time."""
     tiny, long = tmp_path_factory.mktemp("tiny"), tmp_path_factory.mktemp("long")
     # The probe runs with the same runtime env, then the training job itself.
-    train = shlex.join(train_command(tiny, "submitted", 20))
-    submit(head, "refiner-tiny", ["bash", "-c", f"python tests/job_probe.py && {train}"])
+    train = shlex.join([*train_command(tiny, "submitted", 20), "--register-name", "submitted"])
+    # Then the trained model predicts new inputs through jobs/predict.py, in the same job.
+    inputs = shlex.join(
+        ["python", "jobs/prepare_tasks.py", "--source", "parity", "--size", "8"]
+        + ["--count", "32", "--seed", "7", "--out", str(tiny / "new.parquet")]
+    )
+    predict = shlex.join(
+        ["python", "jobs/predict.py", "--model", "models:/submitted/1"]
+        + ["--tracking-uri", f"sqlite:///{tiny / 'mlflow.db'}", "--num-workers", "1"]
+        + ["--input", str(tiny / "new.parquet"), "--out", str(tiny / "predictions.parquet")]
+    )
+    chain = f"python tests/job_probe.py && {train} && {inputs} && {predict}"
+    submit(head, "refiner-tiny", ["bash", "-c", chain])
     submit(head, "refiner-stopped", train_command(long, "stopped", 100_000))
     return {"tiny": tiny, "long": long}
 
@@ -163,6 +177,12 @@ def test_submitted_training_job_succeeds_and_is_tracked(head, jobs):
     history = client.get_metric_history(run.info.run_id, "loss")
     assert [m.step for m in history] == [5, 10, 15, 20]
     assert run.data.tags["refiner.checkpoint"].startswith(str(jobs["tiny"] / "checkpoints"))
+    assert run.data.tags["refiner.registered_model"] == "models:/submitted/1"
+    # jobs/predict.py ran in the submitted job on the registered model: one row per input.
+    predictions = pq.read_table(jobs["tiny"] / "predictions.parquet")
+    assert predictions.num_rows == 32
+    assert set(predictions.column("stopping_reason").to_pylist()) <= set(STOP_REASONS)
+    assert "=== predictions ===" in logs
     print(f"tiny job: SUCCEEDED {time.monotonic() - started:.0f} s after the head was up")
 
 
