@@ -33,8 +33,13 @@ import torch
 from refiner.augment import augment_batch
 from refiner.distributed.cluster import init_ray
 from refiner.distributed.data import split_validation
-from refiner.distributed.trainer import augmentation_spec, run_training
-from refiner.experiment import build_optimizer, build_orchestrator, prepare_experiment
+from refiner.distributed.trainer import run_training
+from refiner.experiment import (
+    augmentation_spec,
+    build_optimizer,
+    build_orchestrator,
+    prepare_experiment,
+)
 from refiner.run_tracker import NullTracker
 from refiner.tasks.schema import describe_tasks
 

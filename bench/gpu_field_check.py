@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +30,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from refiner.augment import AugmentationSpec, augment_table
+from refiner.augment import augment_table
 from refiner.batches import batch_from_arrays, iterate_batches
-from refiner.experiment import ExperimentConfig, build_optimizer, prepare_experiment
+from refiner.experiment import (
+    ExperimentConfig,
+    augmentation_spec,
+    build_optimizer,
+    build_orchestrator,
+    fit_puzzle_table,
+    prepare_experiment,
+)
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.predictors import field_kind, field_report
+from refiner.puzzles import BATCH_KEY
 from refiner.tasks.schema import describe_tasks
 
 CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
@@ -138,14 +146,9 @@ def run(
     train_rows, held_out = split(tasks, config)
     kind = field_kind(held_out) or "none"
     task_type, num_symbols = describe_tasks(tasks)
-    orchestrator = UnifiedRefinerOrchestrator.from_config(
-        config.model,
-        config.orchestration,
-        task_type=task_type,
-        num_symbols=num_symbols,
-        device=device,
-        seed=config.seed,
-    )
+    # As training builds it: the puzzle table (ARC recipes) sized from the training rows.
+    puzzles = fit_puzzle_table(config, train_rows)
+    orchestrator = build_orchestrator(config, task_type, num_symbols, device, puzzles=puzzles)
     optimizer, scheduler = build_optimizer(orchestrator, config.training)
     curve = Curve(name, kind, parameters=orchestrator.core.num_parameters(), rows=held_out.num_rows)
     print(
@@ -153,11 +156,7 @@ def run(
         f" ({kind}), seq_len {config.model.seq_len}, {curve.parameters:,} parameters;"
         f" prepared in {time.perf_counter() - started:.0f} s; training {args.budget:.0f} s"
     )
-    spec = AugmentationSpec(
-        strategies=tuple(config.orchestration.augmentation_strategies),
-        count=args.aug_per_round,
-        intensity=dict(config.task.augment_intensity),
-    )
+    spec = replace(augmentation_spec(config), count=args.aug_per_round)
     due = [args.budget * (i + 1) / args.evals for i in range(args.evals)]
     trained_s, updates, round_ = 0.0, 0, 0
     while due:
@@ -168,6 +167,11 @@ def run(
         batch = batch_from_arrays(
             tokens(rows, "input"), tokens(rows, "target"), config.model.seq_len, device
         )
+        if puzzles is not None:  # each augmented copy's identity, as the Ray stream gives it
+            ids = puzzles.ids(
+                rows.column("group_id").to_pylist(), rows.column("aug_index").to_numpy()
+            )
+            batch[BATCH_KEY] = torch.from_numpy(ids).to(device)
         curve.augment_s += time.perf_counter() - mark
         trained_s += time.perf_counter() - mark
         for minibatch in iterate_batches(batch, config.training.batch_size, seed=round_):

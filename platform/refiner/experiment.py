@@ -27,6 +27,7 @@ import torch
 
 from refiner.augment.batch import task_kind
 from refiner.augment.budget import check_budget
+from refiner.augment.spec import AugmentationSpec
 from refiner.augment.strategies import label_breaking
 from refiner.config import ModelConfig, OrchestrationConfig
 from refiner.config_loader import (
@@ -289,6 +290,20 @@ def load_task_table(task: TaskConfig, seed: int) -> pa.Table:
             f"not to the task file {task.source}"
         )
     return load_tasks(task.source, count=task.count)
+
+
+def augmentation_spec(config: ExperimentConfig) -> AugmentationSpec:
+    """The run's augmentation: the seed's strategies and count, or none at all."""
+    if not config.task.augment:
+        return AugmentationSpec(strategies=(), count=1)
+    return AugmentationSpec(
+        strategies=tuple(config.orchestration.augmentation_strategies),
+        count=config.orchestration.augmentation_count,
+        intensity=dict(config.task.augment_intensity),
+        dedup=config.task.augment_dedup,
+        # per-augmentation puzzle identities: copy i must be one transform of the puzzle
+        seed_by_group=config.model.puzzle_embedding == "per_augmentation",
+    )
 
 
 def fit_puzzle_table(config: ExperimentConfig, train_tasks: pa.Table) -> PuzzleIndex | None:

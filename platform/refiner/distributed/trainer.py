@@ -20,7 +20,6 @@ import ray.data
 import ray.train
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 
-from refiner.augment import AugmentationSpec
 from refiner.augment.budget import MIB, check_budget, tasks_per_call
 from refiner.distributed.console import train_logging_config
 from refiner.distributed.data import (
@@ -37,7 +36,7 @@ from refiner.distributed.loop import (
     WorkerJob,
     train_loop_per_worker,
 )
-from refiner.experiment import ExperimentConfig, fit_puzzle_table
+from refiner.experiment import ExperimentConfig, augmentation_spec, fit_puzzle_table
 from refiner.failures import DeterministicError
 from refiner.predictors import field_kind
 from refiner.provenance import describe_task_dataset
@@ -209,20 +208,6 @@ def _best_checkpoint(result: Any, score: str) -> tuple[Any, dict[str, Any]] | No
     if result.checkpoint is not None:
         return result.checkpoint, dict(result.metrics or {})
     return None
-
-
-def augmentation_spec(config: ExperimentConfig) -> AugmentationSpec:
-    """The run's augmentation: the seed's strategies and count, or none at all."""
-    if not config.task.augment:
-        return AugmentationSpec(strategies=(), count=1)
-    return AugmentationSpec(
-        strategies=tuple(config.orchestration.augmentation_strategies),
-        count=config.orchestration.augmentation_count,
-        intensity=dict(config.task.augment_intensity),
-        dedup=config.task.augment_dedup,
-        # per-augmentation puzzle identities: copy i must be one transform of the puzzle
-        seed_by_group=config.model.puzzle_embedding == "per_augmentation",
-    )
 
 
 def _source_options(config: ExperimentConfig) -> dict[str, Any]:
