@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from refiner.config import PATIENCE_SIGNALS, PatienceSignal, StoppingConfig
-from refiner.edits import apply_edit, canvas_score
+from refiner.edits import canvas_score
 from refiner.halting import CONTINUE, STOP_REASONS
 from refiner.tokenizers import PAD
 
@@ -238,27 +238,19 @@ def _record_rows(
     canvas, quality, latent = state.canvas, state.canvas_quality, state.latent
     scored = target != PAD if ignore_pad else torch.ones_like(target, dtype=torch.bool)
     columns: list[list[torch.Tensor]] = [[], [], [], []]
+    from refiner.inference import refine_step  # inference imports this module
+
     for t in range(steps):
-        out = core.step(x, canvas, latent, memory)
-        latent = out.latent
-        proposal = out.logits.argmax(-1)
-        proposal_quality = torch.sigmoid(out.quality_logits.float())
-        strategy = orchestrator.select_edit_strategy(t, canvas_score(quality), task_type)
-        previous = canvas
-        canvas, quality = apply_edit(
-            strategy,
-            canvas,
-            quality,
-            proposal,
-            proposal_quality,
-            orchestrator.edit_budget(strategy),
+        out, _, canvas, quality, changed = refine_step(
+            orchestrator, t, x, canvas, quality, latent, memory, task_type
         )
+        latent = out.latent
         for column, value in zip(
             columns,
             (
                 torch.sigmoid(out.halt_logit.float()),
                 canvas_score(quality),
-                (canvas != previous).any(-1),
+                changed,
                 ((canvas == target) | ~scored).all(-1),
             ),
             strict=True,

@@ -70,20 +70,12 @@ def infer_few(
             state = core.initial_state(inputs)
             canvas, quality, latent = state.canvas, state.canvas_quality, state.latent
             for t in range(max_steps):
-                if core.fast_path:  # a few fixed shapes, not one compile per active size
-                    out = bucketed_step(core, x, canvas, latent, memory, full=B)
-                else:
-                    out = core.step(x, canvas, latent, memory)
-                latent = out.latent
-                proposal = out.logits.argmax(-1)
-                proposal_quality = torch.sigmoid(out.quality_logits.float())
-                strategy = o.select_edit_strategy(t, canvas_score(quality), task_type)
-                previous = canvas
-                canvas, quality = apply_edit(
-                    strategy, canvas, quality, proposal, proposal_quality, o.edit_budget(strategy)
+                # a few fixed shapes on the fast path, not one compile per active size
+                out, strategy, canvas, quality, changed = refine_step(
+                    o, t, x, canvas, quality, latent, memory, task_type, bucket_of=B
                 )
+                latent = out.latent
                 strategy_use[strategy] += 1
-                changed = (canvas != previous).any(-1)  # [active]: patience on the canvas
                 score = canvas_score(quality)  # [active]
                 halt_prob = torch.sigmoid(out.halt_logit.float())  # [active]
                 if bank is not None and bank.size:
@@ -155,6 +147,38 @@ def bucket_size(active: int, full: int) -> int:
     most 6 shapes (each compile costs seconds; a few padded rows cost far less)."""
     floor = max(1, full // MIN_BUCKET_FRACTION)
     return min(max(1 << max(active - 1, 0).bit_length(), floor), full)
+
+
+def refine_step(
+    orchestrator: UnifiedRefinerOrchestrator,
+    t: int,
+    x: torch.Tensor,
+    canvas: torch.Tensor,
+    quality: torch.Tensor,
+    latent: torch.Tensor,
+    memory: tuple[torch.Tensor, torch.Tensor] | None,
+    task_type: str,
+    bucket_of: int | None = None,
+) -> tuple[StepOutput, str, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One infer-few step: the model's step, then the edit `select_edit_strategy` picks.
+
+    Returns the step's outputs, the strategy, the new canvas [B, L] and quality [B, L],
+    and whether each row's canvas changed [B] (patience on the canvas). With `bucket_of`
+    (the full batch size) and the fast path on, the step runs on a bucketed shape.
+    Shared by inference and calibration's recorded pass, so both step the same way."""
+    core = orchestrator.core
+    if bucket_of is not None and core.fast_path:
+        out = bucketed_step(core, x, canvas, latent, memory, full=bucket_of)
+    else:
+        out = core.step(x, canvas, latent, memory)
+    proposal = out.logits.argmax(-1)
+    proposal_quality = torch.sigmoid(out.quality_logits.float())
+    strategy = orchestrator.select_edit_strategy(t, canvas_score(quality), task_type)
+    new_canvas, new_quality = apply_edit(
+        strategy, canvas, quality, proposal, proposal_quality, orchestrator.edit_budget(strategy)
+    )
+    changed = (new_canvas != canvas).any(-1)
+    return out, strategy, new_canvas, new_quality, changed
 
 
 def bucketed_step(
