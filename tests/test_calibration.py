@@ -287,3 +287,28 @@ def test_the_recorded_pass_agrees_with_the_full_unroll():
     curve = o.evaluate(batch, steps=6)
     assert trace.accuracy_at() == pytest.approx(curve["acc_at"])
     assert trace.halt_prob.mean(0).tolist() == pytest.approx(curve["halt_prob_at"], abs=1e-6)
+
+
+def test_the_recorded_pass_uses_the_puzzle_identities_inference_uses():
+    """A puzzle-conditioned model: the batch's puzzle_ids reach the recorded pass, so the
+    simulated stopping is what inference with those identities does."""
+    o = tiny_orchestrator(
+        tiny_config(max_steps_train=6, max_steps_infer=6),
+        puzzle_embedding="per_puzzle",
+        puzzle_identities=5,
+    ).eval()
+    _varied_heads(o)
+    torch.manual_seed(6)
+    with torch.no_grad():
+        o.core.puzzle_embed.weight.normal_(0, 3.0)  # identities that change the answers
+    batch = parity_batch(48, seed=4)
+    batch["puzzle_ids"] = torch.arange(48) % 5
+    trace = record_pass(o, batch, max_steps=6)
+    unconditioned = record_pass(o, {k: batch[k] for k in ("input", "target")}, max_steps=6)
+    assert not np.array_equal(trace.halt_prob, unconditioned.halt_prob)
+    settings = StoppingSettings(_between(trace.halt_prob, 0.8), None, 2, "canvas", 6)
+    steps, reasons = simulate(trace, settings)
+    o.calibration = CalibrationResult(settings, 0, 48, 6, 0.5, 0.0, 0.0, 0.0)
+    r = o.inference(batch["input"], puzzle_ids=batch["puzzle_ids"])
+    assert r["steps_taken"] == steps.tolist()
+    assert r["stopping_reason"] == [STOP_REASONS[c] for c in reasons]

@@ -35,6 +35,7 @@ import torch
 from refiner.config import PATIENCE_SIGNALS, PatienceSignal, StoppingConfig
 from refiner.edits import canvas_score
 from refiner.halting import CONTINUE, STOP_REASONS
+from refiner.puzzles import BATCH_KEY
 from refiner.tokenizers import PAD
 
 # Fixed, readable grids: thresholds chosen from data quantiles would fit the
@@ -208,14 +209,20 @@ def record_pass(
     memory = orchestrator.memory_bank.snapshot() if orchestrator.memory_bank is not None else None
     was_training = core.training
     core.eval()
+    puzzles = batch.get(BATCH_KEY)  # a conditioned model's identities, as inference gets them
     parts: list[list[torch.Tensor]] = []
     try:
         with orchestrator.autocast_context(), orchestrator.exploring(False):
             for start in range(0, inputs.shape[0], batch_size):
                 ids = inputs[start : start + batch_size].to(device, torch.long)
                 want = target[start : start + batch_size].to(device, torch.long)
+                rows_puzzles = (
+                    None if puzzles is None else puzzles[start : start + batch_size].to(device)
+                )
                 parts.append(
-                    _record_rows(orchestrator, ids, want, T, memory, task_type, ignore_pad)
+                    _record_rows(
+                        orchestrator, ids, want, rows_puzzles, T, memory, task_type, ignore_pad
+                    )
                 )
     finally:
         core.train(was_training)
@@ -227,13 +234,14 @@ def _record_rows(
     orchestrator: Any,
     ids: torch.Tensor,
     target: torch.Tensor,
+    puzzle_ids: torch.Tensor | None,
     steps: int,
     memory: Any,
     task_type: str,
     ignore_pad: bool,
 ) -> list[torch.Tensor]:
     core = orchestrator.core
-    x = core.embed_input(ids)
+    x = core.embed_input(ids, puzzle_ids)
     state = core.initial_state(ids)
     canvas, quality, latent = state.canvas, state.canvas_quality, state.latent
     scored = target != PAD if ignore_pad else torch.ones_like(target, dtype=torch.bool)
