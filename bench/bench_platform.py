@@ -32,7 +32,6 @@ import torch
 
 from refiner.augment import augment_batch
 from refiner.distributed.cluster import init_ray
-from refiner.distributed.data import split_validation
 from refiner.distributed.trainer import run_training
 from refiner.experiment import (
     augmentation_spec,
@@ -41,7 +40,7 @@ from refiner.experiment import (
     prepare_experiment,
 )
 from refiner.run_tracker import NullTracker
-from refiner.tasks.schema import describe_tasks
+from refiner.tasks.schema import describe_tasks, split_validation
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "jobs" / "configs" / "default.yaml"

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
 from refiner.augment import augment_table
@@ -43,7 +42,7 @@ from refiner.experiment import (
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.predictors import field_kind, field_report
 from refiner.puzzles import BATCH_KEY
-from refiner.tasks.schema import describe_tasks
+from refiner.tasks.schema import describe_tasks, split_validation
 
 CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
 SMOKE = [  # tiny model and loop: proves the script end to end on a CPU in seconds
@@ -223,11 +222,9 @@ def evaluate(
 
 def split(tasks: pa.Table, config: ExperimentConfig) -> tuple[pa.Table, pa.Table]:
     """Training rows, and the held-out ones (the config's split, else "test"), capped."""
-    train = tasks.filter(pc.equal(tasks.column("split"), "train"))
-    for name in (config.task.val_split, "test"):
-        held_out = tasks.filter(pc.equal(tasks.column("split"), name))
-        if held_out.num_rows:
-            return train, held_out.slice(0, config.task.val_max_rows)
+    train, held_out = split_validation(tasks, config.task.val_split)
+    if held_out.num_rows:
+        return train, held_out.slice(0, config.task.val_max_rows)
     raise ValueError(
         f"{config.task.source}: no held-out rows ('{config.task.val_split}' or 'test')"
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from refiner.distributed.data import StreamPlan, split_validation
+from refiner.distributed.data import StreamPlan
+from refiner.tasks.schema import split_validation
 
 
 def plan(num_tasks: int = 10, rows_per_task: int = 30, global_batch: int = 64) -> StreamPlan:

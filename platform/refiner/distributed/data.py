@@ -101,17 +101,6 @@ class StreamPlan:
         return step * self.global_batch - self.epoch_of_step(step) * self.rows_per_epoch
 
 
-def split_validation(tasks: pa.Table, val_split: str) -> tuple[pa.Table, pa.Table]:
-    """(train rows, held-out rows): ``val_split`` if present, else "test", else none."""
-    splits = tasks.column("split").to_numpy(zero_copy_only=False)
-    train = tasks.filter(pa.array(splits == "train"))
-    for name in (val_split, "test"):
-        held_out = splits == name
-        if held_out.any():
-            return train, tasks.filter(pa.array(held_out))
-    return train, tasks.slice(0, 0)
-
-
 class ChunkAugmenter:
     """Maps block ids (from ``ray.data.range``) to augmented rows of (epoch, task chunk)."""
 

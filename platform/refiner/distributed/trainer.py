@@ -26,7 +26,6 @@ from refiner.distributed.data import (
     StreamPlan,
     TaskOrigin,
     TrainDatasetFactory,
-    split_validation,
     validation_dataset,
 )
 from refiner.distributed.failures import FailFastTorchTrainer, deterministic_cause, reason
@@ -42,7 +41,7 @@ from refiner.predictors import field_kind
 from refiner.provenance import describe_task_dataset
 from refiner.run_tracker import NullTracker, RunTracker
 from refiner.storage import check_writable, resolve_storage
-from refiner.tasks.schema import describe_tasks
+from refiner.tasks.schema import describe_tasks, split_validation
 
 
 @dataclass

@@ -57,3 +57,14 @@ def describe_tasks(tasks: pa.Table) -> tuple[str, int]:
     types = Counter(tasks.column("task_type").to_pylist())
     task_type = types.most_common(1)[0][0]
     return task_type, int(pc.max(tasks.column("num_symbols")).as_py())
+
+
+def split_validation(tasks: pa.Table, val_split: str) -> tuple[pa.Table, pa.Table]:
+    """(train rows, held-out rows): ``val_split`` if present, else "test", else none."""
+    splits = tasks.column("split").to_numpy(zero_copy_only=False)
+    train = tasks.filter(pa.array(splits == "train"))
+    for name in (val_split, "test"):
+        held_out = splits == name
+        if held_out.any():
+            return train, tasks.filter(pa.array(held_out))
+    return train, tasks.slice(0, 0)
