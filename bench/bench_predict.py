@@ -26,8 +26,6 @@ from refiner.batches import batch_from_table, iterate_batches
 from refiner.checkpoint import save_checkpoint
 from refiner.config import ModelConfig, OrchestrationConfig
 from refiner.distributed.predict import predict_on_ray
-from refiner.memory import MemoryBank
-from refiner.model import RefinerModel
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.prediction import Predictor, prediction_inputs, summarize
 from refiner.tasks.sources import parity
@@ -42,11 +40,8 @@ def train_parity(path: Path, steps: int, max_steps: int) -> Path:
     config = OrchestrationConfig.from_dict(
         {"max_steps_train": max_steps, "max_steps_infer": max_steps, "backprop_truncate_steps": 2}
     )
-    o = UnifiedRefinerOrchestrator(
-        RefinerModel(model_config),
-        SymbolTokenizer(2),
-        MemoryBank.from_config(model_config),
-        config,
+    o = UnifiedRefinerOrchestrator.from_config(
+        model_config, config, num_symbols=parity.NUM_SYMBOLS, tokenizer=SymbolTokenizer(2)
     )
     optimizer = torch.optim.AdamW(o.model.parameters(), lr=1e-3)
     batch = batch_from_table(parity.generate(4096, size=SEQ_LEN, seed=0, val_fraction=0), SEQ_LEN)
