@@ -87,6 +87,29 @@ def test_sigterm_ends_the_job_cleanly_and_closes_context_managers(capsys) -> Non
     assert capsys.readouterr().err == "error: stopped by SIGTERM\n"
 
 
+def test_sigterm_that_ray_get_turns_into_keyboard_interrupt_still_exits_143(capsys) -> None:
+    @job_main
+    def main(argv: list[str] | None = None) -> int:
+        stop_on_sigterm()
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt from None  # what ray.get raises in place of Terminated
+        return 0
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        assert main([]) == 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert capsys.readouterr().err == "error: stopped by SIGTERM\n"
+
+
+def test_ctrl_c_exits_130_without_a_traceback(capsys) -> None:
+    assert job_raising(KeyboardInterrupt(), checked=False)([]) == 130
+    assert capsys.readouterr().err == "error: stopped by SIGINT\n"
+
+
 def test_set_overrides_and_options() -> None:
     shorthands = {"training.num_workers": 0, "training.use_gpu": False, "seed": None}
     assert set_overrides(["a=1"], shorthands) == ["a=1", "training.num_workers=0"]

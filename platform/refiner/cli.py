@@ -10,6 +10,7 @@ in ``input_checks()``::
             config, tasks = prepare_experiment(...)
         init_ray(...)
         stop_on_sigterm()           # `ray job stop`: the tracked run ends KILLED, exit 143
+                                    # (Ctrl-C: KILLED too, exit 130)
         run_training(...)           # a RunFailedError: "error: ...", exit status 1
 
 No Ray and no MLflow here: the layers above mark their errors by subclassing
@@ -71,16 +72,27 @@ def job_main(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | N
 
     @functools.wraps(main)
     def run(argv: list[str] | None = None) -> int:
+        _last_signal.clear()
         try:
             return main(argv)
         except JobExit as err:
             return _fail(str(err), err.code)
         except RunFailedError as err:  # tracked runs are closed as FAILED by now
             return _fail(str(err), EXIT_FAILED)
-        except Terminated as err:  # tracked runs are closed as KILLED by now
-            return _fail(str(err), 128 + err.signum)
+        except KeyboardInterrupt as err:  # tracked runs are closed as KILLED by now
+            # ray.get turns any exception raised by a signal handler while it waits into
+            # a plain KeyboardInterrupt, so SIGTERM is known by what the handler recorded.
+            signum = err.signum if isinstance(err, Terminated) else _signal_received(err)
+            return _fail(f"stopped by {signal.Signals(signum).name}", 128 + signum)
 
     return run
+
+
+_last_signal: list[int] = []  # set by the SIGTERM handler: the signal that stopped the job
+
+
+def _signal_received(err: KeyboardInterrupt) -> int:
+    return _last_signal[-1] if _last_signal else signal.SIGINT  # else Ctrl-C
 
 
 def stop_on_sigterm() -> None:
@@ -127,6 +139,7 @@ def _number_or_text(value: str) -> object:
 
 
 def _terminate(signum: int, frame: object) -> None:
+    _last_signal.append(signum)
     raise Terminated(signum)
 
 
