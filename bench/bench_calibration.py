@@ -11,12 +11,22 @@ inference's stopping decisions exactly), e.g. score vs canvas patience.
     python bench/bench_calibration.py --task sudoku --size 4 --time-budget 90
     python bench/bench_calibration.py --task sudoku --size 6 --time-budget 600 --d-model 128
     python bench/bench_calibration.py --task parity --size 16 --window 4
+
+With --checkpoint the model is one ``jobs/train.py`` trained (the recipe's model, e.g.
+``python jobs/train.py --task sudoku``) and the rows are that run's task: calibrated on
+its val split, measured on its test split (parity has none: its val rows are halved,
+the first half calibrates, the second half measures). --tracking-uri/--experiment log
+the calibration (settings, frontier table and plot) and the test results as an MLflow run.
+
+    python bench/bench_calibration.py --checkpoint outputs/ray_results/RUN/checkpoint_000005 \\
+        --max-steps 16 --tracking-uri sqlite:///bench.db --experiment bench-calibration
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,10 +41,15 @@ from refiner.calibration import (
     record_pass,
     simulated_accuracy,
 )
+from refiner.calibration_log import log_calibration
+from refiner.checkpoint import read_checkpoint
 from refiner.config import ModelConfig, OrchestrationConfig
 from refiner.model import RefinerModel
 from refiner.optim import make_optimizer, warmup_cosine
 from refiner.orchestrator import UnifiedRefinerOrchestrator
+from refiner.puzzles import BATCH_KEY as PUZZLE_KEY
+from refiner.sweep.checkpoints import evaluation_tasks, local_checkpoint_file
+from refiner.tasks.schema import describe_tasks
 from refiner.tasks.sources import parity, sudoku
 
 HERE = Path(__file__).resolve().parent
@@ -62,6 +77,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default=str(HERE / "artifacts" / "calibration"))
+    p.add_argument("--checkpoint", help="a jobs/train.py checkpoint (skips training)")
+    p.add_argument("--max-rows", type=int, default=4096, help="--checkpoint: rows per split")
+    p.add_argument("--tracking-uri", help="--checkpoint: log the result to this MLflow store")
+    p.add_argument("--experiment", default="bench-calibration")
     return p.parse_args()
 
 
@@ -84,6 +103,42 @@ def make_splits(args: argparse.Namespace) -> dict[str, dict[str, torch.Tensor]]:
         "val": {k: v[:half] for k, v in held_out.items()},
         "test": {k: v[half:] for k, v in held_out.items()},
     }
+
+
+def load_trained(
+    args: argparse.Namespace,
+) -> tuple[UnifiedRefinerOrchestrator, dict[str, dict[str, torch.Tensor]], str, str]:
+    """(orchestrator, {"val", "test"} batches, task type, task source) of a jobs/train.py
+    checkpoint; inference may run up to --max-steps (past the trained unroll)."""
+    path = local_checkpoint_file(args.checkpoint)
+    source = read_checkpoint(path)["extra"]["experiment"]["task"]["source"]
+    tasks = evaluation_tasks(path, source)
+    task_type, num_symbols = describe_tasks(tasks)
+    o = UnifiedRefinerOrchestrator.from_checkpoint(
+        path, task_type=task_type, num_symbols=num_symbols
+    )
+    o.calibration = None  # "config defaults" must mean the config's, not training's choice
+    config = o.config.to_dict()
+    config["max_steps_train"] = max(config["max_steps_train"], args.max_steps)
+    config["max_steps_infer"] = args.max_steps
+    config["stopping"] = {**config["stopping"], "max_accuracy_loss": args.max_accuracy_loss}
+    o.config = OrchestrationConfig.from_dict(config)
+
+    def rows(split: str) -> dict[str, torch.Tensor]:
+        chosen = tasks.filter(pc.equal(tasks["split"], split)).slice(0, args.max_rows)
+        return batch_from_table(chosen, o.core.config.seq_len, puzzles=o.puzzle_index)
+
+    splits = set(tasks.column("split").to_pylist())
+    if "test" in splits:
+        data = {"val": rows("val"), "test": rows("test")}
+    else:  # one held-out split: its first half calibrates, the second half measures
+        held_out = rows("val")
+        half = held_out["input"].shape[0] // 2
+        data = {
+            "val": {k: v[:half] for k, v in held_out.items()},
+            "test": {k: v[half:] for k, v in held_out.items()},
+        }
+    return o, data, task_type, source
 
 
 def build(args: argparse.Namespace, seq_len: int) -> UnifiedRefinerOrchestrator:
@@ -139,9 +194,10 @@ def train(o: UnifiedRefinerOrchestrator, data: dict, args: argparse.Namespace) -
 
 def measure(o: UnifiedRefinerOrchestrator, batch: dict, early: bool, rounds: int) -> dict:
     seconds = []
+    extra = {k: batch[k] for k in (PUZZLE_KEY,) if k in batch}  # a conditioned model's ids
     for _ in range(rounds):
         start = time.perf_counter()
-        r = o.inference(batch["input"], early_stopping=early)
+        r = o.inference(batch["input"], early_stopping=early, **extra)
         seconds.append(time.perf_counter() - start)
     exact = (torch.tensor(r["final_canvas_ids"]) == batch["target"]).all(-1).float().mean()
     return {
@@ -158,24 +214,35 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    data = make_splits(args)
-    seq_len = data["train"]["input"].shape[1]
-    o = build(args, seq_len)
-    rows = {k: v["input"].shape[0] for k, v in data.items()}
-    print(
-        f"{args.task} size {args.size}: {rows}; {o.core.num_parameters():,} parameters; "
-        f"train {args.train_steps} steps, infer up to {args.max_steps}; "
-        f"halting weight {o.config.step_loss_weights.halting}; threads {args.threads}"
-    )
-    start = time.perf_counter()
-    updates = train(o, data["train"], args)
-    o.eval()
-    print(f"trained {updates} updates in {time.perf_counter() - start:.0f} s")
+    task_type = "sequence"
+    if args.checkpoint:
+        o, data, task_type, args.task = load_trained(args)
+        o.eval()
+        rows = {k: v["input"].shape[0] for k, v in data.items()}
+        print(
+            f"{args.checkpoint}: {args.task} ({task_type}), update {o.step_count}; {rows}; "
+            f"{o.core.num_parameters():,} parameters; infer up to {args.max_steps}; "
+            f"threads {args.threads}"
+        )
+    else:
+        data = make_splits(args)
+        seq_len = data["train"]["input"].shape[1]
+        o = build(args, seq_len)
+        rows = {k: v["input"].shape[0] for k, v in data.items()}
+        print(
+            f"{args.task} size {args.size}: {rows}; {o.core.num_parameters():,} parameters; "
+            f"train {args.train_steps} steps, infer up to {args.max_steps}; "
+            f"halting weight {o.config.step_loss_weights.halting}; threads {args.threads}"
+        )
+        start = time.perf_counter()
+        updates = train(o, data["train"], args)
+        o.eval()
+        print(f"trained {updates} updates in {time.perf_counter() - start:.0f} s")
 
     full = measure(o, data["test"], early=False, rounds=args.rounds)
     defaults = measure(o, data["test"], early=True, rounds=args.rounds)
     start = time.perf_counter()
-    result = calibrate_orchestrator(o, data["val"])
+    result = calibrate_orchestrator(o, data["val"], task_type)
     calibration_seconds = time.perf_counter() - start
     calibrated = measure(o, data["test"], early=True, rounds=args.rounds)
     print(f"calibration on val ({calibration_seconds:.1f} s): {result.summary()}")
@@ -204,7 +271,7 @@ def main() -> None:
     )
 
     # More fixed settings, replayed on a recorded pass over the test rows.
-    trace = record_pass(o, data["test"], args.max_steps)
+    trace = record_pass(o, data["test"], args.max_steps, task_type)
     at_limit = float(trace.exact[:, -1].mean())
     d = o.config.stopping
     replay = {
@@ -237,8 +304,36 @@ def main() -> None:
     print("acc@t on test: " + " ".join(f"{a:.3f}" for a in trace.accuracy_at()))
 
     out = Path(args.out_dir)
-    plot = plot_frontier(result, out / f"frontier_{args.task}{args.size}.png")
+    name = Path(args.checkpoint).parent.name if args.checkpoint else f"{args.task}{args.size}"
+    plot = plot_frontier(result, out / f"frontier_{name}.png")
     print(f"frontier plot: {plot}")
+    if args.tracking_uri:
+        log_to_mlflow(args, result, {"full": full, "defaults": defaults, "calibrated": calibrated})
+
+
+def log_to_mlflow(args: argparse.Namespace, result, measured: dict[str, dict]) -> None:
+    """One run: the calibration (settings as tags, frontier table and plot, via the same
+    code as training) and the test split's numbers for every stopping mode."""
+    from refiner.tracking import tracked_run  # MLflow only when asked for
+
+    name = f"calibration-{args.task}-{Path(args.checkpoint or 'trained').parent.name}"
+    with (
+        tracked_run(args.tracking_uri, args.experiment, name) as run,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
+        run.log_params({"checkpoint": args.checkpoint, "max_steps": args.max_steps})
+        log_calibration(run, result, 0, Path(scratch))
+        metrics = {}
+        for mode, m in measured.items():
+            metrics.update(
+                {
+                    f"test_{mode}_exact": m["exact"],
+                    f"test_{mode}_mean_steps": m["mean_steps"],
+                    f"test_{mode}_seconds": m["seconds"],
+                }
+            )
+        run.log_metrics(metrics, step=0)
+        print(f"MLflow run {run.run_id} in {args.experiment!r} at {args.tracking_uri}")
 
 
 if __name__ == "__main__":
