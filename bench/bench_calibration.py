@@ -14,8 +14,9 @@ inference's stopping decisions exactly), e.g. score vs canvas patience.
 
 With --checkpoint the model is one ``jobs/train.py`` trained (the recipe's model, e.g.
 ``python jobs/train.py --task sudoku``) and the rows are that run's task: calibrated on
-its val split, measured on its test split (parity has none: its val rows are halved,
-the first half calibrates, the second half measures). --tracking-uri/--experiment log
+its val split, measured on its test split (a task with one held-out split, e.g. parity's
+val or the built-in sudoku's test, has it halved: the first half calibrates, the second
+half measures; training's own calibration is dropped, it saw all of them). --tracking-uri/--experiment log
 the calibration (settings, frontier table and plot) and the test results as an MLflow run.
 
     python bench/bench_calibration.py --checkpoint outputs/ray_results/RUN/checkpoint_000005 \\
@@ -81,6 +82,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max-rows", type=int, default=4096, help="--checkpoint: rows per split")
     p.add_argument("--tracking-uri", help="--checkpoint: log the result to this MLflow store")
     p.add_argument("--experiment", default="bench-calibration")
+    p.add_argument(
+        "--fresh-seed",
+        type=int,
+        help="--checkpoint: held-out rows from the task's source with this seed instead of the"
+        " run's own (all rows, halved into val and test; for sources with far more puzzles"
+        " than the run drew, e.g. sudoku 6x6, where the run's test split is small)",
+    )
+    p.add_argument("--fresh-count", type=int, default=2000, help="rows drawn with --fresh-seed")
     return p.parse_args()
 
 
@@ -112,7 +121,12 @@ def load_trained(
     checkpoint; inference may run up to --max-steps (past the trained unroll)."""
     path = local_checkpoint_file(args.checkpoint)
     source = read_checkpoint(path)["extra"]["experiment"]["task"]["source"]
-    tasks = evaluation_tasks(path, source)
+    fresh = args.fresh_seed is not None
+    tasks = (
+        evaluation_tasks(path, source, args.fresh_count, seed=args.fresh_seed)
+        if fresh
+        else evaluation_tasks(path, source)
+    )
     task_type, num_symbols = describe_tasks(tasks)
     o = UnifiedRefinerOrchestrator.from_checkpoint(
         path, task_type=task_type, num_symbols=num_symbols
@@ -124,15 +138,16 @@ def load_trained(
     config["stopping"] = {**config["stopping"], "max_accuracy_loss": args.max_accuracy_loss}
     o.config = OrchestrationConfig.from_dict(config)
 
-    def rows(split: str) -> dict[str, torch.Tensor]:
-        chosen = tasks.filter(pc.equal(tasks["split"], split)).slice(0, args.max_rows)
+    def rows(split: str | None) -> dict[str, torch.Tensor]:
+        chosen = tasks if split is None else tasks.filter(pc.equal(tasks["split"], split))
+        chosen = chosen.slice(0, args.max_rows)
         return batch_from_table(chosen, o.core.config.seq_len, puzzles=o.puzzle_index)
 
     splits = set(tasks.column("split").to_pylist())
-    if "test" in splits:
+    if {"val", "test"} <= splits and not fresh:
         data = {"val": rows("val"), "test": rows("test")}
-    else:  # one held-out split: its first half calibrates, the second half measures
-        held_out = rows("val")
+    else:  # one held-out set: its first half calibrates, the second half measures
+        held_out = rows(None if fresh else "val" if "val" in splits else "test")
         half = held_out["input"].shape[0] // 2
         data = {
             "val": {k: v[:half] for k, v in held_out.items()},

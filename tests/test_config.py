@@ -83,10 +83,10 @@ def test_numbers_are_coerced_where_unambiguous():
             {"backprop_truncate_steps": 17},
             "backprop_truncate_steps: must be in [1, max_steps_train=16], got 17",
         ),
-        ({"max_steps_infer": 0}, "max_steps_infer: must be in [1, max_steps_train=16]"),
+        ({"max_steps_infer": 0}, "max_steps_infer: must be in [1, 256], got 0"),
         (
-            {"max_steps_train": 4, "max_steps_infer": 5},
-            "max_steps_infer: must be in [1, max_steps_train=4]",
+            {"max_steps_train": 4, "max_steps_infer": 257},
+            "max_steps_infer: must be in [1, 256], got 257",
         ),
         (
             {"augmentation_strategies": ["token_noise", "paraphrse"]},

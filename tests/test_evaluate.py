@@ -74,5 +74,5 @@ def test_evaluate_errors(tmp_path: Path, capsys) -> None:
     assert "nope.pt: no such checkpoint file" in capsys.readouterr().err
     folder = saved(tmp_path)
     args = ["--checkpoint", str(folder), "--task", "parity", "--size", "8", "--count", "64"]
-    assert evaluate.main([*args, "--max-steps", "9"]) == 2
-    assert "--max-steps: must be in [1, 4]" in capsys.readouterr().err
+    assert evaluate.main([*args, "--max-steps", "0"]) == 2
+    assert "--max-steps: must be in [1, 256], got 0" in capsys.readouterr().err

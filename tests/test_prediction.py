@@ -148,8 +148,10 @@ def test_predictor_options_and_unlabelled_rows(checkpoint: Path) -> None:
     assert always.column("correct").to_pylist() == [None, None]
     assert always.column("task_id").to_pylist() == ["row-0", "row-1"]
     assert summarize(always).accuracy is None
-    with pytest.raises(ValueError, match=r"max_steps: must be in \[1, 6\]"):
-        predictor.predict(inputs, max_steps=7)
+    with pytest.raises(ValueError, match=r"max_steps: must be in \[1, 256\], got 257"):
+        predictor.predict(inputs, max_steps=257)
+    past_the_unroll = predictor.predict(inputs, max_steps=9, early_stopping=False)  # trained 6
+    assert past_the_unroll.column("steps_taken").to_pylist() == [9, 9]
     too_long = inputs_from_ids([[4] * 4, [4] * (SEQ_LEN + 1)])
     with pytest.raises(TaskFileError, match=r"in.csv: row 1 \(task_id 'row-1'\), field 'input'"):
         predictor.check_fits(too_long, "in.csv")
@@ -181,7 +183,7 @@ def test_predict_job_bad_inputs_exit_2_and_write_nothing(
     cases = [
         (["--model", str(checkpoint), "--input", str(bad)], "row 1 (line 2"),
         (["--model", str(tmp_path / "none.pt"), "--input", str(bad)], "no such checkpoint"),
-        (["--model", str(checkpoint), "--input", str(bad), "--max-steps", "9"], "max_steps"),
+        (["--model", str(checkpoint), "--input", str(bad), "--max-steps", "300"], "max_steps"),
     ]
     for argv, message in cases:
         assert predict.main([*argv, "--out", str(out)]) == 2

@@ -215,6 +215,9 @@ class GrokfastConfig(YamlConfig):
         require(self.window >= 1, f"window: must be >= 1, got {self.window}")
 
 
+MAX_STEPS = 256  # refinement steps in one unroll or one inference call
+
+
 @dataclass
 class OrchestrationConfig(YamlConfig):
     """Everything the UnifiedRefinerOrchestrator does: train many steps, infer few.
@@ -231,6 +234,8 @@ class OrchestrationConfig(YamlConfig):
     """
 
     max_steps_train: int = 16
+    # May exceed max_steps_train: a step is one shared function, and models often keep
+    # improving past their training unroll (sudoku 6x6: 87% exact at 8 steps, 99% at 16).
     max_steps_infer: int = 4
     truncated_backprop: bool = True
     backprop_truncate_steps: int = 8  # K: gradients flow through the last K steps only
@@ -257,13 +262,12 @@ class OrchestrationConfig(YamlConfig):
 
     def validate(self) -> None:
         require(
-            1 <= self.max_steps_train <= 256,
-            f"max_steps_train: must be in [1, 256], got {self.max_steps_train}",
+            1 <= self.max_steps_train <= MAX_STEPS,
+            f"max_steps_train: must be in [1, {MAX_STEPS}], got {self.max_steps_train}",
         )
         require(
-            1 <= self.max_steps_infer <= self.max_steps_train,
-            f"max_steps_infer: must be in [1, max_steps_train={self.max_steps_train}], "
-            f"got {self.max_steps_infer}",
+            1 <= self.max_steps_infer <= MAX_STEPS,
+            f"max_steps_infer: must be in [1, {MAX_STEPS}], got {self.max_steps_infer}",
         )
         if self.truncated_backprop:
             require(

@@ -100,7 +100,9 @@ def evaluate_refiner(
 ) -> EvaluationReport:
     """Evaluate on one labelled batch; changes no training state."""
     budget = max_steps_infer or orchestrator.config.max_steps_infer
-    curve = orchestrator.evaluate(batch, task_type=task_type, steps=curve_steps)
+    # the curve covers the inference budget too when that runs past the training unroll
+    steps = curve_steps or max(orchestrator.config.max_steps_train, budget)
+    curve = orchestrator.evaluate(batch, task_type=task_type, steps=steps)
     result = orchestrator.inference(
         batch["input"],
         max_steps_override=budget,

@@ -33,7 +33,7 @@ import torch
 from refiner.batches import batch_from_arrays
 from refiner.calibration import describe_stopping, stopping_in_use
 from refiner.checkpoint import CheckpointError, check_model_shapes, read_checkpoint
-from refiner.config import ConfigError, ModelConfig, OrchestrationConfig
+from refiner.config import MAX_STEPS, ConfigError, ModelConfig, OrchestrationConfig
 from refiner.memory import MemoryBank
 from refiner.model import RefinerModel
 from refiner.orchestrator import UnifiedRefinerOrchestrator
@@ -86,8 +86,8 @@ class Predictor:
 
     @property
     def max_steps(self) -> int:
-        """The largest step budget: the number of steps the model was trained to unroll."""
-        return self.orchestrator.config.max_steps_train
+        """The largest step budget (inference may run past the training unroll)."""
+        return MAX_STEPS
 
     @property
     def default_task_type(self) -> str:
@@ -107,10 +107,7 @@ class Predictor:
 
     def check_max_steps(self, max_steps: int | None) -> None:
         if max_steps is not None and not 1 <= max_steps <= self.max_steps:
-            raise ValueError(
-                f"max_steps: must be in [1, {self.max_steps}] (the model's max_steps_train), "
-                f"got {max_steps}"
-            )
+            raise ValueError(f"max_steps: must be in [1, {self.max_steps}], got {max_steps}")
 
     def check_fits(self, tasks: pa.Table, origin: str = "<inputs>") -> None:
         """Raise TaskFileError naming the rows whose input is longer than the model's."""

@@ -18,6 +18,7 @@ import torch
 from refiner.batches import batch_from_table
 from refiner.calibration import CalibrationResult, calibrate_orchestrator, describe_stopping
 from refiner.checkpoint import CheckpointError, checkpoint_configs, read_checkpoint
+from refiner.config import MAX_STEPS
 from refiner.evaluation import EvaluationReport, evaluate_refiner
 from refiner.experiment import TaskConfig, load_task_table
 from refiner.orchestrator import UnifiedRefinerOrchestrator
@@ -110,17 +111,14 @@ def _load_for_evaluation(
     """The checkpoint's orchestrator and the labelled batch of the ``split`` rows (all
     rows if none match), at most ``max_rows``."""
     path = local_checkpoint_file(path)
-    model_config, orchestration = checkpoint_configs(path)
+    model_config, _ = checkpoint_configs(path)
     if split is not None:
         chosen = tasks.filter(pc.equal(tasks.column("split"), split))
         tasks = chosen if chosen.num_rows else tasks
     if max_rows is not None:
         tasks = tasks.slice(0, max_rows)
-    if max_steps is not None and not 1 <= max_steps <= orchestration.max_steps_train:
-        raise ValueError(
-            f"--max-steps: must be in [1, {orchestration.max_steps_train}] (the checkpoint's "
-            f"max_steps_train), got {max_steps}"
-        )
+    if max_steps is not None and not 1 <= max_steps <= MAX_STEPS:
+        raise ValueError(f"--max-steps: must be in [1, {MAX_STEPS}], got {max_steps}")
     task_type, num_symbols = describe_tasks(tasks)
     orchestrator = UnifiedRefinerOrchestrator.from_checkpoint(
         path, task_type=task_type, num_symbols=num_symbols
