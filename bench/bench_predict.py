@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import ray
 import torch
 
@@ -86,10 +87,14 @@ def main() -> None:
             print(f"trained a parity refiner: {args.train_steps} updates in {seconds:.0f} s")
         predictor = Predictor.from_checkpoint(checkpoint)
         seq_len = predictor.seq_len
-        tasks = prediction_inputs(
-            parity.generate(args.rows, size=seq_len, seed=7, val_fraction=0),
-            predictor.default_task_type,
-        )
+        # a short parity (e.g. the default job's 12 bits) has fewer distinct rows than
+        # asked for: all of them, repeated up to --rows
+        distinct = parity.generate(min(args.rows, 2**seq_len), size=seq_len, seed=7, val_fraction=0)
+        repeats = -(-args.rows // distinct.num_rows)
+        table = pa.concat_tables([distinct] * repeats).slice(0, args.rows)
+        ids = pa.array([f"row-{i}" for i in range(table.num_rows)])  # task ids stay unique
+        table = table.set_column(table.schema.get_field_index("task_id"), "task_id", ids)
+        tasks = prediction_inputs(table, predictor.default_task_type)
         print(
             f"rows: {tasks.num_rows}, step budget: {predictor.orchestrator.config.max_steps_infer}"
         )
