@@ -312,3 +312,19 @@ def test_the_recorded_pass_uses_the_puzzle_identities_inference_uses():
     r = o.inference(batch["input"], puzzle_ids=batch["puzzle_ids"])
     assert r["steps_taken"] == steps.tolist()
     assert r["stopping_reason"] == [STOP_REASONS[c] for c in reasons]
+
+
+def test_summary_warns_when_one_row_is_worth_more_than_the_bound() -> None:
+    result = CalibrationResult(
+        settings=StoppingSettings(None, None, 2, "canvas", 6),
+        update=600,
+        rows=129,
+        max_steps=16,
+        max_accuracy_loss=0.5,
+        accuracy_at_limit=1.0,
+        accuracy=1.0,
+        mean_steps=4.84,
+    )
+    assert "one row is 0.78 points, more than the bound" in result.summary()
+    result.rows = 1000
+    assert "one row is" not in result.summary()
