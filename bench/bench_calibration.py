@@ -70,6 +70,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, default=16, help="the user's inference step limit")
     p.add_argument("--halting-weight", type=float, default=None, help="default: the config's")
     p.add_argument("--max-accuracy-loss", type=float, default=0.5, help="accuracy points")
+    p.add_argument(
+        "--margin-sigmas",
+        type=float,
+        default=None,
+        help="stopping.loss_margin_sigmas (default: the config's)",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--time-budget", type=float, default=90.0, help="seconds of training")
@@ -114,6 +120,13 @@ def make_splits(args: argparse.Namespace) -> dict[str, dict[str, torch.Tensor]]:
     }
 
 
+def stopping_overrides(args: argparse.Namespace) -> dict[str, float]:
+    out = {"max_accuracy_loss": args.max_accuracy_loss}
+    if args.margin_sigmas is not None:
+        out["loss_margin_sigmas"] = args.margin_sigmas
+    return out
+
+
 def load_trained(
     args: argparse.Namespace,
 ) -> tuple[UnifiedRefinerOrchestrator, dict[str, dict[str, torch.Tensor]], str, str]:
@@ -135,7 +148,7 @@ def load_trained(
     config = o.config.to_dict()
     config["max_steps_train"] = max(config["max_steps_train"], args.max_steps)
     config["max_steps_infer"] = args.max_steps
-    config["stopping"] = {**config["stopping"], "max_accuracy_loss": args.max_accuracy_loss}
+    config["stopping"] = {**config["stopping"], **stopping_overrides(args)}
     o.config = OrchestrationConfig.from_dict(config)
 
     def rows(split: str | None) -> dict[str, torch.Tensor]:
@@ -175,7 +188,7 @@ def build(args: argparse.Namespace, seq_len: int) -> UnifiedRefinerOrchestrator:
             "max_steps_train": args.max_steps,  # >= max_steps_infer; training unrolls fewer
             "max_steps_infer": args.max_steps,
             "step_loss_weights": weights,
-            "stopping": {"max_accuracy_loss": args.max_accuracy_loss},
+            "stopping": stopping_overrides(args),
             "seed": args.seed,
         }
     )

@@ -66,6 +66,22 @@ def test_known_act_threshold_is_found():
     assert loose.accuracy == pytest.approx(0.9)
 
 
+def test_a_margin_keeps_the_bound_with_standard_errors_to_spare():
+    """The decoy trace again: a 10-point bound lets the search stop the 20 decoys (20 of
+    200 rows, exactly the bound); with 1.64 standard errors to spare 20 lost rows count
+    as 20 + 1.64 * sqrt(20) > 20, so it keeps ACT 0.9, which loses none."""
+    rng = np.random.default_rng(0)
+    N, T = 200, 8
+    exact = _solved_at(rng.integers(2, T + 1, N), T)
+    halt = np.where(exact, 0.92, 0.3)
+    halt[::10, 0] = 0.85
+    trace = _trace(halt, np.zeros((N, T)), np.ones((N, T)), exact)
+    assert calibrate(trace, max_accuracy_loss=10.0).accuracy == pytest.approx(0.9)
+    kept = calibrate(trace, max_accuracy_loss=10.0, margin_sigmas=1.64)
+    assert kept.settings.act_threshold == 0.9 and kept.accuracy == 1.0
+    assert "with 1.64 standard errors to spare" in kept.summary()
+
+
 def test_known_step_limit_is_found():
     """No signal fires, every row is solved by step 3 and stays solved: the answer is
     a step limit of 3, and nothing else."""

@@ -145,6 +145,7 @@ class CalibrationResult:
     accuracy_at: list[float] = field(default_factory=list)  # acc@t of the recorded pass
     frontier: list[dict[str, Any]] = field(default_factory=list)  # steps-vs-accuracy
     config_point: dict[str, Any] | None = None  # what the config's own settings gave
+    margin_sigmas: float = 0.0  # standard errors the bound was kept with
 
     @property
     def origin(self) -> str:
@@ -173,7 +174,12 @@ class CalibrationResult:
             f"stopping {self.settings.describe()} ({self.origin}): {self.mean_steps:.2f} mean "
             f"steps, {self.accuracy:.2%} exact vs {self.accuracy_at_limit:.2%} at "
             f"{self.max_steps} steps (loss {self.accuracy_loss:.2f} points, "
-            f"bound {self.max_accuracy_loss})"
+            f"bound {self.max_accuracy_loss}"
+            + (
+                f" with {self.margin_sigmas:g} standard errors to spare)"
+                if self.margin_sigmas
+                else ")"
+            )
         )
         if self.rows and 100 / self.rows > self.max_accuracy_loss:
             # measured: on 129 sudoku rows, settings lossless there lost 2.3 points on others
@@ -347,10 +353,13 @@ def calibrate(
     patience_signals: Sequence[PatienceSignal] = ("score", "canvas"),
     update: int | None = None,
     config: StoppingConfig | None = None,
+    margin_sigmas: float = 0.0,
 ) -> CalibrationResult:
     """The settings with the fewest mean steps whose accuracy on `trace` is at most
     `max_accuracy_loss` points below running every row to `max_steps` (default: all
-    recorded steps). Searches every combination of: ACT threshold (off or `act_grid`),
+    recorded steps), with `margin_sigmas` standard errors to spare: L rows lost count
+    as L + margin_sigmas * sqrt(L) (a Poisson upper bound), against the selection bias
+    of picking the best of many settings on the same rows. Searches every combination of: ACT threshold (off or `act_grid`),
     quality threshold (off or `quality_grid`), patience (off, or 1..limit-1 steps on
     each signal) and step limit 1..max_steps. Ties go to higher accuracy, then to the
     simpler setting. `config` (the user's settings) is simulated too, for the record."""
@@ -383,7 +392,8 @@ def calibrate(
             mean_steps[i, a], accuracy[i, a] = _cost_and_accuracy(first, exact, *exact_cells)
 
     accuracy_at_limit = float(trace.exact[:, T - 1].mean())
-    floor = accuracy_at_limit - max_accuracy_loss / 100 - 1e-9  # 1e-9: float rounding only
+    lost = np.clip(N * (accuracy_at_limit - accuracy), 0, None)  # rows, per setting
+    allowed = N * max_accuracy_loss / 100 + 1e-6  # 1e-6: float rounding only
     complexity = (
         np.array([p is not None for p, _ in patiences])[:, None, None, None]
         + np.array([a is not None for a in acts])[None, :, None, None]
@@ -396,7 +406,7 @@ def calibrate(
             mean_steps.ravel(),
         )
     )
-    feasible = accuracy.ravel()[flat] >= floor
+    feasible = (lost + margin_sigmas * np.sqrt(lost)).ravel()[flat] <= allowed
     i, a, q, limit = np.unravel_index(flat[feasible.argmax()], mean_steps.shape)
 
     def settings_at(i: int, a: int, q: int, limit: int) -> StoppingSettings:
@@ -436,6 +446,7 @@ def calibrate(
         accuracy_at=trace.accuracy_at()[:T],
         frontier=frontier,
         config_point=config_point,
+        margin_sigmas=float(margin_sigmas),
     )
 
 
@@ -509,6 +520,7 @@ def calibrate_orchestrator(
         stopping.min_improvement,
         update=orchestrator.step_count,
         config=stopping,
+        margin_sigmas=stopping.loss_margin_sigmas,
     )
     if apply:
         orchestrator.calibration = result

@@ -170,6 +170,12 @@ class StoppingConfig(YamlConfig):
     # Calibration (refiner.calibration) may lose at most this many accuracy points
     # against running every sample to the step limit.
     max_accuracy_loss: float = 0.5
+    # ... with this many standard errors to spare (L rows lost count as L + m*sqrt(L)).
+    # The search picks the best of ~10^5 settings on the same rows, so the winner's loss
+    # there is optimistic; but a margin did not reliably help on new rows (sudoku 6x6,
+    # 1000 rows each way: 0.9 points lost at m=0, 0.7 at 1.64, 1.3 at 1) and costs
+    # small sets a lot (parity, 205 rows: 2.2 -> 3.5 mean steps), so it is off by default.
+    loss_margin_sigmas: float = 0.0
     # Calibrate at every validation checkpoint of training (on the validation rows, step
     # limit up to max_steps_infer): the chosen settings replace the ones above in
     # inference and travel with the checkpoint. False (or early_stopping false): inference
@@ -192,6 +198,10 @@ class StoppingConfig(YamlConfig):
         require(
             0 <= self.max_accuracy_loss <= 100,
             f"max_accuracy_loss: must be in [0, 100] (accuracy points), got {self.max_accuracy_loss}",
+        )
+        require(
+            self.loss_margin_sigmas >= 0,
+            f"loss_margin_sigmas: must be >= 0, got {self.loss_margin_sigmas}",
         )
 
 
