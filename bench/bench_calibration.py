@@ -344,7 +344,8 @@ def log_to_mlflow(args: argparse.Namespace, result, measured: dict[str, dict]) -
     code as training) and the test split's numbers for every stopping mode."""
     from refiner.tracking import tracked_run  # MLflow only when asked for
 
-    name = f"calibration-{args.task}-{Path(args.checkpoint or 'trained').parent.name}"
+    run = Path(args.checkpoint or "trained").parent.name
+    name = f"calibration-{args.task}-{run}-{time.strftime('%Y%m%d-%H%M%S')}"  # a new run each time
     with (
         tracked_run(args.tracking_uri, args.experiment, name) as run,
         tempfile.TemporaryDirectory() as scratch,
