@@ -21,7 +21,8 @@ def test_recipe_validates_with_whole_grid_attention_and_label_consistent_augment
     assert config.model.attention_window is None
     assert set(config.orchestration.augmentation_strategies) <= {"paraphrase", "format_variation"}
     assert config.training.use_gpu == name.endswith("_gpu")
-    assert "to be measured" in (CONFIGS / f"{name}.yaml").read_text()
+    text = (CONFIGS / f"{name}.yaml").read_text()  # each says what it reaches, or that
+    assert "to be measured" in text or "Measured on" in text  # nobody has measured it yet
 
 
 @pytest.mark.parametrize("name", CPU)
