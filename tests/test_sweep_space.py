@@ -122,7 +122,7 @@ def test_impossible_combination_names_keys_and_values(tmp_path: Path) -> None:
     space = {
         "orchestration": {
             "max_steps_train": {"grid": [8, 16]},
-            "max_steps_infer": {"choice": [2, 12]},
+            "backprop_truncate_steps": {"choice": [2, 12]},
         }
     }
     with pytest.raises(SpaceError) as err:
@@ -130,8 +130,8 @@ def test_impossible_combination_names_keys_and_values(tmp_path: Path) -> None:
     message = str(err.value)
     assert "space.yaml: space: impossible combination" in message
     assert "orchestration.max_steps_train=8" in message
-    assert "orchestration.max_steps_infer=12" in message
-    assert "max_steps_infer" in message
+    assert "orchestration.backprop_truncate_steps=12" in message
+    assert "backprop_truncate_steps: must be in [1, max_steps_train=8]" in message
 
 
 def test_constraint_without_any_allowed_value(tmp_path: Path) -> None:
