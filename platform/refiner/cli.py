@@ -79,20 +79,17 @@ def job_main(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | N
             return _fail(str(err), err.code)
         except RunFailedError as err:  # tracked runs are closed as FAILED by now
             return _fail(str(err), EXIT_FAILED)
-        except KeyboardInterrupt as err:  # tracked runs are closed as KILLED by now
+        except KeyboardInterrupt:  # tracked runs are closed as KILLED by now
             # ray.get turns any exception raised by a signal handler while it waits into
-            # a plain KeyboardInterrupt, so SIGTERM is known by what the handler recorded.
-            signum = err.signum if isinstance(err, Terminated) else _signal_received(err)
+            # a plain KeyboardInterrupt, so SIGTERM is known by what the handler recorded;
+            # nothing recorded: Ctrl-C.
+            signum = _last_signal[-1] if _last_signal else signal.SIGINT
             return _fail(f"stopped by {signal.Signals(signum).name}", 128 + signum)
 
     return run
 
 
 _last_signal: list[int] = []  # set by the SIGTERM handler: the signal that stopped the job
-
-
-def _signal_received(err: KeyboardInterrupt) -> int:
-    return _last_signal[-1] if _last_signal else signal.SIGINT  # else Ctrl-C
 
 
 def stop_on_sigterm() -> None:

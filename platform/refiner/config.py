@@ -228,6 +228,13 @@ class GrokfastConfig(YamlConfig):
 MAX_STEPS = 256  # refinement steps in one unroll or one inference call
 
 
+def check_step_budget(max_steps: int | None, name: str = "max_steps") -> None:
+    """A step budget given at inference time (None: the model's own) must be in
+    [1, MAX_STEPS]; it may exceed the training unroll."""
+    if max_steps is not None and not 1 <= max_steps <= MAX_STEPS:
+        raise ValueError(f"{name}: must be in [1, {MAX_STEPS}], got {max_steps}")
+
+
 @dataclass
 class OrchestrationConfig(YamlConfig):
     """Everything the UnifiedRefinerOrchestrator does: train many steps, infer few.

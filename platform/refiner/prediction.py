@@ -33,7 +33,7 @@ import torch
 from refiner.batches import batch_from_arrays
 from refiner.calibration import describe_stopping, stopping_in_use
 from refiner.checkpoint import CheckpointError, check_model_shapes, read_checkpoint
-from refiner.config import MAX_STEPS, ConfigError, ModelConfig, OrchestrationConfig
+from refiner.config import ConfigError, ModelConfig, OrchestrationConfig, check_step_budget
 from refiner.memory import MemoryBank
 from refiner.model import RefinerModel
 from refiner.orchestrator import UnifiedRefinerOrchestrator
@@ -85,11 +85,6 @@ class Predictor:
         return self.orchestrator.core.config.seq_len
 
     @property
-    def max_steps(self) -> int:
-        """The largest step budget (inference may run past the training unroll)."""
-        return MAX_STEPS
-
-    @property
     def default_task_type(self) -> str:
         """The task type the model learned edits for (one type), else ``sequence``."""
         learned = list(self.orchestrator.edit_selector.history)
@@ -106,8 +101,7 @@ class Predictor:
         return stopping_in_use(self.orchestrator.calibration, config.stopping, limit, early)[2]
 
     def check_max_steps(self, max_steps: int | None) -> None:
-        if max_steps is not None and not 1 <= max_steps <= self.max_steps:
-            raise ValueError(f"max_steps: must be in [1, {self.max_steps}], got {max_steps}")
+        check_step_budget(max_steps)
 
     def check_fits(self, tasks: pa.Table, origin: str = "<inputs>") -> None:
         """Raise TaskFileError naming the rows whose input is longer than the model's."""

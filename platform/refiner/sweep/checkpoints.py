@@ -18,7 +18,7 @@ import torch
 from refiner.batches import batch_from_table
 from refiner.calibration import CalibrationResult, calibrate_orchestrator, describe_stopping
 from refiner.checkpoint import CheckpointError, checkpoint_configs, read_checkpoint
-from refiner.config import MAX_STEPS
+from refiner.config import check_step_budget
 from refiner.evaluation import EvaluationReport, evaluate_refiner
 from refiner.experiment import TaskConfig, load_task_table
 from refiner.orchestrator import UnifiedRefinerOrchestrator
@@ -117,8 +117,7 @@ def _load_for_evaluation(
         tasks = chosen if chosen.num_rows else tasks
     if max_rows is not None:
         tasks = tasks.slice(0, max_rows)
-    if max_steps is not None and not 1 <= max_steps <= MAX_STEPS:
-        raise ValueError(f"--max-steps: must be in [1, {MAX_STEPS}], got {max_steps}")
+    check_step_budget(max_steps, "--max-steps")
     task_type, num_symbols = describe_tasks(tasks)
     orchestrator = UnifiedRefinerOrchestrator.from_checkpoint(
         path, task_type=task_type, num_symbols=num_symbols
