@@ -15,6 +15,14 @@ prints the curve against training wall time (evaluation time not counted).
     PYTHONPATH=platform python bench/gpu_field_check.py                     # < 8 min on one GPU
     PYTHONPATH=platform python bench/gpu_field_check.py --arc-dir data/ARC-AGI/data/training
     PYTHONPATH=platform python bench/gpu_field_check.py --smoke             # CPU, < 1 min
+
+Besides the curve it prints the training rate (updates/s, samples/s, with and without the
+in-process augmentation that Ray Data does elsewhere in a real run) and what the recipe's
+`training.steps` would take at that rate on this device. `--set KEY=VALUE` changes the
+recipe (e.g. a schedule that fits the budget: `--set training.lr=1e-3 --set
+training.warmup_steps=100`). For sudoku, `--calibrate-views N` checks calibrated halting
+(issue 14) on the trained model: the held-out puzzles are split in halves, each half
+augmented N times; stopping is calibrated on one half and replayed on the other.
 """
 
 from __future__ import annotations
@@ -30,7 +38,13 @@ import pyarrow as pa
 import torch
 
 from refiner.augment import augment_table
-from refiner.batches import batch_from_arrays, iterate_batches
+from refiner.batches import batch_from_arrays, batch_from_table, iterate_batches
+from refiner.calibration import (
+    StoppingSettings,
+    calibrate,
+    record_pass,
+    simulated_accuracy,
+)
 from refiner.experiment import (
     ExperimentConfig,
     augmentation_spec,
@@ -71,6 +85,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--views", type=int, default=8, help="ARC voting views (dihedral x colour)")
     p.add_argument("--aug-per-round", type=int, default=8, help="augmented copies per round")
     p.add_argument("--skip", choices=["sudoku", "arc"], action="append", default=[])
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="recipe override, as jobs/train.py --set (repeatable)",
+    )
+    p.add_argument(
+        "--calibrate-views",
+        type=int,
+        default=0,
+        help="sudoku: calibrate halting on half the held-out puzzles x N views, replay on the other half",
+    )
     p.add_argument("--smoke", action="store_true", help="tiny sizes on CPU: proves the script")
     p.add_argument("--device", help="default: cuda when available, else cpu")
     return p.parse_args(argv)
@@ -85,6 +113,12 @@ class Curve:
     eval_s: float = 0.0
     parameters: int = 0
     rows: int = 0
+    batch_size: int = 0
+    recipe_steps: int = 0
+    workers: int = 1
+    first_update_s: float = 0.0  # the first update, torch.compile's warm-up included
+    calibration: list[str] = field(default_factory=list)
+    single_view: dict[str, float] = field(default_factory=dict)  # ARC, voting off
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +174,9 @@ def run(
 ) -> Curve:
     started = time.perf_counter()
     config, tasks = prepare_experiment(
-        CONFIGS / recipe, [*(SMOKE if args.smoke else []), *overrides], task=source
+        CONFIGS / recipe,
+        [*(SMOKE if args.smoke else []), *overrides, *args.overrides],
+        task=source,
     )
     train_rows, held_out = split(tasks, config)
     kind = field_kind(held_out) or "none"
@@ -149,7 +185,15 @@ def run(
     puzzles = fit_puzzle_table(config, train_rows)
     orchestrator = build_orchestrator(config, task_type, num_symbols, device, puzzles=puzzles)
     optimizer, scheduler = build_optimizer(orchestrator, config.training)
-    curve = Curve(name, kind, parameters=orchestrator.core.num_parameters(), rows=held_out.num_rows)
+    curve = Curve(
+        name,
+        kind,
+        parameters=orchestrator.core.num_parameters(),
+        rows=held_out.num_rows,
+        batch_size=config.training.batch_size,
+        recipe_steps=config.training.steps,
+        workers=config.training.num_workers,
+    )
     print(
         f"\n== {name}: {train_rows.num_rows} training rows, {held_out.num_rows} held-out rows"
         f" ({kind}), seq_len {config.model.seq_len}, {curve.parameters:,} parameters;"
@@ -182,12 +226,14 @@ def run(
                 torch.cuda.synchronize(device)
             trained_s += time.perf_counter() - mark
             updates += 1
+            if updates == 1:
+                curve.first_update_s = time.perf_counter() - mark
             if trained_s >= due[0]:
                 curve.points.append(
                     (
                         trained_s,
                         updates,
-                        evaluate(orchestrator, held_out, config, args, task_type, curve),
+                        evaluate(orchestrator, held_out, config, args.views, task_type, curve),
                     )
                 )
                 print_point(curve, curve.points[-1])
@@ -195,14 +241,72 @@ def run(
                 if not due:
                     break
         round_ += 1
+    if kind == "vote" and args.views > 1:  # what voting adds: the final model, one view
+        curve.single_view = evaluate(orchestrator, held_out, config, 1, task_type, curve)
+    if args.calibrate_views and kind == "exact":
+        curve.calibration = calibration_check(
+            orchestrator, held_out, config, task_type, args.calibrate_views
+        )
+        print("\n".join(curve.calibration), flush=True)
     return curve
+
+
+def calibration_check(
+    orchestrator: UnifiedRefinerOrchestrator,
+    held_out: pa.Table,
+    config: ExperimentConfig,
+    task_type: str,
+    views: int,
+) -> list[str]:
+    """Calibrate stopping on half the held-out puzzles (x `views` augmentations) and
+    replay the chosen settings, the config's and running to the limit on the other half."""
+    half = held_out.num_rows // 2
+    spec = replace(augmentation_spec(config), count=views)
+    limit = config.orchestration.max_steps_infer
+    size = config.training.batch_size
+    traces = []
+    for part, epoch in ((held_out.slice(0, half), 10_001), (held_out.slice(half), 10_002)):
+        rows = augment_table(part, spec, config.seed, epoch=epoch, pad_to=config.model.seq_len)
+        batch = batch_from_table(rows, config.model.seq_len)
+        traces.append(record_pass(orchestrator, batch, limit, task_type, batch_size=size))
+    calibration, test = traces
+    stopping = config.orchestration.stopping
+    result = calibrate(
+        calibration,
+        stopping.max_accuracy_loss,
+        limit,
+        stopping.min_improvement,
+        update=orchestrator.step_count,
+        config=stopping,
+        margin_sigmas=stopping.loss_margin_sigmas,
+    )
+    at_limit = float(test.exact[:, -1].mean())
+    replayed = {
+        f"always {limit} steps": StoppingSettings(None, None, None, "score", limit),
+        "config: " + StoppingSettings.from_config(stopping, limit).describe(): (
+            StoppingSettings.from_config(stopping, limit)
+        ),
+        "calibrated: " + result.settings.describe(): result.settings,
+    }
+    lines = [
+        f"\ncalibration ({calibration.rows} rows) -> {result.summary()}",
+        f"replayed on the other half ({test.rows} rows; exact at {limit} steps {at_limit:.2%}):",
+        f"  {'stopping':<66} {'mean steps':>10} {'exact':>8} {'loss pts':>8}",
+    ]
+    for name, settings in replayed.items():
+        accuracy, steps = simulated_accuracy(test, settings)
+        lines.append(
+            f"  {name:<66} {steps:>10.2f} {accuracy:>8.2%} {100 * (at_limit - accuracy):>8.2f}"
+        )
+    lines.append("  acc@t: " + " ".join(f"{a:.3f}" for a in test.accuracy_at()))
+    return lines
 
 
 def evaluate(
     orchestrator: UnifiedRefinerOrchestrator,
     held_out: pa.Table,
     config: ExperimentConfig,
-    args: argparse.Namespace,
+    views: int,
     task_type: str,
     curve: Curve,
 ) -> dict[str, float]:
@@ -210,7 +314,7 @@ def evaluate(
     report = field_report(
         orchestrator,
         held_out,
-        args.views,
+        views,
         config.model.seq_len,
         task_type,
         seed=config.seed,
@@ -262,8 +366,30 @@ def print_curve(curve: Curve) -> None:
     print(
         f"  (augmentation {curve.augment_s:.1f} s of that; evaluation {curve.eval_s:.1f} s, not counted)"
     )
+    if curve.points:
+        seconds, updates, _ = curve.points[-1]
+        # steady state: without the first update (compile warm-up) and the augmentation
+        stepping = max(seconds - curve.augment_s - curve.first_update_s, 1e-9)
+        rate = (updates - 1) / stepping
+        print(
+            f"  rate: first update {curve.first_update_s:.1f} s (warm-up), then"
+            f" {rate:.2f} updates/s without augmentation, {updates / seconds:.2f} overall"
+            f" ({rate * curve.batch_size:,.0f} samples/s at batch {curve.batch_size}); the"
+            f" recipe's {curve.recipe_steps:,} updates of {curve.batch_size} rows per worker:"
+            f" {curve.recipe_steps / rate / 3600:.2f} h on {curve.workers} such device(s),"
+            " one per worker (all-reduce not counted)"
+        )
     if curve.kind == "vote" and curve.points:
-        print(f"  final pass@2: {curve.points[-1][2]['pass_at_2']:.4f}")
+        final = curve.points[-1][2]
+        print(f"  final pass@1 {final['pass_at_1']:.4f}, pass@2 {final['pass_at_2']:.4f}", end="")
+        if curve.single_view:
+            one = curve.single_view
+            print(
+                f"; voting off (1 view): pass@1 {one['pass_at_1']:.4f},"
+                f" pass@2 {one['pass_at_2']:.4f}",
+                end="",
+            )
+        print()
 
 
 if __name__ == "__main__":
