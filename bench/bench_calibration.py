@@ -31,11 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
 from refiner.batches import batch_from_table, iterate_batches
 from refiner.calibration import (
+    CalibrationResult,
     StoppingSettings,
     calibrate_orchestrator,
     plot_frontier,
@@ -45,6 +47,7 @@ from refiner.calibration import (
 from refiner.calibration_log import log_calibration
 from refiner.checkpoint import read_checkpoint
 from refiner.config import ModelConfig, OrchestrationConfig
+from refiner.experiment import ExperimentConfig, calibration_rows
 from refiner.model import RefinerModel
 from refiner.optim import make_optimizer, warmup_cosine
 from refiner.orchestrator import UnifiedRefinerOrchestrator
@@ -96,6 +99,16 @@ def parse_args() -> argparse.Namespace:
         " than the run drew, e.g. sudoku 6x6, where the run's test split is small)",
     )
     p.add_argument("--fresh-count", type=int, default=2000, help="rows drawn with --fresh-seed")
+    p.add_argument(
+        "--val-rows", type=int, help="--checkpoint: calibrate on at most this many val rows"
+    )
+    p.add_argument(
+        "--calibration-views",
+        type=int,
+        default=1,
+        help="--checkpoint: calibrate on each val row in this many augmented views (the"
+        " run's label-consistent augmentation), more rows without more held-out puzzles",
+    )
     return p.parse_args()
 
 
@@ -129,9 +142,16 @@ def stopping_overrides(args: argparse.Namespace) -> dict[str, float]:
 
 def load_trained(
     args: argparse.Namespace,
-) -> tuple[UnifiedRefinerOrchestrator, dict[str, dict[str, torch.Tensor]], str, str]:
-    """(orchestrator, {"val", "test"} batches, task type, task source) of a jobs/train.py
-    checkpoint; inference may run up to --max-steps (past the trained unroll)."""
+) -> tuple[
+    UnifiedRefinerOrchestrator,
+    dict[str, dict[str, torch.Tensor]],
+    str,
+    str,
+    CalibrationResult | None,
+]:
+    """(orchestrator, {"val", "test"} batches, task type, task source, the calibration
+    training stored) of a jobs/train.py checkpoint; inference may run up to --max-steps
+    (past the trained unroll)."""
     path = local_checkpoint_file(args.checkpoint)
     source = read_checkpoint(path)["extra"]["experiment"]["task"]["source"]
     fresh = args.fresh_seed is not None
@@ -144,6 +164,7 @@ def load_trained(
     o = UnifiedRefinerOrchestrator.from_checkpoint(
         path, task_type=task_type, num_symbols=num_symbols
     )
+    stored = o.calibration  # training's own choice, measured on its own row below
     o.calibration = None  # "config defaults" must mean the config's, not training's choice
     config = o.config.to_dict()
     config["max_steps_train"] = max(config["max_steps_train"], args.max_steps)
@@ -151,22 +172,28 @@ def load_trained(
     config["stopping"] = {**config["stopping"], **stopping_overrides(args)}
     o.config = OrchestrationConfig.from_dict(config)
 
-    def rows(split: str | None) -> dict[str, torch.Tensor]:
-        chosen = tasks if split is None else tasks.filter(pc.equal(tasks["split"], split))
-        chosen = chosen.slice(0, args.max_rows)
-        return batch_from_table(chosen, o.core.config.seq_len, puzzles=o.puzzle_index)
+    def rows(table: pa.Table) -> dict[str, torch.Tensor]:
+        return batch_from_table(table, o.core.config.seq_len, puzzles=o.puzzle_index)
 
     splits = set(tasks.column("split").to_pylist())
     if {"val", "test"} <= splits and not fresh:
-        data = {"val": rows("val"), "test": rows("test")}
+        val, test = (tasks.filter(pc.equal(tasks["split"], s)) for s in ("val", "test"))
     else:  # one held-out set: its first half calibrates, the second half measures
-        held_out = rows(None if fresh else "val" if "val" in splits else "test")
-        half = held_out["input"].shape[0] // 2
-        data = {
-            "val": {k: v[:half] for k, v in held_out.items()},
-            "test": {k: v[half:] for k, v in held_out.items()},
-        }
-    return o, data, task_type, source
+        held_out = (
+            tasks
+            if fresh
+            else tasks.filter(pc.equal(tasks["split"], "val" if "val" in splits else "test"))
+        )
+        held_out = held_out.slice(0, 2 * args.max_rows)
+        half = held_out.num_rows // 2
+        val, test = held_out.slice(0, half), held_out.slice(half)
+    val = val.slice(0, args.val_rows or args.max_rows)
+    if args.calibration_views > 1:
+        experiment = ExperimentConfig.from_dict(read_checkpoint(path)["extra"]["experiment"])
+        experiment.orchestration.stopping.calibration_views = args.calibration_views
+        val = calibration_rows(experiment, val)
+    data = {"val": rows(val), "test": rows(test.slice(0, args.max_rows))}
+    return o, data, task_type, source, stored
 
 
 def build(args: argparse.Namespace, seq_len: int) -> UnifiedRefinerOrchestrator:
@@ -243,8 +270,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     task_type = "sequence"
+    stored = None
     if args.checkpoint:
-        o, data, task_type, args.task = load_trained(args)
+        o, data, task_type, args.task, stored = load_trained(args)
         o.eval()
         rows = {k: v["input"].shape[0] for k, v in data.items()}
         print(
@@ -269,6 +297,14 @@ def main() -> None:
 
     full = measure(o, data["test"], early=False, rounds=args.rounds)
     defaults = measure(o, data["test"], early=True, rounds=args.rounds)
+    measured = {f"always {args.max_steps} steps": full, "config defaults": defaults}
+    if stored is not None:  # what the trained checkpoint infers with, as shipped
+        o.calibration = stored
+        measured[f"stored by training ({stored.rows} rows)"] = measure(
+            o, data["test"], early=True, rounds=args.rounds
+        )
+        o.calibration = None
+        print(f"stored by training: {stored.summary()}")
     start = time.perf_counter()
     result = calibrate_orchestrator(o, data["val"], task_type)
     calibration_seconds = time.perf_counter() - start
@@ -279,11 +315,8 @@ def main() -> None:
         f"\ntest split ({rows['test']} rows)\n{'stopping':<34} {'mean steps':>10} "
         f"{'exact':>8} {'loss pts':>8} {'wall s':>8}  reasons"
     )
-    for name, m in (
-        (f"always {args.max_steps} steps", full),
-        ("config defaults", defaults),
-        ("calibrated on val", calibrated),
-    ):
+    measured["calibrated on val"] = calibrated
+    for name, m in measured.items():
         loss = 100 * (full["exact"] - m["exact"])
         print(
             f"{name:<34} {m['mean_steps']:>10.2f} {m['exact']:>8.2%} {loss:>8.2f} "

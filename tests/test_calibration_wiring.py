@@ -22,7 +22,12 @@ from refiner.tracking import tracked_run
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 STEPS = 10  # one checkpoint (checkpoint_every=10), validated and calibrated
-LOCAL = [*TINY, "training.num_workers=0", "orchestration.augmentation_count=2"]
+LOCAL = [
+    *TINY,
+    "training.num_workers=0",
+    "orchestration.augmentation_count=2",
+    "orchestration.stopping.calibration_views=2",  # each validation row in 2 views
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +48,9 @@ def test_training_stores_uses_and_logs_the_calibration(trained) -> None:
     ]
     assert calibration is not None and calibration["update"] == STEPS
     rows = calibration["rows"]
-    assert 0 < rows <= 64  # the validation rows (task.val_max_rows=64)
+    run = client.get_run(run_id)
+    val_rows = int(run.data.tags["refiner.val_rows"])  # at most task.val_max_rows=64
+    assert 0 < val_rows <= 64 and rows == 2 * val_rows  # calibrated on 2 views of each
     assert calibration["max_steps"] == 2  # orchestration.max_steps_infer
     assert 100 * (calibration["accuracy_at_limit"] - calibration["accuracy"]) <= 0.5 + 1e-9
 
@@ -53,7 +60,6 @@ def test_training_stores_uses_and_logs_the_calibration(trained) -> None:
     assert outcome.summary["stopping"]["max_steps"] == calibration["settings"]["max_steps"]
     assert f"({origin})" in outcome.summary["evaluation_text"]
 
-    run = client.get_run(run_id)
     assert run.data.tags["refiner.stopping.origin"] == origin
     act = calibration["settings"]["act_threshold"]
     assert run.data.tags["refiner.stopping.act_threshold"] == ("off" if act is None else f"{act:g}")

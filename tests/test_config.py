@@ -123,6 +123,11 @@ def test_numbers_are_coerced_where_unambiguous():
         ({"gradient_clip_threshold": 0}, "gradient_clip_threshold: must be > 0 or null"),
         ({"stopping": {"act_threshold": 1.5}}, "stopping.act_threshold: must be in (0, 1] or null"),
         ({"stopping": {"loss_margin_sigmas": -1}}, "stopping.loss_margin_sigmas: must be >= 0"),
+        ({"stopping": {"calibration_views": 0}}, "stopping.calibration_views: must be >= 1"),
+        (
+            {"stopping": {"calibration_views": 4}, "augmentation_strategies": ["token_noise"]},
+            "stopping.calibration_views: 4 views need a label-consistent strategy",
+        ),
         ({"grokfast": {"mode": "fast"}}, "grokfast.mode: must be one of"),
         ({"patch_budget": 0}, "patch_budget: a fraction of positions in (0, 1]"),
         (

@@ -186,7 +186,7 @@ class CalibrationResult:
             text += (
                 f"; one row is {100 / self.rows:.2f} points, more than the bound, so these"
                 " settings may lose more on new rows: calibrate on more rows"
-                " (task.val_max_rows, a larger validation split)"
+                " (task.val_max_rows, a larger validation split, stopping.calibration_views)"
             )
         return text
 

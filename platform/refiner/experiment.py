@@ -16,6 +16,7 @@ and ``jobs/evaluate.py`` all build their state here.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ import torch
 
 from refiner.augment.batch import task_kind
 from refiner.augment.budget import check_budget
+from refiner.augment.engine import augment_table
 from refiner.augment.spec import AugmentationSpec
 from refiner.augment.strategies import label_breaking
 from refiner.config import ModelConfig, OrchestrationConfig
@@ -271,6 +273,7 @@ def _refuse_label_breaking(config: ExperimentConfig, tasks: pa.Table, origin: st
 
 
 _SOURCE_KEYS = ("count", "size", "options")
+CALIBRATION_EPOCH = 1_000_003  # far past any training epoch: views of their own
 
 
 def _looks_like_task_file(source: str) -> bool:
@@ -303,6 +306,24 @@ def augmentation_spec(config: ExperimentConfig) -> AugmentationSpec:
         dedup=config.task.augment_dedup,
         # per-augmentation puzzle identities: copy i must be one transform of the puzzle
         seed_by_group=config.model.puzzle_embedding == "per_augmentation",
+    )
+
+
+def calibration_rows(config: ExperimentConfig, held_out: pa.Table) -> pa.Table:
+    """The rows halting is calibrated on: the held-out rows, or with
+    orchestration.stopping.calibration_views = N each of them in N views made by the run's
+    label-consistent strategies (so every view's target is still the right answer)."""
+    views = config.orchestration.stopping.calibration_views
+    if views == 1 or held_out.num_rows == 0:
+        return held_out
+    spec = dataclasses.replace(
+        augmentation_spec(config),
+        strategies=config.orchestration.calibration_strategies(),
+        count=views,
+    )
+    # an epoch of its own: the views are not copies the training stream also drew
+    return augment_table(
+        held_out, spec, config.seed, epoch=CALIBRATION_EPOCH, pad_to=config.model.seq_len
     )
 
 

@@ -243,6 +243,9 @@ def train_stream(
     )
 
 
+CALIBRATION = "calibration"  # the dataset of calibration views (stopping.calibration_views)
+
+
 def validation_dataset(
     tasks: pa.Table, seq_len: int, puzzles: PuzzleIndex | None = None
 ) -> ray.data.Dataset:

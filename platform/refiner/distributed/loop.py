@@ -33,7 +33,7 @@ from refiner.checkpoint import load_checkpoint, save_checkpoint
 from refiner.cli import RunFailedError
 from refiner.config import ConfigError
 from refiner.distributed.compat import quiet_train_report_logging
-from refiner.distributed.data import StreamPlan
+from refiner.distributed.data import CALIBRATION, StreamPlan
 from refiner.evaluation import EvaluationReport, evaluate_refiner
 from refiner.experiment import ExperimentConfig, build_optimizer, build_orchestrator
 from refiner.failures import DeterministicError
@@ -165,7 +165,13 @@ def _train(job: WorkerJob) -> dict[str, Any] | None:
     # The stream starts at the checkpoint's data epoch: skip what was already trained on.
     for _ in range(job.plan.rows_to_skip(step) // job.plan.global_batch):
         next(batches)
-    validation = _validation_batch(device) if rank == 0 and job.has_validation else None
+    validation = _held_out_batch("val", device) if rank == 0 and job.has_validation else None
+    # halting is calibrated on the validation rows, or on views of them (calibration_views)
+    calibration = (
+        _held_out_batch(CALIBRATION, device)
+        if validation is not None and config.orchestration.stopping.calibration_views > 1
+        else validation
+    )
 
     window = ReportWindow()
     mark = time.perf_counter()
@@ -217,7 +223,8 @@ def _train(job: WorkerJob) -> dict[str, Any] | None:
             if validation is not None:
                 stopping = config.orchestration.stopping
                 if stopping.calibrate and stopping.early_stopping:  # val_acc_infer uses it
-                    _calibrate(orchestrator, validation, job.task_type, tracker, step)
+                    rows = calibration if calibration is not None else validation
+                    _calibrate(orchestrator, rows, job.task_type, tracker, step)
                 report = evaluate_refiner(orchestrator, validation, job.task_type)
                 metrics.update(report.metrics("val_"))
                 field = _field_report(orchestrator, job, config)
@@ -266,9 +273,10 @@ def _device_feed(device: torch.device) -> dict[str, Any]:
     return {"pin_memory": True, "prefetch_batches": 2}
 
 
-def _validation_batch(device: torch.device) -> dict[str, torch.Tensor] | None:
+def _held_out_batch(name: str, device: torch.device) -> dict[str, torch.Tensor] | None:
+    """All rows of an unsplit dataset ("val", CALIBRATION) as one batch; None if empty."""
     rows = list(
-        ray.train.get_dataset_shard("val").iter_torch_batches(
+        ray.train.get_dataset_shard(name).iter_torch_batches(
             batch_size=None, dtypes=torch.long, device=device
         )
     )
@@ -283,15 +291,15 @@ def _validation_batch(device: torch.device) -> dict[str, torch.Tensor] | None:
 
 def _calibrate(
     orchestrator: Any,
-    validation: dict[str, torch.Tensor],
+    rows: dict[str, torch.Tensor],
     task_type: str,
     tracker: RunTracker,
     step: int,
 ) -> None:
-    """Rank 0: choose the stopping settings on the validation rows (step limit up to
+    """Rank 0: choose the stopping settings on the calibration rows (step limit up to
     orchestration.max_steps_infer, the user's ceiling); inference and the checkpoint
     about to be written carry them. Logs the settings and the frontier."""
-    result = calibrate_orchestrator(orchestrator, validation, task_type)
+    result = calibrate_orchestrator(orchestrator, rows, task_type)
     _say(f"[refiner] {result.summary()}")
     with tempfile.TemporaryDirectory(prefix="refiner-calibration-") as directory:
         log_calibration(tracker, result, step, directory)

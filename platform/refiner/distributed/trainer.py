@@ -23,6 +23,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from refiner.augment.budget import MIB, check_budget, tasks_per_call
 from refiner.distributed.console import train_logging_config
 from refiner.distributed.data import (
+    CALIBRATION,
     StreamPlan,
     TaskOrigin,
     TrainDatasetFactory,
@@ -35,7 +36,12 @@ from refiner.distributed.loop import (
     WorkerJob,
     train_loop_per_worker,
 )
-from refiner.experiment import ExperimentConfig, augmentation_spec, fit_puzzle_table
+from refiner.experiment import (
+    ExperimentConfig,
+    augmentation_spec,
+    calibration_rows,
+    fit_puzzle_table,
+)
 from refiner.failures import DeterministicError
 from refiner.predictors import field_kind
 from refiner.provenance import describe_task_dataset
@@ -111,6 +117,10 @@ def run_training(
     }
     if held_out.num_rows:
         datasets["val"] = validation_dataset(held_out, config.model.seq_len, puzzles)
+        if config.orchestration.stopping.calibration_views > 1:  # views of the val rows
+            datasets[CALIBRATION] = validation_dataset(
+                calibration_rows(config, held_out), config.model.seq_len, puzzles
+            )
 
     tracker.log_params(config.to_dict())
     tracker.log_dataset(describe_task_dataset(config.task.source, tasks, _source_options(config)))
