@@ -182,11 +182,15 @@ class StoppingConfig(YamlConfig):
     # uses the ones above.
     calibrate: bool = True
     # Calibrate on every validation row in this many views (the run's label-consistent
-    # augmentations: more rows without more held-out puzzles). The chosen settings are
-    # the best of many on the same rows, so on few rows they lose more on new ones than
-    # the bound (sudoku 6x6: 200 rows -> 0.63 points lost on 2,048 new puzzles, the same
-    # 200 x 10 views -> 0.49). Costs a recorded pass over views x rows at each checkpoint.
+    # augmentations): more rows when held-out puzzles are few. Views of one puzzle share
+    # its difficulty, so they are not as good as new puzzles: on sudoku 6x6 models, 10
+    # views of 200 puzzles lost 0.20-0.83 points on 2,048 new puzzles (0.63 on the 200
+    # alone); 2,048 fresh puzzles, 0.49 (BENCHMARKS.md). Costs N times the calibration pass.
     calibration_views: int = 1
+    # 0, or k >= 2: tighten the bound the search runs against until settings chosen on
+    # all folds but one keep it on the fold left out (k-fold cross-validation of the
+    # selection; refiner.calibration.calibrate).
+    calibration_folds: int = 0
 
     def validate(self) -> None:
         for name in ("act_threshold", "quality_threshold"):
@@ -208,6 +212,10 @@ class StoppingConfig(YamlConfig):
         require(
             self.loss_margin_sigmas >= 0,
             f"loss_margin_sigmas: must be >= 0, got {self.loss_margin_sigmas}",
+        )
+        require(
+            self.calibration_folds == 0 or self.calibration_folds >= 2,
+            f"calibration_folds: must be 0 (off) or >= 2, got {self.calibration_folds}",
         )
         require(
             self.calibration_views >= 1,
