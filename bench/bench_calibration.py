@@ -79,9 +79,6 @@ def parse_args() -> argparse.Namespace:
         default=None,
         help="stopping.loss_margin_sigmas (default: the config's)",
     )
-    p.add_argument(
-        "--folds", type=int, default=None, help="stopping.calibration_folds (default: config's)"
-    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--time-budget", type=float, default=90.0, help="seconds of training")
@@ -140,8 +137,6 @@ def stopping_overrides(args: argparse.Namespace) -> dict[str, float]:
     out = {"max_accuracy_loss": args.max_accuracy_loss}
     if args.margin_sigmas is not None:
         out["loss_margin_sigmas"] = args.margin_sigmas
-    if getattr(args, "folds", None) is not None:
-        out["calibration_folds"] = args.folds
     return out
 
 

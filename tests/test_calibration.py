@@ -11,7 +11,6 @@ import torch
 from refiner_fixtures import parity_batch, tiny_config, tiny_orchestrator
 
 from refiner.calibration import (
-    BOUND_SHRINK,
     CalibrationResult,
     StoppingSettings,
     StoppingTrace,
@@ -160,34 +159,6 @@ def test_the_search_finds_the_fewest_steps_a_brute_force_finds(seed):
     assert result.mean_steps == pytest.approx(best)
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_cross_validation_searches_a_tighter_bound_that_held_on_left_out_rows(seed):
-    trace = _random_trace(seed, N=120, T=6)
-    plain = calibrate(trace, 2.0)
-    cv = calibrate(trace, 2.0, folds=4, seed=seed)
-    assert cv.max_accuracy_loss == 2.0 and cv.folds == 4  # the user's bound, as given
-    assert cv.internal_bound in [shrink * 2.0 for shrink in BOUND_SHRINK]
-    assert cv.accuracy_loss <= cv.internal_bound + 1e-9  # the search kept the tighter one
-    assert cv.mean_steps >= plain.mean_steps - 1e-12  # tighter never costs fewer steps
-    if cv.internal_bound > 0:  # a looser bound lost more than 2 points on left-out rows
-        assert cv.cross_validated_loss <= 2.0 + 1e-9
-    assert "cross-validation" in cv.summary()
-    assert CalibrationResult.from_dict(cv.to_dict()) == cv
-
-
-def test_cross_validation_keeps_the_bound_when_the_choice_carries_over():
-    # every row is right from step 2 on and the halting head says so at step 2: what is
-    # chosen on any rows is lossless on all of them
-    T, N = 5, 40
-    exact = np.zeros((N, T), bool)
-    exact[:, 1:] = True
-    halt = np.where(exact, 0.99, 0.1)
-    trace = _trace(halt, np.zeros((N, T)), np.ones((N, T), bool), exact)
-    plain, cv = calibrate(trace, 0.5), calibrate(trace, 0.5, folds=5)
-    assert cv.internal_bound == 0.5 and cv.cross_validated_loss == 0.0
-    assert cv.settings == plain.settings and cv.mean_steps == plain.mean_steps == 2.0
-
-
 def test_the_frontier_trades_steps_for_accuracy():
     result = calibrate(_random_trace(3, N=80, T=6), max_accuracy_loss=1.0)
     steps = [r["mean_steps"] for r in result.frontier]
@@ -209,8 +180,6 @@ def test_bad_arguments_are_refused():
         calibrate(trace, max_steps=5)
     with pytest.raises(ValueError, match="max_accuracy_loss"):
         calibrate(trace, max_accuracy_loss=-1)
-    with pytest.raises(ValueError, match="folds must be 0"):
-        calibrate(trace, folds=1)
     with pytest.raises(ValueError, match="share one"):
         _trace(np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 4)))
     with pytest.raises(ConfigError, match="patience_signal"):

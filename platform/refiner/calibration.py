@@ -146,11 +146,6 @@ class CalibrationResult:
     frontier: list[dict[str, Any]] = field(default_factory=list)  # steps-vs-accuracy
     config_point: dict[str, Any] | None = None  # what the config's own settings gave
     margin_sigmas: float = 0.0  # standard errors the bound was kept with
-    # with cross-validation (folds >= 2): the bound the search ran against, and the loss
-    # its choices had on the rows left out
-    folds: int = 0
-    internal_bound: float | None = None
-    cross_validated_loss: float | None = None
 
     @property
     def origin(self) -> str:
@@ -181,15 +176,8 @@ class CalibrationResult:
             f"{self.max_steps} steps (loss {self.accuracy_loss:.2f} points, "
             f"bound {self.max_accuracy_loss}"
             + (
-                f" with {self.margin_sigmas:g} standard errors to spare"
+                f" with {self.margin_sigmas:g} standard errors to spare)"
                 if self.margin_sigmas
-                else ""
-            )
-            + (
-                f"; searched at {self.internal_bound:.2g}, which lost"
-                f" {self.cross_validated_loss:.2f} on the rows left out by {self.folds}-fold"
-                " cross-validation)"
-                if self.internal_bound is not None
                 else ")"
             )
         )
@@ -366,8 +354,6 @@ def calibrate(
     update: int | None = None,
     config: StoppingConfig | None = None,
     margin_sigmas: float = 0.0,
-    folds: int = 0,
-    seed: int = 0,
 ) -> CalibrationResult:
     """The settings with the fewest mean steps whose accuracy on `trace` is at most
     `max_accuracy_loss` points below running every row to `max_steps` (default: all
@@ -376,35 +362,12 @@ def calibrate(
     of picking the best of many settings on the same rows. Searches every combination of: ACT threshold (off or `act_grid`),
     quality threshold (off or `quality_grid`), patience (off, or 1..limit-1 steps on
     each signal) and step limit 1..max_steps. Ties go to higher accuracy, then to the
-    simpler setting. `config` (the user's settings) is simulated too, for the record.
-
-    With `folds` >= 2 the search runs against a tighter internal bound, the loosest of
-    BOUND_SHRINK x `max_accuracy_loss` whose settings, chosen on all folds but one, lose at
-    most `max_accuracy_loss` on the fold left out (summed over the folds; rows split by
-    `seed`): the selection bias of the search is measured on the rows, not guessed."""
+    simpler setting. `config` (the user's settings) is simulated too, for the record."""
     T = trace.steps if max_steps is None else max_steps
     if not 1 <= T <= trace.steps:
         raise ValueError(f"max_steps must be in [1, {trace.steps}] (recorded steps), got {T}")
     if not 0 <= max_accuracy_loss <= 100:
         raise ValueError(f"max_accuracy_loss must be in [0, 100] points, got {max_accuracy_loss}")
-    if folds == 1 or folds < 0:
-        raise ValueError(f"folds must be 0 (off) or >= 2, got {folds}")
-    search: dict[str, Any] = dict(
-        max_steps=T,
-        min_improvement=min_improvement,
-        act_grid=act_grid,
-        quality_grid=quality_grid,
-        patience_signals=patience_signals,
-        margin_sigmas=margin_sigmas,
-    )
-    if folds >= 2 and trace.rows >= 2 * folds:
-        bound, cv_loss = _cross_validated_bound(trace, max_accuracy_loss, folds, seed, search)
-        result = calibrate(trace, bound, update=update, config=config, **search)
-        result.max_accuracy_loss = float(max_accuracy_loss)
-        result.internal_bound = bound
-        result.cross_validated_loss = cv_loss
-        result.folds = folds
-        return result
     N = trace.rows
     exact = trace.exact[:, :T]
     exact_cells = np.nonzero(exact)
@@ -487,42 +450,6 @@ def calibrate(
     )
 
 
-BOUND_SHRINK = (1.0, 0.8, 0.6, 0.4, 0.2, 0.0)  # internal bounds tried, loosest first
-
-
-def _cross_validated_bound(
-    trace: StoppingTrace,
-    max_accuracy_loss: float,
-    folds: int,
-    seed: int,
-    search: Mapping[str, Any],
-) -> tuple[float, float]:
-    """(internal bound, its cross-validated loss in points): the loosest bound whose
-    choices, made without each fold in turn, lose at most `max_accuracy_loss` on it."""
-    N, T = trace.rows, search["max_steps"]
-    fold = np.empty(N, dtype=np.int64)
-    fold[np.random.default_rng(seed).permutation(N)] = np.arange(N) % folds
-    loss = 0.0
-    for shrink in BOUND_SHRINK:
-        bound = shrink * max_accuracy_loss
-        lost = 0.0  # rows, over all folds
-        for k in range(folds):
-            kept, left_out = _rows(trace, fold != k), _rows(trace, fold == k)
-            settings = calibrate(kept, bound, **search).settings
-            accuracy, _ = simulated_accuracy(left_out, settings)
-            lost += left_out.rows * (float(left_out.exact[:, T - 1].mean()) - accuracy)
-        loss = 100 * lost / N
-        if loss <= max_accuracy_loss + 1e-9:
-            return bound, loss
-    return 0.0, loss  # even lossless-on-the-rest settings lose more: the tightest bound
-
-
-def _rows(trace: StoppingTrace, keep: np.ndarray) -> StoppingTrace:
-    return StoppingTrace(
-        trace.halt_prob[keep], trace.score[keep], trace.canvas_changed[keep], trace.exact[keep]
-    )
-
-
 def _cost_and_accuracy(
     first: np.ndarray, exact: np.ndarray, rows: np.ndarray, steps_exact: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -594,8 +521,6 @@ def calibrate_orchestrator(
         update=orchestrator.step_count,
         config=stopping,
         margin_sigmas=stopping.loss_margin_sigmas,
-        folds=stopping.calibration_folds,
-        seed=orchestrator.step_count,
     )
     if apply:
         orchestrator.calibration = result
