@@ -73,7 +73,7 @@ def test_training_stores_uses_and_logs_the_calibration(trained) -> None:
 
 
 def test_evaluate_calibrate_reports_settings_and_origin(trained, capsys) -> None:
-    outcome, _, _ = trained
+    outcome, client, run_id = trained
     checkpoint = f"{outcome.checkpoint}/checkpoint.pt"
     evaluate = job("evaluate")
 
@@ -90,6 +90,9 @@ def test_evaluate_calibrate_reports_settings_and_origin(trained, capsys) -> None
     after = next(line for line in out.splitlines() if line.strip().startswith("after:"))
     assert f"calibrated at update {STEPS} on" in before
     assert f"calibrated at update {STEPS} on" in after
+    # anew on the views the run calibrated on: 2 of each validation row
+    val_rows = int(client.get_run(run_id).data.tags["refiner.val_rows"])
+    assert f"on {2 * val_rows} rows" in after
     assert "the same rows" in out
 
 

@@ -20,7 +20,7 @@ from refiner.calibration import CalibrationResult, calibrate_orchestrator, descr
 from refiner.checkpoint import CheckpointError, checkpoint_configs, read_checkpoint
 from refiner.config import check_step_budget
 from refiner.evaluation import EvaluationReport, evaluate_refiner
-from refiner.experiment import TaskConfig, load_task_table
+from refiner.experiment import ExperimentConfig, TaskConfig, calibration_rows, load_task_table
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.tasks.schema import describe_tasks
 
@@ -92,10 +92,13 @@ def calibrate_checkpoint(
     max_steps_infer) and evaluate again with them. The checkpoint file is not changed."""
     orchestrator, batch, task_type = _load_for_evaluation(path, tasks, max_steps, split, max_rows)
     before = evaluate_refiner(orchestrator, batch, task_type, max_steps_infer=max_steps)
-    if calibration_split == split:
+    views = orchestrator.config.stopping.calibration_views
+    if calibration_split == split and views == 1:
         rows = batch
-    else:
-        rows = _load_for_evaluation(path, tasks, max_steps, calibration_split, max_rows)[1]
+    else:  # other rows, or views of them as training made (stopping.calibration_views)
+        rows = _load_for_evaluation(
+            path, tasks, max_steps, calibration_split, max_rows, as_calibration=True
+        )[1]
     calibration = calibrate_orchestrator(orchestrator, rows, task_type, max_steps=max_steps)
     after = evaluate_refiner(orchestrator, batch, task_type, max_steps_infer=max_steps)
     return CalibratedEvaluation(before, after, calibration, calibration_split, split)
@@ -107,9 +110,11 @@ def _load_for_evaluation(
     max_steps: int | None,
     split: str | None,
     max_rows: int | None,
+    as_calibration: bool = False,
 ) -> tuple[UnifiedRefinerOrchestrator, dict[str, torch.Tensor], str]:
     """The checkpoint's orchestrator and the labelled batch of the ``split`` rows (all
-    rows if none match), at most ``max_rows``."""
+    rows if none match), at most ``max_rows``; ``as_calibration``: in the views the run
+    calibrated on (its stopping.calibration_views, when the checkpoint records its run)."""
     path = local_checkpoint_file(path)
     model_config, _ = checkpoint_configs(path)
     if split is not None:
@@ -117,6 +122,9 @@ def _load_for_evaluation(
         tasks = chosen if chosen.num_rows else tasks
     if max_rows is not None:
         tasks = tasks.slice(0, max_rows)
+    experiment = read_checkpoint(path)["extra"].get("experiment")
+    if as_calibration and experiment is not None:
+        tasks = calibration_rows(ExperimentConfig.from_dict(experiment), tasks)
     check_step_budget(max_steps, "--max-steps")
     task_type, num_symbols = describe_tasks(tasks)
     orchestrator = UnifiedRefinerOrchestrator.from_checkpoint(
