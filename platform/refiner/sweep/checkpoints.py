@@ -17,7 +17,7 @@ import torch
 
 from refiner.batches import batch_from_table
 from refiner.calibration import CalibrationResult, calibrate_orchestrator, describe_stopping
-from refiner.checkpoint import CheckpointError, checkpoint_configs, read_checkpoint
+from refiner.checkpoint import CheckpointError, read_checkpoint
 from refiner.config import check_step_budget
 from refiner.evaluation import EvaluationReport, evaluate_refiner
 from refiner.experiment import ExperimentConfig, TaskConfig, calibration_rows, load_task_table
@@ -96,9 +96,11 @@ def calibrate_checkpoint(
     if calibration_split == split and views == 1:
         rows = batch
     else:  # other rows, or views of them as training made (stopping.calibration_views)
-        rows = _load_for_evaluation(
-            path, tasks, max_steps, calibration_split, max_rows, as_calibration=True
-        )[1]
+        chosen = _split_rows(tasks, calibration_split, max_rows)
+        experiment = read_checkpoint(local_checkpoint_file(path))["extra"].get("experiment")
+        if experiment is not None:
+            chosen = calibration_rows(ExperimentConfig.from_dict(experiment), chosen)
+        rows = _labelled_batch(chosen, orchestrator)
     calibration = calibrate_orchestrator(orchestrator, rows, task_type, max_steps=max_steps)
     after = evaluate_refiner(orchestrator, batch, task_type, max_steps_infer=max_steps)
     return CalibratedEvaluation(before, after, calibration, calibration_split, split)
@@ -110,32 +112,37 @@ def _load_for_evaluation(
     max_steps: int | None,
     split: str | None,
     max_rows: int | None,
-    as_calibration: bool = False,
 ) -> tuple[UnifiedRefinerOrchestrator, dict[str, torch.Tensor], str]:
     """The checkpoint's orchestrator and the labelled batch of the ``split`` rows (all
-    rows if none match), at most ``max_rows``; ``as_calibration``: in the views the run
-    calibrated on (its stopping.calibration_views, when the checkpoint records its run)."""
+    rows if none match), at most ``max_rows``."""
     path = local_checkpoint_file(path)
-    model_config, _ = checkpoint_configs(path)
-    if split is not None:
-        chosen = tasks.filter(pc.equal(tasks.column("split"), split))
-        tasks = chosen if chosen.num_rows else tasks
-    if max_rows is not None:
-        tasks = tasks.slice(0, max_rows)
-    experiment = read_checkpoint(path)["extra"].get("experiment")
-    if as_calibration and experiment is not None:
-        tasks = calibration_rows(ExperimentConfig.from_dict(experiment), tasks)
+    tasks = _split_rows(tasks, split, max_rows)
     check_step_budget(max_steps, "--max-steps")
     task_type, num_symbols = describe_tasks(tasks)
     orchestrator = UnifiedRefinerOrchestrator.from_checkpoint(
         path, task_type=task_type, num_symbols=num_symbols
     )
+    return orchestrator, _labelled_batch(tasks, orchestrator), task_type
+
+
+def _split_rows(tasks: pa.Table, split: str | None, max_rows: int | None) -> pa.Table:
+    """The ``split`` rows (all rows if none match), at most ``max_rows``."""
+    if split is not None:
+        chosen = tasks.filter(pc.equal(tasks.column("split"), split))
+        tasks = chosen if chosen.num_rows else tasks
+    return tasks if max_rows is None else tasks.slice(0, max_rows)
+
+
+def _labelled_batch(
+    tasks: pa.Table, orchestrator: UnifiedRefinerOrchestrator
+) -> dict[str, torch.Tensor]:
     try:
         # a puzzle-conditioned model looks each row's puzzle up by group_id
-        batch = batch_from_table(tasks, model_config.seq_len, puzzles=orchestrator.puzzle_index)
+        return batch_from_table(
+            tasks, orchestrator.core.config.seq_len, puzzles=orchestrator.puzzle_index
+        )
     except ValueError as err:
         raise ValueError(f"tasks do not fit the checkpoint's model: {err}") from None
-    return orchestrator, batch, task_type
 
 
 def steps_histogram(report: EvaluationReport) -> dict[int, int]:
