@@ -28,6 +28,7 @@ augmented N times; stopping is calibrated on one half and replayed on the other.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import time
 from dataclasses import dataclass, field, replace
@@ -41,7 +42,7 @@ from refiner.augment import augment_table
 from refiner.batches import batch_from_arrays, batch_from_table, iterate_batches
 from refiner.calibration import (
     StoppingSettings,
-    calibrate,
+    calibrate_orchestrator,
     record_pass,
     simulated_accuracy,
 )
@@ -50,6 +51,7 @@ from refiner.experiment import (
     augmentation_spec,
     build_optimizer,
     build_orchestrator,
+    calibration_rows,
     fit_puzzle_table,
     prepare_experiment,
 )
@@ -261,25 +263,19 @@ def calibration_check(
     """Calibrate stopping on half the held-out puzzles (x `views` augmentations) and
     replay the chosen settings, the config's and running to the limit on the other half."""
     half = held_out.num_rows // 2
-    spec = replace(augmentation_spec(config), count=views)
+    viewed = copy.deepcopy(config)  # the views as training would make them
+    viewed.orchestration.stopping.calibration_views = views
     limit = config.orchestration.max_steps_infer
     size = config.training.batch_size
-    traces = []
-    for part, epoch in ((held_out.slice(0, half), 10_001), (held_out.slice(half), 10_002)):
-        rows = augment_table(part, spec, config.seed, epoch=epoch, pad_to=config.model.seq_len)
-        batch = batch_from_table(rows, config.model.seq_len)
-        traces.append(record_pass(orchestrator, batch, limit, task_type, batch_size=size))
-    calibration, test = traces
-    stopping = config.orchestration.stopping
-    result = calibrate(
-        calibration,
-        stopping.max_accuracy_loss,
-        limit,
-        stopping.min_improvement,
-        update=orchestrator.step_count,
-        config=stopping,
-        margin_sigmas=stopping.loss_margin_sigmas,
+    calibrating, measuring = (
+        batch_from_table(calibration_rows(viewed, part), config.model.seq_len)
+        for part in (held_out.slice(0, half), held_out.slice(half))
     )
+    result = calibrate_orchestrator(
+        orchestrator, calibrating, task_type, max_steps=limit, batch_size=size, apply=False
+    )
+    test = record_pass(orchestrator, measuring, limit, task_type, batch_size=size)
+    stopping = config.orchestration.stopping
     at_limit = float(test.exact[:, -1].mean())
     replayed = {
         f"always {limit} steps": StoppingSettings(None, None, None, "score", limit),
@@ -289,7 +285,7 @@ def calibration_check(
         "calibrated: " + result.settings.describe(): result.settings,
     }
     lines = [
-        f"\ncalibration ({calibration.rows} rows) -> {result.summary()}",
+        f"\ncalibration ({result.rows} rows) -> {result.summary()}",
         f"replayed on the other half ({test.rows} rows; exact at {limit} steps {at_limit:.2%}):",
         f"  {'stopping':<66} {'mean steps':>10} {'exact':>8} {'loss pts':>8}",
     ]
