@@ -81,12 +81,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--budget", type=float, default=180.0, help="training seconds per benchmark")
     p.add_argument("--evals", type=int, default=6, help="checkpoints evaluated per benchmark")
+    p.add_argument(
+        "--updates",
+        type=int,
+        help="train for this many updates instead of --budget seconds (evaluating every"
+        " updates/evals): how a CPU run's update count is replayed on a faster device",
+    )
     p.add_argument("--sudoku-count", type=int, default=1111, help="generated 9x9 puzzles")
     p.add_argument("--arc-dir", help="a directory of ARC puzzle .json files")
     p.add_argument("--arc-size", type=int, help="canvas side; puzzles with larger grids dropped")
     p.add_argument("--views", type=int, default=8, help="ARC voting views (dihedral x colour)")
     p.add_argument("--aug-per-round", type=int, default=8, help="augmented copies per round")
-    p.add_argument("--skip", choices=["sudoku", "arc"], action="append", default=[])
+    p.add_argument("--maze-recipe", default="maze_hard_gpu.yaml", help="file in jobs/configs")
+    p.add_argument("--maze-size", type=int, default=30, help="built-in maze side (odd)")
+    p.add_argument("--maze-count", type=int, default=1111, help="generated mazes")
+    p.add_argument("--skip", choices=["sudoku", "arc", "maze"], action="append", default=[])
     p.add_argument(
         "--set",
         dest="overrides",
@@ -128,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.smoke:
         args.budget, args.evals, args.views = min(args.budget, 8.0), 2, 2
-        args.sudoku_count, args.aug_per_round = 200, 2
+        args.sudoku_count, args.aug_per_round, args.maze_count = 200, 2, 60
     print(
         f"device: {device}"
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
@@ -148,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             curves.append(run("arc", "arc_gpu.yaml", None, overrides, args, device))
+    if "maze" not in args.skip:
+        size = 7 if args.smoke else args.maze_size
+        overrides = [f"task.size={size}", f"task.count={args.maze_count}"]
+        # --task maze semantics: the recipe's Maze-Hard CSV is dropped, the generator used
+        curves.append(run("maze", args.maze_recipe, "maze", overrides, args, device))
     for curve in curves:
         print_curve(curve)
     return 0
@@ -199,10 +213,13 @@ def run(
     print(
         f"\n== {name}: {train_rows.num_rows} training rows, {held_out.num_rows} held-out rows"
         f" ({kind}), seq_len {config.model.seq_len}, {curve.parameters:,} parameters;"
-        f" prepared in {time.perf_counter() - started:.0f} s; training {args.budget:.0f} s"
+        f" prepared in {time.perf_counter() - started:.0f} s; training "
+        + (f"{args.updates} updates" if args.updates else f"{args.budget:.0f} s")
     )
     spec = replace(augmentation_spec(config), count=args.aug_per_round)
-    due = [args.budget * (i + 1) / args.evals for i in range(args.evals)]
+    # evaluation points: training seconds, or update counts with --updates
+    total = args.updates or args.budget
+    due = [total * (i + 1) / args.evals for i in range(args.evals)]
     trained_s, updates, round_ = 0.0, 0, 0
     while due:
         mark = time.perf_counter()
@@ -230,7 +247,7 @@ def run(
             updates += 1
             if updates == 1:
                 curve.first_update_s = time.perf_counter() - mark
-            if trained_s >= due[0]:
+            if (updates if args.updates else trained_s) >= due[0]:
                 curve.points.append(
                     (
                         trained_s,
@@ -239,7 +256,7 @@ def run(
                     )
                 )
                 print_point(curve, curve.points[-1])
-                due = [t for t in due if t > trained_s]
+                due = [t for t in due if t > (updates if args.updates else trained_s)]
                 if not due:
                     break
         round_ += 1

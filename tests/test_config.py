@@ -169,6 +169,10 @@ def test_model_config_validation():
         ModelConfig(d_model=100, n_heads=3)
     with pytest.raises(ConfigError, match="positional: must be one of"):
         ModelConfig.from_dict({"positional": "alibi"})
+    with pytest.raises(ConfigError, match="attention_layout: grid shapes the local attention"):
+        ModelConfig(attention_layout="grid")
+    with pytest.raises(ConfigError, match="attention_layout: must be one of"):
+        ModelConfig.from_dict({"attention_layout": "2d", "attention_window": 1})
 
 
 def test_literal_fields_are_checked_also_when_built_in_python():

@@ -130,3 +130,24 @@ def test_bf16_autocast_runs_on_cpu():
     loss = out.steps[-1].losses.token
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     loss.backward()
+
+
+@pytest.mark.parametrize("layout", ["sequence", "grid"])
+def test_local_window_limits_what_one_step_reads(layout):
+    """One layer, one cycle: position p's logits depend on the inputs within the window
+    only: |i - j| <= 1 on a sequence, the 3x3 neighbourhood on a 4-wide grid."""
+    model = _model(
+        seq_len=16, attention_window=1, attention_layout=layout, grid_width=4, memory_capacity=0
+    )
+    x = model.embed_input(torch.randint(2, 6, (1, 16))).detach().requires_grad_(True)
+    state = model.initial_state(torch.zeros(1, 16, dtype=torch.long))
+    model.step(x, state.canvas, state.latent).logits[0, 5].sum().backward()
+    read = set(torch.nonzero(x.grad[0].abs().sum(-1)).flatten().tolist())
+    # position 5 is row 1, column 1 of the 4x4 grid
+    assert read == ({4, 5, 6} if layout == "sequence" else {0, 1, 2, 4, 5, 6, 8, 9, 10})
+
+
+def test_grid_layout_without_a_width_says_where_it_comes_from():
+    model = _model(attention_window=1, attention_layout="grid", memory_capacity=0)
+    with pytest.raises(ValueError, match="grid_width is unset: the grid layout takes it"):
+        model(parity_batch(1)["input"], steps=1)

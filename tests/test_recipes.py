@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from refiner.config_loader import ConfigError
 from refiner.experiment import choose_config, load_experiment_config, prepare_experiment
 from refiner.tasks.validation import TaskFileError
 
@@ -16,9 +17,12 @@ GPU = ("sudoku_extreme_gpu", "maze_hard_gpu", "arc_gpu")
 
 
 @pytest.mark.parametrize("name", CPU + GPU)
-def test_recipe_validates_with_whole_grid_attention_and_label_consistent_augmentation(name):
+def test_recipe_validates_with_grid_wide_attention_and_label_consistent_augmentation(name):
     config = load_experiment_config(CONFIGS / f"{name}.yaml")
-    assert config.model.attention_window is None
+    if name == "maze":  # a 2D neighbourhood, repeated: hops cover the grid
+        assert config.model.attention_layout == "grid" and config.model.attention_window == 1
+    else:
+        assert config.model.attention_window is None
     assert set(config.orchestration.augmentation_strategies) <= {"paraphrase", "format_variation"}
     assert config.training.use_gpu == name.endswith("_gpu")
     text = (CONFIGS / f"{name}.yaml").read_text()  # each says what it reaches, or that
@@ -30,6 +34,7 @@ def test_cpu_recipe_loads_its_tasks(name):
     config, tasks = prepare_experiment(CONFIGS / f"{name}.yaml", ["task.count=40"])
     assert config.task.source == name and tasks.num_rows > 0
     assert config.model.seq_len == {"sudoku": 36, "maze": 225, "arc": 100}[name]
+    assert config.model.grid_width == (15 if name == "maze" else 0)
 
 
 @pytest.mark.parametrize("name", ("sudoku_extreme_gpu", "maze_hard_gpu"))
@@ -49,3 +54,11 @@ def test_task_without_config_picks_the_source_recipe():
     assert choose_config(None, None, CONFIGS) == (default, None)
     mine = CONFIGS / "sudoku.yaml"  # an explicit --config wins, --task applies to it
     assert choose_config(mine, "maze", CONFIGS) == (mine, "maze")
+
+
+def test_grid_layout_takes_its_width_from_the_task_file():
+    grid = ["model.attention_layout=grid", "model.attention_window=1", "task.count=20"]
+    config, _ = prepare_experiment(CONFIGS / "maze.yaml", [*grid, "task.size=9"])
+    assert config.model.grid_width == 9 and config.model.seq_len == 81
+    with pytest.raises(ConfigError, match="attention_layout: grid needs grid tasks; task "):
+        prepare_experiment(CONFIGS / "default.yaml", grid)  # parity: sequences, no grid

@@ -32,6 +32,7 @@ StepSchedule = Literal["uniform", "linear", "exponential", "explicit"]
 EditSelection = Literal["epsilon_greedy", "ucb"]
 GrokfastMode = Literal["off", "ema", "ma"]
 PositionalEncoding = Literal["rope", "learned"]
+AttentionLayout = Literal["sequence", "grid"]
 PuzzleEmbeddingMode = Literal["off", "per_puzzle", "per_augmentation"]
 PatienceSignal = Literal["score", "canvas"]
 
@@ -64,6 +65,11 @@ class ModelConfig(YamlConfig):
     # Local attention: position i sees positions j with |i - j| <= attention_window (null:
     # all). Information then moves at most window * layers positions per refinement step.
     attention_window: int | None = None
+    # How the window is measured. "sequence": |i - j|. "grid": the rows are row-major
+    # grids grid_width wide, and i sees j when their rows and their columns each differ by
+    # at most attention_window (a 2D neighbourhood, as a convolution sees one).
+    attention_layout: AttentionLayout = "sequence"
+    grid_width: int = 0  # with the grid layout: set from the task file, stored in checkpoints
     halt_bias_init: float = -5.0  # halt logit starts at -5 - ln(seq_len): never halts at first
     memory_capacity: int = 256  # entries in the MemoryBank; 0 turns the memory off
     memory_top_k: int = 4  # entries mixed into one read
@@ -99,6 +105,11 @@ class ModelConfig(YamlConfig):
         require(
             self.attention_window is None or self.attention_window >= 1,
             f"attention_window: must be >= 1 or null, got {self.attention_window}",
+        )
+        require(self.grid_width >= 0, f"grid_width: must be >= 0, got {self.grid_width}")
+        require(
+            self.attention_layout == "sequence" or self.attention_window is not None,
+            "attention_layout: grid shapes the local attention window; set attention_window",
         )
         require(
             self.memory_capacity >= 0, f"memory_capacity: must be >= 0, got {self.memory_capacity}"

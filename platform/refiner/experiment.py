@@ -247,10 +247,31 @@ def prepare_experiment(
             f"{tasks.column('task_id')[row].as_py()!r} ({longest} tokens) in {config.task.source}; "
             f"raise it or leave it unset to follow the data"
         )
+    if config.model.attention_layout == "grid":
+        config.model.grid_width = _grid_width(tasks, f"{origin}model.attention_layout")
     if config.task.augment:
         _refuse_label_breaking(config, tasks, origin)
     check_budget(config, origin)
     return config, tasks
+
+
+def _grid_width(tasks: pa.Table, where: str) -> int:
+    """The one width every task's grid has (the grid layout's local windows need it)."""
+    widths = tasks.column("width")
+    if widths.null_count:
+        row = int(pc.index(pc.is_null(widths), pa.scalar(True)).as_py())
+        raise ConfigError(
+            f"{where}: grid needs grid tasks; task {tasks.column('task_id')[row].as_py()!r}"
+            " has no grid width"
+        )
+    distinct = pc.unique(widths).to_pylist()
+    if len(distinct) > 1:
+        row = int(pc.index(widths, pa.scalar(distinct[1], widths.type)).as_py())
+        raise ConfigError(
+            f"{where}: grid needs one grid width, but the tasks have {sorted(distinct)}"
+            f" (task {tasks.column('task_id')[row].as_py()!r} is {distinct[1]} wide)"
+        )
+    return int(distinct[0])
 
 
 def _refuse_label_breaking(config: ExperimentConfig, tasks: pa.Table, origin: str) -> None:

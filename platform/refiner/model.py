@@ -3,7 +3,8 @@
 Layout (TRM-like, position-aligned): input tokens x, the canvas (current draft tokens)
 and a latent state z are all [B, L, D] and added position by position, so position i of
 the latent reads input i and draft token i directly; attention (non-causal, rotary or
-learned positions, optionally local: |i - j| <= attention_window) mixes positions.
+learned positions, optionally local: |i - j| <= attention_window, or a 2D neighbourhood
+on grids) mixes positions.
 
 One refinement step:
 
@@ -436,14 +437,27 @@ class RefinerModel(nn.Module):
         )
 
     def _local_mask(self, length: int, device: torch.device) -> torch.Tensor | None:
-        """With `attention_window` r, position i attends to |i - j| <= r only (else None)."""
+        """With `attention_window` r, position i attends to |i - j| <= r only; on the grid
+        layout, to row and column distances <= r each (None: no window)."""
         r = self.config.attention_window
-        if r is None or r >= length - 1:
+        grid = self.config.attention_layout == "grid"
+        if r is None or (not grid and r >= length - 1):
             return None
         key = (length, str(device))
         if key not in self._masks:
             pos = torch.arange(length, device=device)
-            self._masks[key] = (pos[:, None] - pos[None, :]).abs() <= r
+            if grid:
+                width = self.config.grid_width
+                if width < 1:
+                    raise ValueError(
+                        "model.grid_width is unset: the grid layout takes it from the task"
+                        " file (refiner.experiment.prepare_experiment sets it)"
+                    )
+                rows, cols = pos // width, pos % width
+                near = (rows[:, None] - rows[None, :]).abs() <= r
+                self._masks[key] = near & ((cols[:, None] - cols[None, :]).abs() <= r)
+            else:
+                self._masks[key] = (pos[:, None] - pos[None, :]).abs() <= r
         return self._masks[key]
 
     # ------------------------------------------------------------------ the unroll
