@@ -53,6 +53,30 @@ def test_field_check_smoke_trains_evaluates_and_calibrates_without_ray_or_mlflow
     assert "calibrated: " in out
 
 
+def test_field_check_trains_mazes_for_a_number_of_updates_with_grid_local_attention():
+    out = run_without_platform_deps(
+        "bench/gpu_field_check.py",
+        "--smoke",
+        "--skip",
+        "sudoku",
+        "--skip",
+        "arc",
+        "--updates",
+        "4",
+        "--evals",
+        "2",
+        "--set",
+        "model.attention_layout=grid",
+        "--set",
+        "model.attention_window=1",
+    )
+    assert "training 4 updates" in out and "maze: time to accuracy" in out
+    evaluated_at = [
+        line.split("update")[1].split()[0] for line in out.splitlines() if "  maze: " in line
+    ]
+    assert evaluated_at == ["2", "4"]
+
+
 def test_fast_path_check_smoke_runs_without_ray_or_mlflow():
     out = run_without_platform_deps(
         "bench/gpu_check.py", "--smoke", "--only", "smoke default", "--steps", "1"
