@@ -61,6 +61,7 @@ def test_field_check_trains_mazes_for_a_number_of_updates_with_grid_local_attent
         "sudoku",
         "--skip",
         "arc",
+        "--with-maze",
         "--updates",
         "4",
         "--evals",

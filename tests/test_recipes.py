@@ -62,3 +62,5 @@ def test_grid_layout_takes_its_width_from_the_task_file():
     assert config.model.grid_width == 9 and config.model.seq_len == 81
     with pytest.raises(ConfigError, match="attention_layout: grid needs grid tasks; task "):
         prepare_experiment(CONFIGS / "default.yaml", grid)  # parity: sequences, no grid
+    with pytest.raises(ConfigError, match="grid_width: 7 does not match the tasks' grids"):
+        prepare_experiment(CONFIGS / "maze.yaml", [*grid, "task.size=9", "model.grid_width=7"])

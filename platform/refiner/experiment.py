@@ -248,7 +248,13 @@ def prepare_experiment(
             f"raise it or leave it unset to follow the data"
         )
     if config.model.attention_layout == "grid":
-        config.model.grid_width = _grid_width(tasks, f"{origin}model.attention_layout")
+        width = _grid_width(tasks, f"{origin}model.attention_layout")
+        if config.model.grid_width not in (0, width):
+            raise ConfigError(
+                f"{origin}model.grid_width: {config.model.grid_width} does not match the"
+                f" tasks' grids ({width} wide); leave it unset to follow the data"
+            )
+        config.model.grid_width = width
     if config.task.augment:
         _refuse_label_breaking(config, tasks, origin)
     check_budget(config, origin)

@@ -8,7 +8,7 @@
 export PYTHONPATH=platform PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 UPDATES=${UPDATES:-3000}
-COMMON=(--skip sudoku --skip arc --maze-recipe maze.yaml --maze-size 15 --maze-count 2000
+COMMON=(--skip sudoku --skip arc --with-maze --maze-recipe maze.yaml --maze-size 15 --maze-count 2000
   --updates "$UPDATES" --evals 6 --set training.batch_size=64 --set task.val_max_rows=200)
 [ -n "$SMOKE" ] && COMMON+=(--smoke --device cpu)
 GRID=(--set model.attention_layout=grid --set model.attention_window=1 --set model.positional=rope)

@@ -418,7 +418,8 @@ def _print_progress(metrics: dict[str, Any], total: int, report: EvaluationRepor
         f"acc@1 {metrics.get('acc_at_1', 0):.3f}  "
         f"acc@T {metrics.get(_last_acc_key(metrics), 0):.3f}  "
         f"grad {metrics.get('grad_norm', float('nan')):.2f}  "
-        f"{metrics['samples_per_s']:.0f} samples/s  data wait {metrics['data_wait_frac']:.1%}"
+        f"{metrics['samples_per_s']:.0f} samples/s (all workers)  "
+        f"data wait {metrics['data_wait_frac']:.1%}"
     )
     if report is not None:
         line += f"  | val acc@infer {report.acc_infer:.3f} in {report.mean_steps:.2f} steps"
