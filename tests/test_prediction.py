@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from prediction_fixtures import parity_tasks, trained_checkpoint
-from refiner_fixtures import SEQ_LEN
+from refiner_fixtures import SEQ_LEN, tiny_config, tiny_model_config
 from sweep_fixtures import job
 
 from refiner.batches import batch_from_table
@@ -155,6 +155,34 @@ def test_predictor_options_and_unlabelled_rows(checkpoint: Path) -> None:
     too_long = inputs_from_ids([[4] * 4, [4] * (SEQ_LEN + 1)])
     with pytest.raises(TaskFileError, match=r"in.csv: row 1 \(task_id 'row-1'\), field 'input'"):
         predictor.check_fits(too_long, "in.csv")
+
+
+def test_grid_layout_model_refuses_grids_of_another_width() -> None:
+    model = RefinerModel(
+        tiny_model_config(attention_window=1, attention_layout="grid", grid_width=3)
+    )
+    memory = MemoryBank.from_config(model.config, "cpu")
+    orchestrator = UnifiedRefinerOrchestrator(model, None, memory, tiny_config(), "cpu")
+    grids = pa.table(
+        {
+            "task_id": ["fits", "narrow", "sequence"],
+            "task_type": ["grid", "grid", "sequence"],
+            "input": [[4] * 6, [4] * 6, [4] * 6],
+            "height": [2, 3, None],
+            "width": [3, 2, None],
+            "num_symbols": [2, 2, 2],
+        }
+    )
+    with pytest.raises(TaskFileError) as err:
+        Predictor(orchestrator).check_fits(prediction_inputs(grids), "in.parquet")
+    message = str(err.value)
+    assert (
+        "row 1 (task_id 'narrow'), field 'width': a grid 2 wide; the model attends over grids 3 wide"
+        in message
+    )
+    assert (
+        "row 2 (task_id 'sequence'), field 'width': no grid" in message and "'fits'" not in message
+    )
 
 
 def test_grid_rows_decode_as_rows(checkpoint: Path) -> None:

@@ -7,8 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from refiner.checkpoint import save_checkpoint
 from refiner.config_loader import ConfigError
-from refiner.experiment import choose_config, load_experiment_config, prepare_experiment
+from refiner.experiment import (
+    build_orchestrator,
+    choose_config,
+    load_experiment_config,
+    prepare_experiment,
+)
+from refiner.sweep.checkpoints import evaluation_tasks
+from refiner.tasks.schema import describe_tasks
 from refiner.tasks.validation import TaskFileError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
@@ -64,3 +72,19 @@ def test_grid_layout_takes_its_width_from_the_task_file():
         prepare_experiment(CONFIGS / "default.yaml", grid)  # parity: sequences, no grid
     with pytest.raises(ConfigError, match="grid_width: 7 does not match the tasks' grids"):
         prepare_experiment(CONFIGS / "maze.yaml", [*grid, "task.size=9", "model.grid_width=7"])
+
+
+def test_evaluating_a_grid_model_reads_its_own_mazes_and_refuses_other_widths(tmp_path):
+    """`evaluate --task maze` on the maze recipe's checkpoint draws the mazes it learned
+    (the recipe's options: perfect mazes), and grids of another width are refused."""
+    tiny = ["task.count=20", "task.size=7", "model.d_model=16", "model.n_heads=2"]
+    config, tasks = prepare_experiment(CONFIGS / "maze.yaml", tiny)
+    task_type, num_symbols = describe_tasks(tasks)
+    orchestrator = build_orchestrator(config, task_type, num_symbols, "cpu")
+    path = save_checkpoint(
+        tmp_path / "ckpt.pt", orchestrator, extra={"experiment": config.to_dict()}
+    )
+    same = evaluation_tasks(path, "maze")
+    assert same.column("input").to_pylist() == tasks.column("input").to_pylist()
+    with pytest.raises(TaskFileError, match="a grid 9 wide; the model attends over grids 7"):
+        evaluation_tasks(path, "maze", size=9)

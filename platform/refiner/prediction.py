@@ -104,21 +104,8 @@ class Predictor:
         check_step_budget(max_steps)
 
     def check_fits(self, tasks: pa.Table, origin: str = "<inputs>") -> None:
-        """Raise TaskFileError naming the rows whose input is longer than the model's."""
-        lengths = pc.list_value_length(tasks.column("input")).to_numpy(zero_copy_only=False)
-        long_rows = np.flatnonzero(lengths > self.seq_len)
-        if len(long_rows):
-            ids = tasks.column("task_id")
-            problems = [
-                Problem(
-                    f"{lengths[r]} tokens, longer than the model's seq_len {self.seq_len}",
-                    field="input",
-                    row=int(r),
-                    task_id=ids[int(r)].as_py(),
-                )
-                for r in long_rows[:MAX_REPORTED_PROBLEMS]
-            ]
-            raise TaskFileError(origin, problems, len(long_rows))
+        """Raise TaskFileError naming the rows this model cannot read (`check_readable`)."""
+        check_readable(tasks, self.orchestrator.core.config, origin)
 
     def predict(
         self,
@@ -133,6 +120,7 @@ class Predictor:
         type) and in batches of ``batch_size``; rows never influence each other.
         """
         self.check_max_steps(max_steps)
+        self.check_fits(tasks)
         n = tasks.num_rows
         inputs = tasks.column("input").to_pylist()
         targets = tasks.column("target").to_pylist()
@@ -181,6 +169,35 @@ class Predictor:
             },
             schema=PREDICTION_SCHEMA,
         )
+
+
+def check_readable(tasks: pa.Table, model: ModelConfig, origin: str = "<inputs>") -> None:
+    """Raise TaskFileError naming the rows a model cannot read: inputs longer than its
+    seq_len, and (a grid-layout model) grids of another width than it attends over."""
+    lengths = pc.list_value_length(tasks.column("input")).to_numpy(zero_copy_only=False)
+    problems = [
+        (int(r), "input", f"{lengths[r]} tokens, longer than the model's seq_len {model.seq_len}")
+        for r in np.flatnonzero(lengths > model.seq_len)
+    ]
+    if model.attention_layout == "grid":
+        problems += [
+            (
+                r,
+                "width",
+                f"{'no grid' if w is None else f'a grid {w} wide'}; the model"
+                f" attends over grids {model.grid_width} wide",
+            )
+            for r, w in enumerate(tasks.column("width").to_pylist())
+            if w != model.grid_width
+        ]
+    if problems:
+        ids = tasks.column("task_id")
+        problems.sort()
+        reported = [
+            Problem(message, field=field, row=row, task_id=ids[row].as_py())
+            for row, field, message in problems[:MAX_REPORTED_PROBLEMS]
+        ]
+        raise TaskFileError(origin, reported, len(problems))
 
 
 def prediction_inputs(

@@ -18,10 +18,11 @@ import torch
 from refiner.batches import batch_from_table
 from refiner.calibration import CalibrationResult, calibrate_orchestrator, describe_stopping
 from refiner.checkpoint import CheckpointError, read_checkpoint
-from refiner.config import check_step_budget
+from refiner.config import ModelConfig, check_step_budget
 from refiner.evaluation import EvaluationReport, evaluate_refiner
 from refiner.experiment import ExperimentConfig, TaskConfig, calibration_rows, load_task_table
 from refiner.orchestrator import UnifiedRefinerOrchestrator
+from refiner.prediction import check_readable
 from refiner.tasks.schema import describe_tasks
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -163,14 +164,19 @@ def evaluation_tasks(
     """The tasks to evaluate on: ``task`` (a source or a file) with ``count``/``size``.
 
     Evaluating on the source the checkpoint was trained on defaults its count and size
-    to the training run's, so ``--task parity`` means the same parity it learned.
+    to the training run's and takes its options, so ``--task parity`` means the same
+    parity it learned. Rows the model cannot read are refused (``check_readable``).
     """
-    trained_on = read_checkpoint(path)["extra"].get("experiment", {}).get("task", {})
+    payload = read_checkpoint(path)
+    trained_on = payload["extra"].get("experiment", {}).get("task", {})
     config = TaskConfig(source=task, count=count, size=size)
     if task == trained_on.get("source"):
         config.size = size if size is not None else trained_on.get("size")
         config.count = count if count is not None else trained_on.get("count")
-    return load_task_table(config, seed)
+        config.options = dict(trained_on.get("options") or {})  # e.g. the recipe's mazes
+    tasks = load_task_table(config, seed)
+    check_readable(tasks, ModelConfig.from_dict(payload["orchestrator"]["model_config"]), task)
+    return tasks
 
 
 def describe_evaluation(report: EvaluationReport, checkpoint: str, task: str) -> str:
