@@ -265,7 +265,8 @@ def run(
             updates += 1
             if updates == 1:
                 curve.first_update_s = time.perf_counter() - mark
-            if (updates if args.updates else trained_s) >= due[0]:
+            progress = updates if args.updates else trained_s  # in due's unit
+            if progress >= due[0]:
                 curve.points.append(
                     (
                         trained_s,
@@ -274,7 +275,7 @@ def run(
                     )
                 )
                 print_point(curve, curve.points[-1])
-                due = [t for t in due if t > (updates if args.updates else trained_s)]
+                due = [t for t in due if t > progress]
                 if not due:
                     break
         round_ += 1

@@ -138,7 +138,13 @@ def read_checkpoint(path: str | Path) -> dict:
 
 def checkpoint_configs(path: str | Path) -> tuple[ModelConfig, OrchestrationConfig]:
     """The model and orchestration configs stored in a checkpoint (to rebuild the objects)."""
-    state = read_checkpoint(path)["orchestrator"]
+    return stored_configs(read_checkpoint(path)["orchestrator"], path)
+
+
+def stored_configs(
+    state: dict, path: str | Path = "checkpoint"
+) -> tuple[ModelConfig, OrchestrationConfig]:
+    """`checkpoint_configs` of a checkpoint already read (its "orchestrator" entry)."""
     try:
         return ModelConfig.from_dict(state["model_config"]), OrchestrationConfig.from_dict(
             state["config"]

@@ -32,8 +32,8 @@ import torch
 
 from refiner.batches import batch_from_arrays
 from refiner.calibration import describe_stopping, stopping_in_use
-from refiner.checkpoint import CheckpointError, check_model_shapes, read_checkpoint
-from refiner.config import ConfigError, ModelConfig, OrchestrationConfig, check_step_budget
+from refiner.checkpoint import CheckpointError, check_model_shapes, read_checkpoint, stored_configs
+from refiner.config import ModelConfig, check_step_budget
 from refiner.memory import MemoryBank
 from refiner.model import RefinerModel
 from refiner.orchestrator import UnifiedRefinerOrchestrator
@@ -64,11 +64,7 @@ class Predictor:
     def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu") -> Predictor:
         payload = read_checkpoint(path)  # weights_only: refuses anything but tensors/containers
         state = payload["orchestrator"]
-        try:
-            model_config = ModelConfig.from_dict(state["model_config"])
-            orchestration = OrchestrationConfig.from_dict(state["config"])
-        except ConfigError as err:
-            raise CheckpointError(f"{path}: stored config is invalid: {err}") from None
+        model_config, orchestration = stored_configs(state, path)
         model = RefinerModel(model_config)
         check_model_shapes(state["model"], model.state_dict(), path)
         memory = MemoryBank.from_config(model_config, "cpu")

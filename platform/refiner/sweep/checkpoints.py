@@ -17,8 +17,8 @@ import torch
 
 from refiner.batches import batch_from_table
 from refiner.calibration import CalibrationResult, calibrate_orchestrator, describe_stopping
-from refiner.checkpoint import CheckpointError, read_checkpoint
-from refiner.config import ModelConfig, check_step_budget
+from refiner.checkpoint import CheckpointError, read_checkpoint, stored_configs
+from refiner.config import check_step_budget
 from refiner.evaluation import EvaluationReport, evaluate_refiner
 from refiner.experiment import ExperimentConfig, TaskConfig, calibration_rows, load_task_table
 from refiner.orchestrator import UnifiedRefinerOrchestrator
@@ -175,7 +175,7 @@ def evaluation_tasks(
         config.count = count if count is not None else trained_on.get("count")
         config.options = dict(trained_on.get("options") or {})  # e.g. the recipe's mazes
     tasks = load_task_table(config, seed)
-    check_readable(tasks, ModelConfig.from_dict(payload["orchestrator"]["model_config"]), task)
+    check_readable(tasks, stored_configs(payload["orchestrator"], path)[0], task)
     return tasks
 
 
