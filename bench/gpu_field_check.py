@@ -120,6 +120,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="sudoku: calibrate halting on half the held-out puzzles x N views, replay on the other half",
     )
+    p.add_argument(
+        "--exact-at",
+        type=lambda text: sorted({int(t) for t in text.split(",")}),
+        default=[],
+        metavar="T1,T2,...",
+        help="sudoku/maze: also exact per puzzle after exactly T refinement steps (one full"
+        " unroll, no early stopping), e.g. 8,16,32: how far a longer inference budget goes",
+    )
     p.add_argument("--smoke", action="store_true", help="tiny sizes on CPU: proves the script")
     p.add_argument("--device", help="default: cuda when available, else cpu")
     return p.parse_args(argv)
@@ -271,7 +279,7 @@ def run(
                     (
                         trained_s,
                         updates,
-                        evaluate(orchestrator, held_out, config, args.views, task_type, curve),
+                        evaluate(orchestrator, held_out, config, args, task_type, curve),
                     )
                 )
                 print_point(curve, curve.points[-1])
@@ -280,11 +288,13 @@ def run(
                     break
         round_ += 1
     if kind == "vote" and args.views > 1:  # what voting adds: the final model, one view
-        curve.single_view = evaluate(orchestrator, held_out, config, 1, task_type, curve)
+        one_view = argparse.Namespace(views=1, exact_at=[])
+        curve.single_view = evaluate(orchestrator, held_out, config, one_view, task_type, curve)
     if args.calibrate_views and kind == "exact":
-        curve.calibration = calibration_check(
-            orchestrator, held_out, config, task_type, args.calibrate_views
-        )
+        with orchestrator.averaged_weights():
+            curve.calibration = calibration_check(
+                orchestrator, held_out, config, task_type, args.calibrate_views
+            )
         print("\n".join(curve.calibration), flush=True)
     return curve
 
@@ -338,22 +348,57 @@ def evaluate(
     orchestrator: UnifiedRefinerOrchestrator,
     held_out: pa.Table,
     config: ExperimentConfig,
-    views: int,
+    args: argparse.Namespace,
     task_type: str,
     curve: Curve,
 ) -> dict[str, float]:
     mark = time.perf_counter()
+    with orchestrator.averaged_weights():  # the EMA of the weights, with ema_decay
+        metrics = field_metrics(orchestrator, held_out, config, args, task_type, curve)
+    curve.eval_s += time.perf_counter() - mark
+    return metrics
+
+
+def field_metrics(
+    orchestrator: UnifiedRefinerOrchestrator,
+    held_out: pa.Table,
+    config: ExperimentConfig,
+    args: argparse.Namespace,
+    task_type: str,
+    curve: Curve,
+) -> dict[str, float]:
     report = field_report(
         orchestrator,
         held_out,
-        views,
+        args.views,
         config.model.seq_len,
         task_type,
         seed=config.seed,
         batch_size=config.training.batch_size,
     )
-    curve.eval_s += time.perf_counter() - mark
-    return report.metrics("") if report is not None else {}
+    metrics = report.metrics("") if report is not None else {}
+    if args.exact_at and curve.kind == "exact":
+        metrics.update(exact_at_steps(orchestrator, held_out, config, task_type, args.exact_at))
+    return metrics
+
+
+def exact_at_steps(
+    orchestrator: UnifiedRefinerOrchestrator,
+    held_out: pa.Table,
+    config: ExperimentConfig,
+    task_type: str,
+    steps: list[int],
+) -> dict[str, float]:
+    """Exact per puzzle after each of ``steps`` refinement steps (acc@t of one unroll)."""
+    size = config.training.batch_size
+    exact = np.zeros(max(steps))
+    for start in range(0, held_out.num_rows, size):
+        rows = held_out.slice(start, size)
+        device = next(orchestrator.core.parameters()).device
+        batch = batch_from_table(rows, config.model.seq_len, device, orchestrator.puzzle_index)
+        curve = orchestrator.evaluate(batch, task_type=task_type, steps=max(steps))
+        exact += np.asarray(curve["acc_at"]) * rows.num_rows
+    return {f"exact@{t}": float(exact[t - 1] / held_out.num_rows) for t in steps}
 
 
 def split(tasks: pa.Table, config: ExperimentConfig) -> tuple[pa.Table, pa.Table]:
@@ -373,7 +418,9 @@ def tokens(rows: pa.Table, column: str) -> np.ndarray:
 
 def print_point(curve: Curve, point: tuple[float, int, dict[str, float]]) -> None:
     seconds, updates, metrics = point
-    shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in SHOWN[curve.kind])
+    shown = "  ".join(
+        f"{k} {v:.4f}" for k, v in metrics.items() if k in SHOWN[curve.kind] or "@" in k
+    )
     print(f"  {curve.name}: {seconds:7.1f} s  update {updates:>6}  {shown}", flush=True)
 
 
@@ -385,7 +432,8 @@ SHOWN = {
 
 
 def print_curve(curve: Curve) -> None:
-    keys = SHOWN[curve.kind]
+    stepped = [k for k in (curve.points[0][2] if curve.points else {}) if "@" in k]
+    keys = (*SHOWN[curve.kind], *stepped)
     print(f"\n{curve.name}: time to accuracy ({curve.rows} held-out rows, training seconds)")
     print("  " + "  ".join(f"{h:>12}" for h in ("train_s", "updates", *keys)))
     for seconds, updates, metrics in curve.points:

@@ -89,7 +89,8 @@ def load_checkpoint(
         if obj is not None and payload[name] is None:
             raise CheckpointError(f"{path}: has no {name} state, but one was passed to restore")
     try:
-        orchestrator.load_state_dict(state)
+        # with an optimizer this resumes training (an EMA run's live weights come back)
+        orchestrator.load_state_dict(state, resume_training=optimizer is not None)
         if optimizer is not None:
             optimizer.load_state_dict(payload["optimizer"])
         if lr_scheduler is not None:

@@ -281,6 +281,9 @@ class OrchestrationConfig(YamlConfig):
     backprop_truncate_steps: int = 8  # K: gradients flow through the last K steps only
     step_loss_weights: StepLossWeights = field(default_factory=StepLossWeights)
     gradient_clip_threshold: float | None = 1.0  # max global grad norm; null: no clipping
+    # EMA of the weights (refiner.weight_average; TRM uses 0.999): evaluation and
+    # checkpoints read the average, which evens out small-data runs. null: the live weights.
+    ema_decay: float | None = None
     loss_smoothing_window: int = 3
     # Label-consistent strategies only by default; input-only noise is opt-in (see above).
     augmentation_strategies: list[AugmentationStrategy] = field(
@@ -336,6 +339,10 @@ class OrchestrationConfig(YamlConfig):
         require(
             self.gradient_clip_threshold is None or self.gradient_clip_threshold > 0,
             f"gradient_clip_threshold: must be > 0 or null, got {self.gradient_clip_threshold}",
+        )
+        require(
+            self.ema_decay is None or 0 < self.ema_decay < 1,
+            f"ema_decay: must be in (0, 1) or null, got {self.ema_decay}",
         )
         require(
             self.loss_smoothing_window >= 1,

@@ -39,6 +39,7 @@ from refiner.memory import MemoryBank
 from refiner.model import EditFn, RefinerModel, StepRecord, keep_last
 from refiner.puzzles import BATCH_KEY, PuzzleIndex, SparsePuzzleOptimizer
 from refiner.tokenizers import tokenizer_for
+from refiner.weight_average import WeightAverage
 
 CompileSetting = Literal["auto", "on", "off"]
 # torch.compile mode of the fast path per device type (None: inductor's default, which
@@ -117,6 +118,7 @@ class UnifiedRefinerOrchestrator:
             c.seed,
         )
         self.grokfast = GrokfastFilter(c.grokfast)
+        self.weight_average = WeightAverage(core, c.ema_decay) if c.ema_decay else None
         self.step_count = 0  # train_step calls, skipped ones included
         self.skipped_steps = 0  # updates refused by the NaN/Inf guard
         self.loss_history: deque[float] = deque(maxlen=HISTORY_LENGTH)
@@ -306,6 +308,8 @@ class UnifiedRefinerOrchestrator:
                 self.puzzle_optimizer.step(_lr_fraction(optimizer))
             if lr_scheduler is not None:
                 lr_scheduler.step()
+            if self.weight_average is not None:
+                self.weight_average.update(self.core)
             if math.isfinite(loss_value):
                 self.loss_history.append(loss_value)
             self.grad_norm_history.append(grad_norm)
@@ -479,10 +483,27 @@ class UnifiedRefinerOrchestrator:
             "config": self.config.to_dict(),
         }
 
+    @contextlib.contextmanager
+    def averaged_weights(self) -> Iterator[None]:
+        """Inside the block the model holds the EMA of its weights (config.ema_decay),
+        which evaluation and checkpoints should read; without an EMA, its live weights."""
+        if self.weight_average is None:
+            yield
+            return
+        with self.weight_average.applied(self.core):
+            yield
+
     def state_dict(self) -> dict[str, Any]:
-        """Everything the orchestrator owns, as tensors and plain containers."""
+        """Everything the orchestrator owns, as tensors and plain containers. With an EMA
+        of the weights, "model" is the average (what evaluation and serving load) and
+        "weight_average" the live weights training resumes from."""
+        model, weight_average = self.core.state_dict(), None
+        if self.weight_average is not None:
+            live, model = self.weight_average.module_states(self.core)
+            weight_average = {"live_model": live, "updates": self.weight_average.updates}
         return {
-            "model": self.core.state_dict(),
+            "model": model,
+            "weight_average": weight_average,
             "model_config": self.core.config.to_dict(),
             "config": self.config.to_dict(),
             "step_count": self.step_count,
@@ -497,9 +518,19 @@ class UnifiedRefinerOrchestrator:
             "calibration": self.calibration.to_dict() if self.calibration is not None else None,
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore from `state_dict()`. The orchestrator keeps its own config object."""
+    def load_state_dict(self, state: Mapping[str, Any], resume_training: bool = False) -> None:
+        """Restore from `state_dict()`. The orchestrator keeps its own config object.
+
+        The model gets the checkpoint's "model" weights (an EMA run's average); with
+        `resume_training`, an EMA run's live weights go back into the model and the
+        average behind them, so training continues where it stopped."""
         self.core.load_state_dict(state["model"])
+        averaged = state.get("weight_average")  # absent in checkpoints from before EMA
+        if self.weight_average is not None:
+            if resume_training and averaged is not None:
+                self.weight_average.restore(self.core, averaged["live_model"], averaged["updates"])
+            else:
+                self.weight_average.reset(self.core)
         self.step_count = state["step_count"]
         self.skipped_steps = state["skipped_steps"]
         self.task_type = state.get("task_type")  # absent from checkpoints before it was kept

@@ -222,12 +222,13 @@ def _train(job: WorkerJob) -> dict[str, Any] | None:
         if rank == 0 and checkpoint_due:
             if validation is not None:
                 stopping = config.orchestration.stopping
-                if stopping.calibrate and stopping.early_stopping:  # val_acc_infer uses it
-                    rows = calibration if calibration is not None else validation
-                    _calibrate(orchestrator, rows, job.task_type, tracker, step)
-                report = evaluate_refiner(orchestrator, validation, job.task_type)
+                with orchestrator.averaged_weights():  # what the checkpoint will hold
+                    if stopping.calibrate and stopping.early_stopping:  # val_acc_infer uses it
+                        rows = calibration if calibration is not None else validation
+                        _calibrate(orchestrator, rows, job.task_type, tracker, step)
+                    report = evaluate_refiner(orchestrator, validation, job.task_type)
+                    field = _field_report(orchestrator, job, config)
                 metrics.update(report.metrics("val_"))
-                field = _field_report(orchestrator, job, config)
                 if field is not None:
                     metrics.update(field.metrics("val_"))
             else:  # no held-out rows: rank checkpoints by training accuracy
@@ -371,7 +372,9 @@ def _final_summary(
         config.to_yaml(config_path)
         tracker.log_artifact(str(config_path))
         if validation is not None:
-            report = evaluate_refiner(orchestrator, validation, job.task_type)
+            with orchestrator.averaged_weights():
+                report = evaluate_refiner(orchestrator, validation, job.task_type)
+                field = _field_report(orchestrator, job, config)
             summary["evaluation"] = report.to_dict()
             summary["evaluation_text"] = report.summary()
             summary["stopping"] = report.stopping  # the settings used and their origin
@@ -379,7 +382,6 @@ def _final_summary(
             for plot in report.plots(directory):
                 tracker.log_artifact(str(plot), "plots")
             final = report.metrics("val_")
-            field = _field_report(orchestrator, job, config)
             if field is not None:  # the field's numbers: exact per puzzle, ARC pass@k
                 final.update(field.metrics("val_"))
                 summary["field"] = field.metrics("")
