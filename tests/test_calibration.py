@@ -280,6 +280,21 @@ def test_calibration_round_trips_through_a_checkpoint_and_drives_inference(tmp_p
     assert full["stopping"]["origin"] == "early stopping off" and full["mean_steps"] == 6
 
 
+def test_a_given_step_limit_replaces_the_calibrated_one_and_keeps_its_thresholds():
+    o = tiny_orchestrator(tiny_config(max_steps_train=4, max_steps_infer=4)).eval()
+    settings = StoppingSettings(None, None, None, "score", 2)  # calibrated: stop at 2
+    o.calibration = CalibrationResult(settings, 5, 16, 4, 0.5, 0.0, 0.0, 0.0)
+    batch = parity_batch(16)
+    capped = o.inference(batch["input"])  # no limit given: the calibration's
+    assert max(capped["steps_taken"]) == 2 and capped["stopping"]["max_steps"] == 2
+    assert capped["stopping"]["origin"] == "calibrated at update 5 on 16 rows"
+    given = o.inference(batch["input"], max_steps_override=6)  # a user's --max-steps 6
+    assert given["steps_taken"] == [6] * 16 and given["stopping"]["max_steps"] == 6
+    assert given["stopping"]["origin"] == "calibrated at update 5 on 16 rows, step limit given"
+    fewer = o.inference(batch["input"], max_steps_override=1)
+    assert fewer["steps_taken"] == [1] * 16
+
+
 def test_checkpoints_without_a_calibration_still_load(tmp_path):
     o = tiny_orchestrator()
     path = save_checkpoint(tmp_path / "c.pt", o)

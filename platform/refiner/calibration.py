@@ -532,11 +532,14 @@ def stopping_in_use(
     config: StoppingConfig,
     max_steps: int,
     early_stopping: bool,
+    limit_given: bool = False,
 ) -> tuple[StoppingConfig, int, dict[str, Any]]:
     """(stopping config, step limit, report) for one inference call.
 
     With early stopping and a calibration, its settings replace the config's and its
-    step limit caps `max_steps`; the report says which settings ran and their origin."""
+    step limit caps `max_steps`, unless the caller chose the limit (`limit_given`: a
+    user's --max-steps runs that many steps at most, with the calibrated thresholds);
+    the report says which settings ran and their origin."""
     if not early_stopping:
         report = {"origin": "early stopping off", "max_steps": max_steps}
         return config, max_steps, report
@@ -544,6 +547,9 @@ def stopping_in_use(
         settings, origin = StoppingSettings.from_config(config, max_steps), "config"
     else:
         settings, origin = calibration.settings, calibration.origin
+        if limit_given and max_steps != settings.max_steps:
+            settings = dataclasses.replace(settings, max_steps=max_steps)
+            origin += ", step limit given"
         max_steps = min(max_steps, settings.max_steps)
         config = settings.as_config(config)
     report = {**settings.to_dict(), "max_steps": max_steps, "origin": origin}

@@ -105,7 +105,7 @@ def evaluate_refiner(
     curve = orchestrator.evaluate(batch, task_type=task_type, steps=steps)
     result = orchestrator.inference(
         batch["input"],
-        max_steps_override=budget,
+        max_steps_override=max_steps_infer,  # None: the config's, capped by a calibration
         task_type=task_type,
         puzzle_ids=batch.get(BATCH_KEY),
     )

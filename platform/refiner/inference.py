@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def infer_few(
     orchestrator: UnifiedRefinerOrchestrator,
     input_ids: torch.Tensor | np.ndarray | list,
-    max_steps: int,
+    max_steps: int | None,
     early_stopping: bool,
     task_type: str,
     return_traces: bool = False,
@@ -37,14 +37,19 @@ def infer_few(
 ) -> dict[str, Any]:
     """The result dict documented on `UnifiedRefinerOrchestrator.inference`.
 
-    Edits go through `orchestrator.select_edit_strategy` (never exploring). Changes no
-    state except memory-bank read counters."""
-    if max_steps < 1:
+    `max_steps`: the caller's step limit; None: the config's max_steps_infer, which a
+    calibration's own limit caps. Edits go through `orchestrator.select_edit_strategy`
+    (never exploring). Changes no state except memory-bank read counters."""
+    if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps_override must be >= 1, got {max_steps}")
     o = orchestrator
-    # Calibrated settings (refiner.calibration) replace the config's and cap the limit.
+    # Calibrated settings (refiner.calibration) replace the config's.
     stopping, max_steps, stopping_report = stopping_in_use(
-        o.calibration, o.config.stopping, max_steps, early_stopping
+        o.calibration,
+        o.config.stopping,
+        o.config.max_steps_infer if max_steps is None else max_steps,
+        early_stopping,
+        limit_given=max_steps is not None,
     )
     device = o.device
     inputs = as_ids(input_ids, device)  # [B, L]

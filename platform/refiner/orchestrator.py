@@ -439,7 +439,7 @@ class UnifiedRefinerOrchestrator:
         return infer_few(
             self,
             input_ids,
-            max_steps=max_steps_override if max_steps_override is not None else c.max_steps_infer,
+            max_steps=max_steps_override,  # None: the config's (a calibration may cap it)
             early_stopping=c.stopping.early_stopping if early_stopping is None else early_stopping,
             task_type=self._task_type(task_type),
             return_traces=return_traces,

@@ -94,7 +94,9 @@ class Predictor:
         config = self.orchestrator.config
         limit = config.max_steps_infer if max_steps is None else max_steps
         early = config.stopping.early_stopping if early_stopping is None else early_stopping
-        return stopping_in_use(self.orchestrator.calibration, config.stopping, limit, early)[2]
+        calibration = self.orchestrator.calibration
+        given = max_steps is not None
+        return stopping_in_use(calibration, config.stopping, limit, early, limit_given=given)[2]
 
     def check_max_steps(self, max_steps: int | None) -> None:
         check_step_budget(max_steps)
