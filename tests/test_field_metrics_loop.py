@@ -6,9 +6,11 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+import torch
 from mlflow import MlflowClient
 from train_fixtures import TINY
 
+from refiner.checkpoint import read_checkpoint
 from refiner.distributed.trainer import run_training
 from refiner.experiment import prepare_experiment
 from refiner.predictors import benchmark_report, field_kind
@@ -29,8 +31,11 @@ SUDOKU = [
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_local_run_logs_the_fields_metrics(local_ray, tmp_path) -> None:
-    config, tasks = prepare_experiment(None, SUDOKU)
+@pytest.mark.parametrize("ema", [None, 0.5], ids=["live-weights", "ema"])
+def test_local_run_logs_the_fields_metrics(local_ray, tmp_path, ema) -> None:
+    # With an EMA of the weights, what the run logs must be the average's: the checkpoint
+    # holds the average, and the numbers are compared with the checkpoint's below.
+    config, tasks = prepare_experiment(None, [*SUDOKU, f"orchestration.ema_decay={ema or 'null'}", "training.lr=0.3"])
     assert config.task.val_split == "val"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with tracked_run(uri, "field", "run") as tracker:
@@ -55,6 +60,14 @@ def test_local_run_logs_the_fields_metrics(local_ray, tmp_path) -> None:
     assert again.puzzles == min(16, tasks.filter(pc.equal(tasks.column("split"), split)).num_rows)
     assert metrics["final_val_puzzle_exact"] == pytest.approx(again.exact)
     assert metrics["final_val_cell_acc"] == pytest.approx(again.cell_accuracy)
+    payload = read_checkpoint(f"{outcome.checkpoint}/checkpoint.pt")
+    assert (payload["orchestrator"]["weight_average"] is not None) == (ema is not None)
+    if ema is not None:  # and the live weights would have scored otherwise
+        state = payload["orchestrator"]
+        state["model"] = state["weight_average"]["live_model"]
+        torch.save(payload, tmp_path / "live.pt")
+        live = benchmark_report(tmp_path / "live.pt", tasks, 1, split, max_rows=16)
+        assert live.cell_accuracy != pytest.approx(again.cell_accuracy)
 
 
 def test_field_kind_and_report_keep_training_mode() -> None:

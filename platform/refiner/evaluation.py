@@ -118,7 +118,7 @@ def evaluate_refiner(
         acc_at=curve["acc_at"],
         token_acc_at=curve["token_acc_at"],
         acc_infer=exact,
-        max_steps_infer=budget,
+        max_steps_infer=result["stopping"]["max_steps"],  # the limit that ran (a calibration's)
         steps_taken=result["steps_taken"],
         stopping_reasons=result["stopping_reason_counts"],
         edit_strategy_use=result["edit_strategy_use"],
