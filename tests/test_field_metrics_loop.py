@@ -35,7 +35,9 @@ SUDOKU = [
 def test_local_run_logs_the_fields_metrics(local_ray, tmp_path, ema) -> None:
     # With an EMA of the weights, what the run logs must be the average's: the checkpoint
     # holds the average, and the numbers are compared with the checkpoint's below.
-    config, tasks = prepare_experiment(None, [*SUDOKU, f"orchestration.ema_decay={ema or 'null'}", "training.lr=0.3"])
+    config, tasks = prepare_experiment(
+        None, [*SUDOKU, f"orchestration.ema_decay={ema or 'null'}", "training.lr=0.3"]
+    )
     assert config.task.val_split == "val"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with tracked_run(uri, "field", "run") as tracker:
