@@ -15,6 +15,7 @@ also scored without voting (1 view) and with --views views, to show what voting 
 
     python bench/bench_field.py                       # all four: about 100 minutes
     python bench/bench_field.py --cases sudoku6 arc10 --budget-scale 0.5
+    python bench/bench_field.py --cases maze15 --set seed=1     # another seed (model and data)
     python bench/bench_field.py --smoke               # tiny sizes, one short run per case
 
 Prints a table and writes bench/results/field.md (--smoke: a scratch folder instead).
@@ -100,6 +101,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--budget-scale", type=float, default=1.0, help="multiplies every budget")
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--views", type=int, default=16, help="ARC: views for the voting-on score")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="also this override in every case, as jobs/train.py --set (e.g. seed=1)",
+    )
     p.add_argument("--smoke", action="store_true", help="tiny sizes, a few updates per case")
     p.add_argument("--out", help="results file (default: bench/results/field.md)")
     return p.parse_args(argv)
@@ -122,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in args.cases:
         case = CASES[name]
-        overrides = list(case.overrides)
+        overrides = [*case.overrides, *args.overrides]
         if args.smoke:
             overrides = [o for o in overrides if not o.startswith("task.count")]
             overrides += [*SMOKE, f"task.count={SMOKE_COUNTS[name]}"]
