@@ -20,15 +20,18 @@ prints the curve against training wall time (evaluation time not counted).
     PYTHONPATH=platform python bench/gpu_field_check.py --smoke             # CPU, < 1 min
     PYTHONPATH=platform python bench/gpu_field_check.py --skip sudoku --skip arc --with-maze \
         --maze-recipe maze.yaml --maze-size 15 --updates 1000   # the CPU maze recipe's updates
+    ... --exact-at 8,16,24                  # also exact after exactly 8, 16 and 24 steps
 
 Besides the curve it prints the training rate (updates/s, samples/s, with and without the
 in-process augmentation that Ray Data does elsewhere in a real run) and what the recipe's
 `training.steps` would take at that rate on this device. `--set KEY=VALUE` changes the
 recipe (e.g. a schedule that fits the budget: `--set training.lr=1e-3 --set
 training.warmup_steps=100`); `--updates N` trains N updates instead (e.g. what a CPU run
-affords). For sudoku, `--calibrate-views N` checks calibrated halting
-(issue 14) on the trained model: the held-out puzzles are split in halves, each half
-augmented N times; stopping is calibrated on one half and replayed on the other.
+affords). With an EMA of the weights (`orchestration.ema_decay`) every evaluation
+scores the average, as a training run's checkpoints do. For sudoku, `--calibrate-views N`
+checks calibrated halting (issue 14) on the trained model: the held-out puzzles are split
+in halves, each half augmented N times; stopping is calibrated on one half and replayed
+on the other.
 """
 
 from __future__ import annotations

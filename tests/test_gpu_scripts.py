@@ -70,12 +70,18 @@ def test_field_check_trains_mazes_for_a_number_of_updates_with_grid_local_attent
         "model.attention_layout=grid",
         "--set",
         "model.attention_window=1",
+        "--set",
+        "orchestration.ema_decay=0.9",
+        "--exact-at",
+        "3,1",
     )
     assert "training 4 updates" in out and "maze: time to accuracy" in out
-    evaluated_at = [
-        line.split("update")[1].split()[0] for line in out.splitlines() if "  maze: " in line
-    ]
-    assert evaluated_at == ["2", "4"]
+    points = [line for line in out.splitlines() if "  maze: " in line]
+    assert [line.split("update")[1].split()[0] for line in points] == ["2", "4"]
+    for line in points:  # exact after exactly 1 and 3 steps, as fractions
+        fields = line.split()
+        for key in ("exact@1", "exact@3"):
+            assert 0.0 <= float(fields[fields.index(key) + 1]) <= 1.0
 
 
 def test_fast_path_check_smoke_runs_without_ray_or_mlflow():

@@ -3,6 +3,8 @@
 Contents: model weights and config, orchestration config, step count, recent losses and
 gradient norms, edit performance, Grokfast state, memory bank, optimizer, LR scheduler,
 RNG states (torch, CUDA, numpy, python) and a caller's `extra` dict (e.g. data epoch).
+With an EMA of the weights (`ema_decay`) the model weights are the average, what every
+reader evaluates, and the live weights are kept beside them for resuming.
 
 Only tensors and plain containers are stored (configs as dicts), so files load with
 `torch.load(weights_only=True)`, which refuses pickled code. Writes go to a temporary
