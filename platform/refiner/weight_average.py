@@ -1,8 +1,9 @@
 """An exponential moving average of the model's weights (EMA, as TRM trains with).
 
-Small-data refiners swing between updates: a maze model at 93% exact after 750 updates
-can be at 0% after 1,000. Evaluating and saving the average of recent weights instead of
-the last ones takes out most of that noise. Training keeps updating the live weights;
+Small-data refiners swing between updates: a 15x15 maze model at 98% held-out exact
+after 500 updates was at 0% after 750. Evaluating and saving the average of recent
+weights instead of the last ones takes out the update-to-update noise (it cannot undo a
+collapse that lasts longer than its horizon). Training keeps updating the live weights;
 held-out evaluation, calibration and checkpoints (what prediction and serving load) see
 the average, and a resumed run gets both back.
 
