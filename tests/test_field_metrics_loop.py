@@ -34,10 +34,10 @@ SUDOKU = [
 @pytest.mark.parametrize("ema", [None, 0.5], ids=["live-weights", "ema"])
 def test_local_run_logs_the_fields_metrics(local_ray, tmp_path, ema) -> None:
     # With an EMA of the weights, what the run logs must be the average's: the checkpoint
-    # holds the average, and the numbers are compared with the checkpoint's below.
-    config, tasks = prepare_experiment(
-        None, [*SUDOKU, f"orchestration.ema_decay={ema or 'null'}", "training.lr=0.3"]
-    )
+    # holds the average, and the numbers are compared with the checkpoint's below. (This
+    # tiny run's live weights often predict the same as the average, so a loop scoring
+    # the live ones is caught only sometimes here; test_weight_average covers the rest.)
+    config, tasks = prepare_experiment(None, [*SUDOKU, f"orchestration.ema_decay={ema or 'null'}"])
     assert config.task.val_split == "val"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with tracked_run(uri, "field", "run") as tracker:
@@ -62,14 +62,11 @@ def test_local_run_logs_the_fields_metrics(local_ray, tmp_path, ema) -> None:
     assert again.puzzles == min(16, tasks.filter(pc.equal(tasks.column("split"), split)).num_rows)
     assert metrics["final_val_puzzle_exact"] == pytest.approx(again.exact)
     assert metrics["final_val_cell_acc"] == pytest.approx(again.cell_accuracy)
-    payload = read_checkpoint(f"{outcome.checkpoint}/checkpoint.pt")
-    assert (payload["orchestrator"]["weight_average"] is not None) == (ema is not None)
-    if ema is not None:  # and the live weights would have scored otherwise
-        state = payload["orchestrator"]
-        state["model"] = state["weight_average"]["live_model"]
-        torch.save(payload, tmp_path / "live.pt")
-        live = benchmark_report(tmp_path / "live.pt", tasks, 1, split, max_rows=16)
-        assert live.cell_accuracy != pytest.approx(again.cell_accuracy)
+    state = read_checkpoint(f"{outcome.checkpoint}/checkpoint.pt")["orchestrator"]
+    assert (state["weight_average"] is not None) == (ema is not None)
+    if ema is not None:  # the checkpoint's model is the average, not the live weights
+        live = state["weight_average"]["live_model"]
+        assert any(not torch.equal(live[k], v) for k, v in state["model"].items())
 
 
 def test_field_kind_and_report_keep_training_mode() -> None:
