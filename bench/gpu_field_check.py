@@ -282,7 +282,15 @@ def run(
                     (
                         trained_s,
                         updates,
-                        evaluate(orchestrator, held_out, config, args, task_type, curve),
+                        evaluate(
+                            orchestrator,
+                            held_out,
+                            config,
+                            args.views,
+                            task_type,
+                            curve,
+                            args.exact_at,
+                        ),
                     )
                 )
                 print_point(curve, curve.points[-1])
@@ -291,8 +299,7 @@ def run(
                     break
         round_ += 1
     if kind == "vote" and args.views > 1:  # what voting adds: the final model, one view
-        one_view = argparse.Namespace(views=1, exact_at=[])
-        curve.single_view = evaluate(orchestrator, held_out, config, one_view, task_type, curve)
+        curve.single_view = evaluate(orchestrator, held_out, config, 1, task_type, curve)
     if args.calibrate_views and kind == "exact":
         with orchestrator.averaged_weights():
             curve.calibration = calibration_check(
@@ -351,37 +358,28 @@ def evaluate(
     orchestrator: UnifiedRefinerOrchestrator,
     held_out: pa.Table,
     config: ExperimentConfig,
-    args: argparse.Namespace,
+    views: int,
     task_type: str,
     curve: Curve,
+    exact_at: list[int] | None = None,
 ) -> dict[str, float]:
+    """The field's metrics on the held-out rows (and exact after each of ``exact_at``
+    steps), read from the EMA of the weights when the run keeps one."""
     mark = time.perf_counter()
-    with orchestrator.averaged_weights():  # the EMA of the weights, with ema_decay
-        metrics = field_metrics(orchestrator, held_out, config, args, task_type, curve)
+    with orchestrator.averaged_weights():
+        report = field_report(
+            orchestrator,
+            held_out,
+            views,
+            config.model.seq_len,
+            task_type,
+            seed=config.seed,
+            batch_size=config.training.batch_size,
+        )
+        metrics = report.metrics("") if report is not None else {}
+        if exact_at and curve.kind == "exact":
+            metrics.update(exact_at_steps(orchestrator, held_out, config, task_type, exact_at))
     curve.eval_s += time.perf_counter() - mark
-    return metrics
-
-
-def field_metrics(
-    orchestrator: UnifiedRefinerOrchestrator,
-    held_out: pa.Table,
-    config: ExperimentConfig,
-    args: argparse.Namespace,
-    task_type: str,
-    curve: Curve,
-) -> dict[str, float]:
-    report = field_report(
-        orchestrator,
-        held_out,
-        args.views,
-        config.model.seq_len,
-        task_type,
-        seed=config.seed,
-        batch_size=config.training.batch_size,
-    )
-    metrics = report.metrics("") if report is not None else {}
-    if args.exact_at and curve.kind == "exact":
-        metrics.update(exact_at_steps(orchestrator, held_out, config, task_type, args.exact_at))
     return metrics
 
 
@@ -397,8 +395,9 @@ def exact_at_steps(
     exact = np.zeros(max(steps))
     for start in range(0, held_out.num_rows, size):
         rows = held_out.slice(start, size)
-        device = next(orchestrator.core.parameters()).device
-        batch = batch_from_table(rows, config.model.seq_len, device, orchestrator.puzzle_index)
+        batch = batch_from_table(
+            rows, config.model.seq_len, orchestrator.device, orchestrator.puzzle_index
+        )
         curve = orchestrator.evaluate(batch, task_type=task_type, steps=max(steps))
         exact += np.asarray(curve["acc_at"]) * rows.num_rows
     return {f"exact@{t}": float(exact[t - 1] / held_out.num_rows) for t in steps}

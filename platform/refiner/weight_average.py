@@ -75,21 +75,16 @@ class WeightAverage:
         return (other, held) if self.applied_to_module else (held, other)
 
     @torch.no_grad()
-    def restore(self, module: nn.Module, live_state: dict, updates: int) -> None:
-        """Resume: the module holds the average (as loaded from a checkpoint's weights);
-        make that the average and load the live weights into the module."""
-        if self.applied_to_module:
-            raise RuntimeError("weight average: restore while the average is applied")
-        for p, average in zip(module.parameters(), self.average, strict=True):
-            average.copy_(p)
-        module.load_state_dict(live_state)
-        self.updates = updates
-
     def reset(self, module: nn.Module) -> None:
         """Start the average at the module's current weights (a model loaded to evaluate)."""
         if self.applied_to_module:
             raise RuntimeError("weight average: reset while the average is applied")
-        with torch.no_grad():
-            for p, average in zip(module.parameters(), self.average, strict=True):
-                average.copy_(p)
+        torch._foreach_copy_(self.average, [p.detach() for p in module.parameters()])
         self.updates = 0
+
+    def restore(self, module: nn.Module, live_state: dict, updates: int) -> None:
+        """Resume: the module holds the average (as loaded from a checkpoint's weights);
+        make that the average and load the live weights into the module."""
+        self.reset(module)
+        module.load_state_dict(live_state)
+        self.updates = updates
