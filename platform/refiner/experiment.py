@@ -361,7 +361,7 @@ def fit_puzzle_table(config: ExperimentConfig, train_tasks: pa.Table) -> PuzzleI
     if mode == "off":
         return None
     count = config.orchestration.augmentation_count if config.task.augment else 1
-    index = PuzzleIndex.from_tasks(train_tasks, mode, count)
+    index = PuzzleIndex.from_tasks(train_tasks, mode, count, augmentation_spec(config), config.seed)
     config.model.puzzle_identities = index.size
     return index
 

@@ -16,10 +16,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from refiner.checkpoint import checkpoint_configs
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.tokenizers import PAD
-from refiner.voting import ExactReport, Predict, VoteReport, arc_views, exact_match, vote_arc
+from refiner.voting import (
+    ExactReport,
+    Predict,
+    View,
+    VoteReport,
+    arc_views,
+    copy_views,
+    exact_match,
+    vote_arc,
+)
 
 
 def orchestrator_predictor(
@@ -30,14 +38,20 @@ def orchestrator_predictor(
 ) -> Predict:
     """Pads each batch to the model's ``seq_len`` and returns the final canvases."""
 
-    def predict(input_ids: np.ndarray, group_ids: Sequence[str] | None = None) -> np.ndarray:
+    def predict(
+        input_ids: np.ndarray,
+        group_ids: Sequence[str] | None = None,
+        copies: np.ndarray | None = None,
+    ) -> np.ndarray:
         ids = np.asarray(input_ids)
         if ids.shape[1] > seq_len:
             raise ValueError(f"inputs of {ids.shape[1]} tokens exceed the model's {seq_len}")
         padded = np.full((ids.shape[0], seq_len), PAD, dtype=np.int64)
         padded[:, : ids.shape[1]] = ids
         with torch.no_grad():
-            puzzles = None if group_ids is None else orchestrator.puzzle_ids_for(list(group_ids))
+            puzzles = (
+                None if group_ids is None else orchestrator.puzzle_ids_for(list(group_ids), copies)
+            )
             result = orchestrator.inference(
                 torch.from_numpy(padded),
                 max_steps_override=max_steps,
@@ -54,13 +68,36 @@ def checkpoint_predictor(
 ) -> Predict:
     """A predictor from a checkpoint.pt file, its model sized as saved; ``tasks`` give the
     task type (the most common) and alphabet."""
-    model_config, _ = checkpoint_configs(path)
+    orchestrator, task_type = _load_checkpoint(path, tasks)
+    return orchestrator_predictor(
+        orchestrator, orchestrator.core.config.seq_len, task_type, max_steps
+    )
+
+
+def _load_checkpoint(path: str | Path, tasks: pa.Table) -> tuple[UnifiedRefinerOrchestrator, str]:
+    """The checkpoint's orchestrator on the CPU and the task type it runs these rows as."""
     task_type = Counter(tasks.column("task_type").to_pylist()).most_common(1)[0][0]
     num_symbols = int(pc.max(tasks.column("num_symbols")).as_py())
     orchestrator = UnifiedRefinerOrchestrator.from_checkpoint(
         path, "cpu", task_type=task_type, num_symbols=num_symbols
     )
-    return orchestrator_predictor(orchestrator, model_config.seq_len, task_type, max_steps)
+    return orchestrator, task_type
+
+
+def voting_views(
+    orchestrator: UnifiedRefinerOrchestrator, tasks: pa.Table, count: int, seed: int = 0
+) -> list[View] | dict[str, list[View]]:
+    """The views ARC voting refines each test input in: with one puzzle identity per
+    augmented copy, each puzzle's first ``count`` copies as training drew them (at most
+    as many as it has); otherwise ``count`` dihedral x colour views under the puzzle's
+    one identity (``seed`` draws their colours)."""
+    index = orchestrator.puzzle_index
+    spec = None if index is None else index.copy_spec()
+    if index is None or spec is None or orchestrator.core.puzzle_embed is None:
+        return arc_views(count, seed)
+    assert index.copy_seed is not None  # copy_spec() is None without it
+    groups = tasks.column("group_id").to_pylist()
+    return copy_views(groups, spec, index.copy_seed, min(count, index.augmentations))
 
 
 def benchmark_report(
@@ -84,9 +121,11 @@ def benchmark_report(
             break
     if max_rows is not None:
         tasks = tasks.slice(0, max_rows)
-    predict = checkpoint_predictor(path, tasks, max_steps)
+    orchestrator, task_type = _load_checkpoint(path, tasks)
+    seq_len = orchestrator.core.config.seq_len
+    predict = orchestrator_predictor(orchestrator, seq_len, task_type, max_steps)
     if field_kind(tasks) == "vote":
-        return vote_arc(tasks, predict, arc_views(views, seed))
+        return vote_arc(tasks, predict, voting_views(orchestrator, tasks, views, seed))
     return exact_match(tasks, predict)
 
 
@@ -124,7 +163,8 @@ def field_report(
     try:
         predict = orchestrator_predictor(orchestrator, seq_len, task_type, max_steps)
         if kind == "vote":
-            return vote_arc(tasks, predict, arc_views(views, seed), batch_size)
+            chosen = voting_views(orchestrator, tasks, views, seed)
+            return vote_arc(tasks, predict, chosen, batch_size)
         return exact_match(tasks, predict, batch_size)
     finally:
         if was_training:

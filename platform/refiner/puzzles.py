@@ -12,6 +12,10 @@ never updated, so such a row runs unconditioned instead of crashing.
 - ``per_augmentation``: one per (group, augmentation index) as in HRM/TRM, ``1 + g * A + i``
   with ``A = augmentation_count`` and ``i = aug_index``. Index 0 is the unaugmented
   original, which is also the identity held-out rows (never augmented) are looked up with.
+  Copy ``i`` of a puzzle is one fixed transform of all its pairs (the augmentation's
+  ``seed_by_group``); the index keeps the seed and strategies that drew them
+  (``copy_spec``), so that voting can show a test input in copy ``i``'s frame under
+  identity ``i`` (``refiner.voting.copy_views``), from a checkpoint alone.
 
 Training the table (``SparsePuzzleOptimizer``): each forward copies only the batch's rows
 out of the table into a leaf tensor (``PuzzleEmbedding``); after backward, sign-SGD with
@@ -35,6 +39,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from refiner.augment.spec import AugmentationSpec
 from refiner.config import PUZZLE_MODES
 
 UNKNOWN = 0  # the reserved row: groups without training rows
@@ -48,6 +53,11 @@ class PuzzleIndex:
     mode: str
     groups: tuple[str, ...]  # sorted; group g owns rows 1 + g*A .. g*A + A
     augmentations: int = 1  # A: identities per group (1 unless per_augmentation)
+    # per_augmentation: the training seed, strategies and intensities that drew each copy's
+    # transform (None: unknown, e.g. a checkpoint from before they were kept)
+    copy_seed: int | None = None
+    copy_strategies: tuple[str, ...] = ()
+    copy_intensity: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in PUZZLE_MODES or self.mode == "off":
@@ -61,11 +71,42 @@ class PuzzleIndex:
         object.__setattr__(self, "_rows", {g: i for i, g in enumerate(self.groups)})
 
     @classmethod
-    def from_tasks(cls, tasks: pa.Table, mode: str, augmentation_count: int = 1) -> PuzzleIndex:
+    def from_tasks(
+        cls,
+        tasks: pa.Table,
+        mode: str,
+        augmentation_count: int = 1,
+        augmentation: AugmentationSpec | None = None,
+        seed: int | None = None,
+    ) -> PuzzleIndex:
         """The identities of a task table's rows (pass the training rows: held-out groups
-        that never train map to the unknown row)."""
+        that never train map to the unknown row); ``augmentation`` and ``seed``: what
+        draws the copies (kept with per_augmentation, see ``copy_spec``)."""
         groups = tuple(sorted(set(tasks.column("group_id").to_pylist())))
-        return cls(mode, groups, augmentation_count if mode == "per_augmentation" else 1)
+        if mode != "per_augmentation":
+            return cls(mode, groups, 1)
+        if augmentation is None or seed is None:
+            return cls(mode, groups, augmentation_count)
+        return cls(
+            mode,
+            groups,
+            augmentation_count,
+            copy_seed=seed,
+            copy_strategies=tuple(augmentation.strategies),
+            copy_intensity=tuple(sorted(augmentation.intensity.items())),
+        )
+
+    def copy_spec(self) -> AugmentationSpec | None:
+        """How copy ``i`` of each puzzle was drawn (with ``copy_seed``), or None when the
+        identities are not per copy or that was not recorded."""
+        if self.mode != "per_augmentation" or self.copy_seed is None:
+            return None
+        return AugmentationSpec(
+            strategies=self.copy_strategies,
+            count=self.augmentations,
+            intensity=dict(self.copy_intensity),
+            seed_by_group=True,
+        )
 
     @property
     def size(self) -> int:
@@ -99,11 +140,28 @@ class PuzzleIndex:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain containers (checkpoints load with weights_only)."""
-        return {"mode": self.mode, "groups": list(self.groups), "augmentations": self.augmentations}
+        return {
+            "mode": self.mode,
+            "groups": list(self.groups),
+            "augmentations": self.augmentations,
+            "copy_seed": self.copy_seed,
+            "copy_strategies": list(self.copy_strategies),
+            "copy_intensity": [[name, value] for name, value in self.copy_intensity],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PuzzleIndex:
-        return cls(data["mode"], tuple(data["groups"]), int(data["augmentations"]))
+        seed = data.get("copy_seed")  # absent in checkpoints from before it was kept
+        return cls(
+            data["mode"],
+            tuple(data["groups"]),
+            int(data["augmentations"]),
+            copy_seed=None if seed is None else int(seed),
+            copy_strategies=tuple(data.get("copy_strategies", ())),
+            copy_intensity=tuple(
+                (str(name), float(value)) for name, value in data.get("copy_intensity", ())
+            ),
+        )
 
 
 class PuzzleEmbedding(nn.Module):

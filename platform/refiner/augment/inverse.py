@@ -13,11 +13,12 @@ to (0, 0), which is right for ARC canvases and for grids that fill their canvas.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from refiner.augment.batch import task_kind
+from refiner.augment.counter_rng import row_seeds, task_hashes
 from refiner.augment.grid import (
     BUCKET,
     compact_variants,
@@ -26,7 +27,7 @@ from refiner.augment.grid import (
     grid_geometry,
     place_blocks,
 )
-from refiner.augment.rows import RowPlan
+from refiner.augment.rows import RowPlan, plan_rows
 from refiner.augment.sequence import apply_parity_flips, parity_flips
 from refiner.augment.spec import AugmentationSpec
 from refiner.augment.strategies import (
@@ -115,6 +116,36 @@ def invert_label_consistent(
                 inputs[members] = apply_byte_map(inverse, inputs[members])
                 targets[members] = apply_byte_map(inverse, targets[members])
     return {"input": inputs, "target": targets}
+
+
+def grid_copy_transforms(
+    group_ids: Sequence[str],
+    spec: AugmentationSpec,
+    seed: int,
+    copies: int,
+    num_symbols: int,
+    square: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The transform copy ``i`` of every grid of a puzzle gets under ``spec.seed_by_group``:
+    the dihedral element ``[G, copies]`` and the colour permutation ``[G, copies, m]`` (None
+    without paraphrase), for copies ``0 .. copies-1`` of each group in ``group_ids``.
+
+    With per-augmentation puzzle identities (``refiner.puzzles``) identity ``i`` of a puzzle
+    was trained on exactly this transform of its pairs, so a test input shown under
+    identity ``i`` must be shown in this frame (``refiner.voting.copy_views``). Where the
+    grid sits in the canvas (translation) is left out: it does not change the grid.
+    """
+    if not spec.seed_by_group:
+        raise ValueError("copy transforms are fixed per puzzle only with seed_by_group")
+    groups = len(group_ids)
+    seeds = row_seeds(seed, task_hashes(group_ids), np.zeros(groups, np.int64), np.arange(copies))
+    plan = plan_rows(seeds, spec)
+    element, _ = draw_element(plan, square)
+    perm = draw_colours(plan, np.full(len(plan), num_symbols, dtype=np.int64))
+    return (
+        element.reshape(groups, copies),
+        None if perm is None else perm.reshape(groups, copies, -1),
+    )
 
 
 def _plan(augmented: Mapping[str, np.ndarray], spec: AugmentationSpec | None) -> RowPlan:
