@@ -19,8 +19,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 LOCAL = [*TINY, "training.num_workers=0", "orchestration.augmentation_count=2"]
 
 
-def train(tmp_path, steps: int):
-    config, tasks = prepare_experiment(None, [*LOCAL, f"training.steps={steps}"])
+def train(tmp_path, steps: int, *overrides: str):
+    config, tasks = prepare_experiment(None, [*LOCAL, f"training.steps={steps}", *overrides])
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with tracked_run(uri, "local", "run") as tracker:
         outcome = run_training(config, tasks, "run", str(tmp_path / "storage"), tracker)
@@ -56,3 +56,13 @@ def test_local_mode_reports_checkpoints_and_resumes(local_ray, tmp_path) -> None
     assert logged[-2:] == [40, 45] and len(logged) == len(set(logged))
     assert resumed.summary["step"] == 45
     assert [step for step, _ in list_checkpoints(resumed.run_dir)] == [40, 45]
+
+
+def test_epoch_ends_need_not_checkpoint(local_ray, tmp_path) -> None:
+    """training.checkpoint_at_epoch_end=false: only every checkpoint_every updates and at
+    the end (a task file whose epoch is a few updates would otherwise validate constantly)."""
+    outcome, client, run_id = train(tmp_path, 30, "training.checkpoint_at_epoch_end=false")
+    logged = [m.step for m in client.get_metric_history(run_id, "loss")]
+    assert logged == list(range(5, 31, 5))  # no report at the epoch end (update 29)
+    validated = [m.step for m in client.get_metric_history(run_id, "val_acc_infer")]
+    assert validated == [10, 20, 30]

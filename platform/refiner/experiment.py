@@ -81,6 +81,9 @@ class TrainingConfig(YamlConfig):
     torch_threads: int = 1  # intra-op threads per worker (workers x threads <= cores)
     report_every: int = 10  # metrics to Ray and MLflow every N updates
     checkpoint_every: int = 100  # a full checkpoint (with validation) every N updates
+    # ... and one at every data-epoch end; off for small task files whose epoch is a few
+    # updates (e.g. ARC's demonstrations with few copies), where it would validate constantly
+    checkpoint_at_epoch_end: bool = True
     num_to_keep: int = 2  # checkpoints kept (the latest is always kept)
     checkpoint_score: str = "val_acc_infer"  # checkpoints ranked by this metric (max)
     max_failures: int = 2  # worker-group restarts before the run fails

@@ -206,7 +206,9 @@ def _train(job: WorkerJob) -> dict[str, Any] | None:
                 f"non-finite gradients (training.max_skipped_updates="
                 f"{training.max_skipped_updates}); lower training.lr or raise the limit"
             )
-        epoch_end = job.plan.epoch_of_step(step) > job.plan.epoch_of_step(step - 1)
+        epoch_end = training.checkpoint_at_epoch_end and (
+            job.plan.epoch_of_step(step) > job.plan.epoch_of_step(step - 1)
+        )
         checkpoint_due = diverged is None and (
             step % training.checkpoint_every == 0 or step == training.steps or epoch_end
         )
