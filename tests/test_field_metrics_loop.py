@@ -1,5 +1,6 @@
 """The field's metrics at training checkpoints: a tiny local-mode sudoku run logs exact
-per puzzle and per cell to MLflow, and the final numbers are those of its checkpoint."""
+per puzzle and per cell to MLflow, and the final numbers are those of its checkpoint; an
+ARC run with an identity per augmented copy votes over the copies."""
 
 from __future__ import annotations
 
@@ -96,3 +97,37 @@ def test_field_kind_and_report_keep_training_mode() -> None:
     assert report.puzzles == 12 and 0.0 <= report.cell_accuracy <= 1.0
     assert orchestrator.training  # evaluated in eval mode, handed back in training mode
     assert field_report(orchestrator, parity.generate(8, size=4), 1, 16) is None
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_per_copy_arc_run_votes_over_its_copies(local_ray, tmp_path) -> None:
+    """ARC with an identity per augmented copy: the checkpoints' and the summary's pass@k
+    vote over the puzzles' copies (3 here, though 8 views are asked for), and the
+    checkpoint alone gives the same numbers through benchmark_report."""
+    config, tasks = prepare_experiment(
+        None,
+        [
+            *(o for o in TINY if not o.startswith("task.")),
+            "task.source=arc",
+            "task.size=6",
+            "task.val_max_rows=12",
+            "model.puzzle_embedding=per_augmentation",
+            "orchestration.augmentation_strategies=[paraphrase,format_variation]",
+            "orchestration.augmentation_count=3",
+            "training.vote_views=8",
+            "training.num_workers=0",
+            "training.steps=6",
+            "training.checkpoint_every=6",
+        ],
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with tracked_run(uri, "field", "run") as tracker:
+        outcome = run_training(config, tasks, "run", str(tmp_path / "storage"), tracker)
+    text = outcome.summary["evaluation_text"]
+    assert "voting over 3 view(s), each puzzle's augmented copies under their identities" in text
+    metrics = MlflowClient(uri).get_run(tracker.run_id).data.metrics
+    again = benchmark_report(f"{outcome.checkpoint}/checkpoint.pt", tasks, 8, "test", max_rows=12)
+    assert again.views == 3 and again.per_copy
+    assert metrics["final_val_pass_at_2"] == pytest.approx(again.pass_at_2)
+    assert metrics["final_val_vote_unreadable"] == pytest.approx(again.unreadable)
