@@ -23,6 +23,14 @@ def test_tasks_per_call_is_lowered_to_fit_and_never_below_one():
     assert tasks_per_call(300, 64, 32, budget_bytes=per_task // 2) == 1
 
 
+def test_tasks_per_call_is_raised_for_few_rows_a_task_within_the_budget():
+    """One row a task (no augmentation): enough tasks for min_rows rows, not 32 rows."""
+    assert tasks_per_call(1, 100, 32, budget_bytes=1024 * MIB, min_rows=512) == 512
+    assert tasks_per_call(8, 100, 32, budget_bytes=1024 * MIB, min_rows=512) == 64
+    assert tasks_per_call(300, 100, 32, budget_bytes=1024 * MIB, min_rows=512) == 32  # enough
+    assert tasks_per_call(1, 100, 32, budget_bytes=100 * row_bytes(100), min_rows=512) == 100
+
+
 def test_the_largest_count_that_fits_is_accepted_and_one_more_refused():
     budget = 64 * MIB
     fits = max_count(81, budget)

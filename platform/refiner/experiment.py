@@ -92,7 +92,9 @@ class TrainingConfig(YamlConfig):
     # the dense schedule (HRM/TRM use 1e-2 and weight decay 0.1)
     puzzle_lr: float = 1e-2
     puzzle_weight_decay: float = 0.1
-    tasks_per_augment_batch: int = 32  # tasks per Ray Data augmentation call (at most)
+    # tasks per Ray Data augmentation call: raised to make rows for 8 updates at least,
+    # lowered to fit augment_block_mb
+    tasks_per_augment_batch: int = 32
     augment_block_mb: int = 1024  # memory one augmentation call may use (refiner.augment.budget)
     # Stop the run (FAILED, nothing saved) after this many consecutive updates skipped for
     # non-finite gradients (the NaN/Inf guard); null: keep skipping and keep going.

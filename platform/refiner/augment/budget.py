@@ -35,9 +35,15 @@ def max_count(seq_len: int, budget_bytes: int) -> int:
     return budget_bytes // row_bytes(seq_len)
 
 
-def tasks_per_call(count: int, seq_len: int, requested: int, budget_bytes: int) -> int:
-    """``requested`` tasks per call, lowered so that a call stays within the budget (>= 1)."""
-    return max(1, min(requested, budget_bytes // (count * row_bytes(seq_len))))
+def tasks_per_call(
+    count: int, seq_len: int, requested: int, budget_bytes: int, min_rows: int = 0
+) -> int:
+    """``requested`` tasks per call, raised to make at least ``min_rows`` rows (few rows a
+    task, e.g. no augmentation, would otherwise make blocks so small that Ray Data's cost
+    per block starves the trainers), then lowered so that a call stays within the budget
+    (>= 1)."""
+    wanted = max(requested, -(-min_rows // count))
+    return max(1, min(wanted, budget_bytes // (count * row_bytes(seq_len))))
 
 
 def over_budget(count: int, seq_len: int, budget_bytes: int) -> str | None:

@@ -49,6 +49,11 @@ from refiner.run_tracker import NullTracker, RunTracker
 from refiner.storage import check_writable, resolve_storage
 from refiner.tasks.schema import describe_tasks, split_validation
 
+# A Ray Data block (one augmentation call) holds rows for at least this many updates: with
+# one-row tasks (no augmentation) blocks of 32 rows kept 2 CPU workers waiting on data 79%
+# of the time (12 samples/s instead of about 90).
+BLOCK_BATCHES = 8
+
 
 @dataclass
 class TrainingOutcome:
@@ -87,6 +92,7 @@ def run_training(
     puzzles = fit_puzzle_table(config, train_tasks)  # sizes model.puzzle_identities
     spec = augmentation_spec(config)
     check_budget(config)  # a sweep trial's sampled count: refused like the job's
+    global_batch = training.batch_size * max(1, training.num_workers)
     plan = StreamPlan(
         num_tasks=train_tasks.num_rows,
         rows_per_task=spec.count,
@@ -95,8 +101,9 @@ def run_training(
             config.model.seq_len,
             training.tasks_per_augment_batch,
             training.augment_block_mb * MIB,
+            min_rows=BLOCK_BATCHES * global_batch,
         ),
-        global_batch=training.batch_size * max(1, training.num_workers),
+        global_batch=global_batch,
     )
     # Progress bars redraw in place on a terminal; in a log file they are pages of noise.
     progress_bars = sys.stdout.isatty()
