@@ -11,7 +11,7 @@ from puzzle_fixtures import permutation_tasks, split
 
 from refiner.checkpoint import read_checkpoint
 from refiner.distributed.trainer import run_training
-from refiner.experiment import load_experiment_config
+from refiner.experiment import augmentation_spec, load_experiment_config
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.puzzles import PuzzleIndex
 
@@ -49,7 +49,10 @@ def test_two_worker_run_trains_and_checkpoints_the_puzzle_table(local_ray, tmp_p
     assert outcome.summary["step"] == 12 and "val_acc_infer" in outcome.metrics
     path = f"{outcome.checkpoint}/checkpoint.pt"
     state = read_checkpoint(path)["orchestrator"]
-    index = PuzzleIndex.from_tasks(split(tasks, "train"), "per_augmentation", 2)
+    # the identities, and the seed and strategies that drew each copy (for voting)
+    index = PuzzleIndex.from_tasks(
+        split(tasks, "train"), "per_augmentation", 2, augmentation_spec(config), config.seed
+    )
     assert state["model_config"]["puzzle_identities"] == index.size == 9
     table = state["model"]["puzzle_embed.weight"]
     assert table.shape == (9, 16)
