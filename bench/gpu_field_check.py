@@ -104,7 +104,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--arc-dir", help="a directory of ARC puzzle .json files")
     p.add_argument("--arc-size", type=int, help="canvas side; puzzles with larger grids dropped")
     p.add_argument("--arc-recipe", default="arc_gpu.yaml", help="file in jobs/configs")
-    p.add_argument("--views", type=int, default=8, help="ARC voting views (dihedral x colour)")
+    p.add_argument(
+        "--views",
+        type=int,
+        default=8,
+        help="ARC voting views (dihedral x colour; with an identity per copy: copies)",
+    )
     p.add_argument("--aug-per-round", type=int, default=8, help="augmented copies per round")
     p.add_argument("--maze-recipe", default="maze_hard_gpu.yaml", help="file in jobs/configs")
     p.add_argument("--maze-size", type=int, default=30, help="built-in maze side (odd)")

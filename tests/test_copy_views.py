@@ -165,9 +165,8 @@ def test_evaluate_job_votes_over_a_per_copy_checkpoints_copies(tmp_path, capsys)
     from refiner.tasks.io import write_tasks
 
     tasks = arc_rows([("a", grid(0), grid(1)), ("b", grid(2), grid(3))])
-    train = tasks.set_column(1, "task_type", tasks.column("task_type"))  # same puzzles
     spec = AugmentationSpec(strategies=("paraphrase", "format_variation"), count=3)
-    index = PuzzleIndex.from_tasks(train, "per_augmentation", 3, spec, seed=0)
+    index = PuzzleIndex.from_tasks(tasks, "per_augmentation", 3, spec, seed=0)
     orchestrator = puzzle_orchestrator(index, seq_len=36)
     path = save_checkpoint(tmp_path / "checkpoint.pt", orchestrator)
     write_tasks(tasks, tmp_path / "arc.parquet")

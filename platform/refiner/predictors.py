@@ -63,27 +63,6 @@ def orchestrator_predictor(
     return predict
 
 
-def checkpoint_predictor(
-    path: str | Path, tasks: pa.Table, max_steps: int | None = None
-) -> Predict:
-    """A predictor from a checkpoint.pt file, its model sized as saved; ``tasks`` give the
-    task type (the most common) and alphabet."""
-    orchestrator, task_type = _load_checkpoint(path, tasks)
-    return orchestrator_predictor(
-        orchestrator, orchestrator.core.config.seq_len, task_type, max_steps
-    )
-
-
-def _load_checkpoint(path: str | Path, tasks: pa.Table) -> tuple[UnifiedRefinerOrchestrator, str]:
-    """The checkpoint's orchestrator on the CPU and the task type it runs these rows as."""
-    task_type = Counter(tasks.column("task_type").to_pylist()).most_common(1)[0][0]
-    num_symbols = int(pc.max(tasks.column("num_symbols")).as_py())
-    orchestrator = UnifiedRefinerOrchestrator.from_checkpoint(
-        path, "cpu", task_type=task_type, num_symbols=num_symbols
-    )
-    return orchestrator, task_type
-
-
 def voting_views(
     orchestrator: UnifiedRefinerOrchestrator, tasks: pa.Table, count: int, seed: int = 0
 ) -> list[View] | dict[str, list[View]]:
@@ -121,7 +100,11 @@ def benchmark_report(
             break
     if max_rows is not None:
         tasks = tasks.slice(0, max_rows)
-    orchestrator, task_type = _load_checkpoint(path, tasks)
+    task_type = Counter(tasks.column("task_type").to_pylist()).most_common(1)[0][0]
+    num_symbols = int(pc.max(tasks.column("num_symbols")).as_py())
+    orchestrator = UnifiedRefinerOrchestrator.from_checkpoint(
+        path, "cpu", task_type=task_type, num_symbols=num_symbols
+    )
     seq_len = orchestrator.core.config.seq_len
     predict = orchestrator_predictor(orchestrator, seq_len, task_type, max_steps)
     if field_kind(tasks) == "vote":

@@ -89,6 +89,14 @@ def row_seeds(seed: int, hashes: np.ndarray, epochs: np.ndarray, indices: np.nda
     return splitmix64(epoch_key[:, None] ^ index_key[None, :])
 
 
+def group_copy_seeds(seed: int, group_ids: Sequence[str] | np.ndarray, count: int) -> np.ndarray:
+    """uint64 ``[len(group_ids), count]``: the seed of copy ``i`` of every task of a group,
+    the same in every epoch (``AugmentationSpec.seed_by_group``)."""
+    return row_seeds(
+        seed, task_hashes(group_ids), np.zeros(len(group_ids), np.int64), np.arange(count)
+    )
+
+
 def row_seed_scalar(seed: int, task_id: str, epoch: int, index: int) -> int:
     task_key = splitmix64_scalar((seed & MASK64) ^ stable_hash64(task_id))
     epoch_key = splitmix64_scalar(task_key ^ splitmix64_scalar(epoch & MASK64))

@@ -39,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 from refiner.augment.batch import TaskBatch, read_batch
-from refiner.augment.counter_rng import row_seeds, task_hashes
+from refiner.augment.counter_rng import group_copy_seeds, row_seeds, task_hashes
 from refiner.augment.dedup import first_occurrences
 from refiner.augment.grid import augment_grids
 from refiner.augment.rows import plan_rows
@@ -171,10 +171,7 @@ def augment_rows(
     strategies = np.full(total, "", dtype=object)
     keep = np.ones(total, dtype=bool)
     if spec.seed_by_group and "group_id" in batch:  # copy i: one transform of the puzzle
-        groups = np.asarray(batch["group_id"]).astype(str)
-        seeds = row_seeds(
-            seed, task_hashes(groups), np.zeros(len(tasks), np.int64), np.arange(count)
-        )
+        seeds = group_copy_seeds(seed, np.asarray(batch["group_id"]).astype(str), count)
     else:
         seeds = row_seeds(seed, task_hashes(tasks.task_ids), tasks.epochs, np.arange(count))
     tasks_per_chunk = max(1, CHUNK_ROWS // count)

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from refiner.augment.batch import task_kind
-from refiner.augment.counter_rng import row_seeds, task_hashes
+from refiner.augment.counter_rng import group_copy_seeds
 from refiner.augment.grid import (
     BUCKET,
     compact_variants,
@@ -138,8 +138,7 @@ def grid_copy_transforms(
     if not spec.seed_by_group:
         raise ValueError("copy transforms are fixed per puzzle only with seed_by_group")
     groups = len(group_ids)
-    seeds = row_seeds(seed, task_hashes(group_ids), np.zeros(groups, np.int64), np.arange(copies))
-    plan = plan_rows(seeds, spec)
+    plan = plan_rows(group_copy_seeds(seed, group_ids, copies), spec)
     element, _ = draw_element(plan, square)
     perm = draw_colours(plan, np.full(len(plan), num_symbols, dtype=np.int64))
     return (
