@@ -123,12 +123,40 @@ class TrainingPlan:
             lines.append(outcome.summary["evaluation_text"])
         lines += [
             f"updates: {outcome.summary.get('step')}  wall time: {outcome.elapsed_s:.0f} s",
-            f"checkpoint: {outcome.checkpoint}",
-            *([f"model: {outcome.model_uri}"] if getattr(outcome, "model_uri", None) else []),
+            *self._checkpoint_lines(outcome),
             f"MLflow run: {run_id} in experiment {self.experiment!r} at {self.tracking_uri}",
             f"  browse: mlflow ui --backend-store-uri {self.tracking_uri}",
         ]
         return "\n".join(lines)
+
+    def _checkpoint_lines(self, outcome: Any) -> list[str]:
+        """Where the latest checkpoint is and which one became the MLflow model: the best
+        kept by ``training.checkpoint_score``, which a run that got worse at the end (a
+        maze model that collapsed) does not share with the summary's final numbers."""
+        score = self.config.training.checkpoint_score
+        latest = _scored(outcome.metrics, score)
+        lines = [f"checkpoint: {outcome.checkpoint}" + (f" (latest: {latest})" if latest else "")]
+        model_uri = getattr(outcome, "model_uri", None)
+        if not model_uri:
+            return lines
+        source = getattr(outcome, "model_checkpoint", None)
+        model_metrics = getattr(outcome, "model_metrics", {})
+        if source is None or source == outcome.checkpoint:
+            best = f" (the best by {score})" if score in model_metrics else ""
+            return [*lines, f"model: {model_uri}, from that checkpoint{best}"]
+        best = _scored(model_metrics, score)
+        best = f" ({best})" if best else ""
+        return [*lines, f"model: {model_uri}, from the best checkpoint by {score}{best}: {source}"]
+
+
+def _scored(metrics: dict[str, Any], score: str) -> str:
+    """ "update N, <score> V" from a checkpoint's reported metrics; "" without them."""
+    parts = []
+    if isinstance(metrics.get("step"), int | float):
+        parts.append(f"update {int(metrics['step'])}")
+    if isinstance(metrics.get(score), int | float):
+        parts.append(f"{score} {metrics[score]:.4f}")
+    return ", ".join(parts)
 
 
 def describe_sweep_plan(

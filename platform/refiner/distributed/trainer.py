@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -64,6 +64,8 @@ class TrainingOutcome:
     summary: dict[str, Any]  # rank 0's final evaluation and training stats
     elapsed_s: float
     model_uri: str | None = None  # the best checkpoint as an MLflow model (models:/...)
+    model_checkpoint: str | None = None  # the checkpoint directory that model came from
+    model_metrics: dict[str, Any] = field(default_factory=dict)  # reported with that one
 
 
 def run_training(
@@ -194,7 +196,7 @@ def run_training(
             tracker.log_artifact(os.path.join(directory, CHECKPOINT_FILE), "checkpoint")
     if (result.return_value or {}).get("diverged"):  # training.max_skipped_updates
         raise TrainingDiverged(result.return_value["diverged"])
-    model_uri = None
+    model_uri, model_checkpoint, model_metrics = None, None, {}
     best = _best_checkpoint(result, training.checkpoint_score)
     if best is not None:  # the kept "best" checkpoint becomes the run's MLflow model
         best_checkpoint, best_metrics = best
@@ -203,6 +205,7 @@ def run_training(
             model_uri = tracker.log_model(
                 os.path.join(directory, CHECKPOINT_FILE), int(best_metrics.get("step", 0) or 0), {}
             )
+        model_checkpoint, model_metrics = _uri(best_checkpoint), best_metrics
     return TrainingOutcome(
         run_name=run_name,
         run_dir=run_dir,
@@ -211,6 +214,8 @@ def run_training(
         summary=dict(result.return_value or {}),
         elapsed_s=time.perf_counter() - started,
         model_uri=model_uri,
+        model_checkpoint=model_checkpoint,
+        model_metrics=model_metrics,
     )
 
 

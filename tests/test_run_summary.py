@@ -1,0 +1,74 @@
+"""The end-of-run summary says which checkpoint became the run's MLflow model."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from refiner.distributed.trainer import TrainingOutcome
+from refiner.experiment import ExperimentConfig
+from refiner.run_plan import TrainingPlan
+
+
+def summary(outcome: TrainingOutcome) -> str:
+    plan = TrainingPlan(
+        config=ExperimentConfig(),
+        tasks=pa.table({"task_id": ["a"]}),
+        run_name="maze",
+        address=None,
+        tracking_uri="sqlite:///mlflow.db",
+        experiment="e",
+        storage="/runs",
+    )
+    return plan.summary(outcome, "run-1")
+
+
+def outcome(**kw) -> TrainingOutcome:
+    return TrainingOutcome(
+        run_name="maze",
+        run_dir="/runs/maze",
+        checkpoint="/runs/maze/checkpoint_late",
+        metrics={"step": 1500, "val_acc_infer": 0.76},
+        summary={"step": 1500},
+        elapsed_s=1717.0,
+        model_uri="models:/m-1",
+        **kw,
+    )
+
+
+def test_a_model_from_an_earlier_better_checkpoint_is_named_with_its_score() -> None:
+    # A run that got worse at the end: the summary's final numbers are not the model's.
+    text = summary(
+        outcome(
+            model_checkpoint="/runs/maze/checkpoint_early",
+            model_metrics={"step": 750, "val_acc_infer": 0.91},
+        )
+    )
+    assert (
+        "checkpoint: /runs/maze/checkpoint_late (latest: update 1500, val_acc_infer 0.7600)" in text
+    )
+    assert (
+        "model: models:/m-1, from the best checkpoint by val_acc_infer"
+        " (update 750, val_acc_infer 0.9100): /runs/maze/checkpoint_early"
+    ) in text
+
+
+def test_a_model_from_the_latest_checkpoint_says_so() -> None:
+    text = summary(
+        outcome(
+            model_checkpoint="/runs/maze/checkpoint_late",
+            model_metrics={"step": 1500, "val_acc_infer": 0.76},
+        )
+    )
+    assert "model: models:/m-1, from that checkpoint (the best by val_acc_infer)" in text
+    assert "checkpoint_early" not in text
+
+
+def test_a_model_without_a_recorded_source_claims_no_score() -> None:
+    # No checkpoint reported the score: the latest became the model, and "best" would lie.
+    text = summary(outcome())
+    assert "model: models:/m-1, from that checkpoint\n" in text
+
+
+def test_without_a_model_only_the_checkpoint_is_named() -> None:
+    text = summary(TrainingOutcome("maze", "/runs/maze", None, {}, {"step": 3}, 1.0))
+    assert "checkpoint: None\n" in text and "model:" not in text
