@@ -164,6 +164,16 @@ def test_truncation_window_only_checked_when_truncating():
     assert OrchestrationConfig(backprop_truncate_steps=4).gradient_window() == 4
 
 
+def test_a_random_gradient_window_is_checked_against_explicit_step_weights():
+    with pytest.raises(ConfigError, match="backprop_window: must be one of"):
+        OrchestrationConfig.from_dict({"backprop_window": "middle"})
+    explicit = {"schedule": "explicit", "steps": [1, 0, 0, 1]}
+    settings = {"max_steps_train": 4, "backprop_truncate_steps": 2, "step_loss_weights": explicit}
+    OrchestrationConfig.from_dict(settings)  # the last two steps weigh something
+    with pytest.raises(ConfigError, match="may end at step 3, where all weigh 0"):
+        OrchestrationConfig.from_dict({**settings, "backprop_window": "random"})
+
+
 def test_model_config_validation():
     with pytest.raises(ConfigError, match="d_model: 100 is not divisible by n_heads=3"):
         ModelConfig(d_model=100, n_heads=3)

@@ -144,6 +144,51 @@ def test_apply_truncated_backprop_is_where_the_cut_happens():
     assert [s.latent.requires_grad for s in cut] == [False, False, True, True]
 
 
+def test_a_random_gradient_window_moves_per_update_and_runs_later_steps_without_autograd():
+    """backprop_window random: each update's K-step window ends at a step drawn from
+    K..T; the steps after it run without autograd, its weights sum to 1 over the window,
+    and the draws depend on the update number only (the same on every rank, and again
+    after a resume)."""
+    assert step_weights(StepLossWeights(schedule="uniform"), 6, 2, 3).tolist() == pytest.approx(
+        [0, 0.5, 0.5, 0, 0, 0]
+    )
+    linear = step_weights(StepLossWeights(schedule="linear"), 6, 2, 4)
+    assert linear.tolist() == pytest.approx([0, 0, 3 / 7, 4 / 7, 0, 0])
+    with pytest.raises(ValueError, match="window_end"):
+        step_weights(StepLossWeights(schedule="uniform"), 6, 2, 1)
+
+    def run(window, updates=12):
+        config = tiny_config(
+            backprop_window=window,
+            step_loss_weights={"schedule": "uniform"},
+            canvas_edit_strategies=["replace"],
+        )
+        o = tiny_orchestrator(config)
+        modes: list[bool] = []
+        o.core.blocks[0].register_forward_hook(lambda *_: modes.append(torch.is_grad_enabled()))
+        ends, weighted = [], []
+        for _ in range(updates):
+            modes.clear()
+            m = o.train_step(parity_batch(4), _sgd(o))
+            end = m["gradient_window_end"]
+            ends.append(end)
+            assert modes == [end - 2 <= t < end for t in range(T)]  # only the window
+            weighted.append(m["loss"] == pytest.approx(sum(m["step_losses"][end - 2 : end]) / 2))
+        return ends, all(weighted)
+
+    ends, weighted = run("random")
+    assert set(ends) == {2, 3, 4} and weighted  # every end in K..T over 12 updates
+    assert run("random")[0] == ends  # drawn from the update number: reproducible
+    assert run("last", 3)[0] == [T] * 3
+    # the window's losses are what reaches the weights: an early window sees step 1's canvas
+    o = tiny_orchestrator(tiny_config(backprop_truncate_steps=2))
+    o.window_end = 2
+    batch = parity_batch(4)
+    records = o.core(batch["input"], steps=T, target=batch["target"]).steps
+    cut = o.apply_truncated_backprop(records, o.config)
+    assert [s.losses.token.requires_grad for s in cut] == [True, True, False, False]
+
+
 def test_select_edit_strategy_chooses_every_edit():
     """The unroll (train_step, evaluate) and inference edit through the seed's method."""
     calls = []

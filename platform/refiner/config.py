@@ -35,6 +35,7 @@ PositionalEncoding = Literal["rope", "learned"]
 AttentionLayout = Literal["sequence", "grid"]
 PuzzleEmbeddingMode = Literal["off", "per_puzzle", "per_augmentation"]
 PatienceSignal = Literal["score", "canvas"]
+BackpropWindow = Literal["last", "random"]
 
 EDIT_STRATEGIES: tuple[str, ...] = get_args(EditStrategy)
 STEP_SCHEDULES: tuple[str, ...] = get_args(StepSchedule)
@@ -279,6 +280,12 @@ class OrchestrationConfig(YamlConfig):
     max_steps_infer: int = 4
     truncated_backprop: bool = True
     backprop_truncate_steps: int = 8  # K: gradients flow through the last K steps only
+    # Where the K-step gradient window sits. "last": steps T-K+1..T, every update.
+    # "random": each update ends its window at a step drawn from K..T, and the steps after
+    # it run without gradient; so the gradient also sees the half-done canvases of early
+    # steps, not only the nearly solved ones a good model hands to its last steps (the
+    # "progressive loss" of Bansal et al. 2022, for recurrent maze solvers).
+    backprop_window: BackpropWindow = "last"
     step_loss_weights: StepLossWeights = field(default_factory=StepLossWeights)
     gradient_clip_threshold: float | None = 1.0  # max global grad norm; null: no clipping
     # EMA of the weights (refiner.weight_average; TRM uses 0.999): evaluation and
@@ -336,6 +343,14 @@ class OrchestrationConfig(YamlConfig):
                 f"step_loss_weights.steps: the last {window} steps carry the gradient "
                 f"(backprop_truncate_steps) and all weigh 0, so training would learn nothing",
             )
+            if self.backprop_window == "random":
+                ends = range(window, self.max_steps_train + 1)
+                empty = [end for end in ends if sum(w.steps[end - window : end]) <= 0]
+                require(
+                    not empty,
+                    f"step_loss_weights.steps: with backprop_window random a window of {window}"
+                    f" steps may end at step {empty[0] if empty else 0}, where all weigh 0",
+                )
         require(
             self.gradient_clip_threshold is None or self.gradient_clip_threshold > 0,
             f"gradient_clip_threshold: must be > 0 or null, got {self.gradient_clip_threshold}",

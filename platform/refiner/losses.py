@@ -26,17 +26,24 @@ LOSS_TYPES = ("token", "halting", "quality")
 
 
 def step_weights(
-    weights: StepLossWeights, steps: int, gradient_steps: int | None = None
+    weights: StepLossWeights,
+    steps: int,
+    gradient_steps: int | None = None,
+    window_end: int | None = None,
 ) -> torch.Tensor:
     """Per-step weights w_1..w_T (float64) for the configured schedule.
 
-    Only the last ``gradient_steps`` steps (all ``steps`` when None) are weighted; their
-    weights sum to 1 and the steps before them weigh 0. A schedule's shape is kept: the
-    window's weights are the schedule's, renormalised.
+    Only the ``gradient_steps`` steps (all ``steps`` when None) of the gradient window
+    that ends at step ``window_end`` (default: the last step) are weighted; their weights
+    sum to 1 and every other step weighs 0. A schedule's shape is kept: the window's
+    weights are the schedule's, renormalised.
     """
     window = steps if gradient_steps is None else gradient_steps
+    end = steps if window_end is None else window_end
     if not 1 <= window <= steps:
         raise ValueError(f"gradient_steps must be in [1, {steps}], got {gradient_steps}")
+    if not window <= end <= steps:
+        raise ValueError(f"window_end must be in [{window}, {steps}], got {window_end}")
     t = torch.arange(1, steps + 1, dtype=torch.float64)
     if weights.schedule == "uniform":
         w = torch.ones(steps, dtype=torch.float64)
@@ -51,10 +58,14 @@ def step_weights(
         w = torch.tensor(weights.steps, dtype=torch.float64)
     else:
         raise ValueError(f"unknown step weight schedule {weights.schedule!r}")
-    w[: steps - window] = 0.0
+    w[: end - window] = 0.0
+    w[end:] = 0.0
     total = w.sum()
     if total <= 0:
-        raise ValueError(f"step weights: the last {window} steps (the gradient window) all weigh 0")
+        raise ValueError(
+            f"step weights: the {window} steps of the gradient window ending at step {end}"
+            " all weigh 0"
+        )
     return w / total
 
 

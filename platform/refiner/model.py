@@ -119,17 +119,22 @@ EditFn = Callable[
 TruncateFn = Callable[[list[StepRecord]], list[StepRecord]]
 
 
-def keep_last(grad_steps: int, steps: int) -> TruncateFn:
-    """The truncation rule: only the last `grad_steps` of `steps` steps carry gradient.
+def keep_last(grad_steps: int, steps: int, window_end: int | None = None) -> TruncateFn:
+    """The truncation rule: only the last `grad_steps` of `steps` steps carry gradient,
+    or the `grad_steps` steps ending at step `window_end` (1-based) when it is given.
 
-    As a callback it detaches every step before the window, so the first window step
-    starts from a detached latent and the earlier steps' losses give no gradient."""
+    As a callback it detaches every step outside the window, so the first window step
+    starts from a detached latent, the other steps' losses give no gradient, and the
+    steps after the window run without autograd."""
+    end = steps if window_end is None else window_end
     if not 1 <= grad_steps <= steps:
         raise ValueError(f"grad_steps must be in [1, steps={steps}], got {grad_steps}")
-    first = steps - grad_steps
+    if not grad_steps <= end <= steps:
+        raise ValueError(f"window_end must be in [{grad_steps}, {steps}], got {window_end}")
+    first = end - grad_steps
 
     def truncate(records: list[StepRecord]) -> list[StepRecord]:
-        return [r.detach() if t < first else r for t, r in enumerate(records)]
+        return [r if first <= t < end else r.detach() for t, r in enumerate(records)]
 
     return truncate
 

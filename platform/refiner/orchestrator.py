@@ -120,6 +120,7 @@ class UnifiedRefinerOrchestrator:
         self.grokfast = GrokfastFilter(c.grokfast)
         self.weight_average = WeightAverage(core, c.ema_decay) if c.ema_decay else None
         self.step_count = 0  # train_step calls, skipped ones included
+        self.window_end: int | None = None  # this update's gradient window (None: the last step)
         self.skipped_steps = 0  # updates refused by the NaN/Inf guard
         self.loss_history: deque[float] = deque(maxlen=HISTORY_LENGTH)
         self.grad_norm_history: deque[float] = deque(maxlen=HISTORY_LENGTH)
@@ -245,6 +246,8 @@ class UnifiedRefinerOrchestrator:
         puzzle_ids = self._puzzle_ids(batch, required=True)
         c = self.config
         T = c.max_steps_train
+        K = c.gradient_window(T)
+        self.window_end = self.draw_window_end(T, K)
         learn_edits = c.adaptive_edit_selection and len(c.canvas_edit_strategies) > 1
         gains: list[tuple[str, torch.Tensor]] = []
         edit_fn = self._edit_fn(task_type, target=target if learn_edits else None, gains=gains)
@@ -259,8 +262,8 @@ class UnifiedRefinerOrchestrator:
                 puzzle_ids=puzzle_ids,
             )
         records = unroll.steps
-        K = c.gradient_window(T)
-        weights = step_weights(c.step_loss_weights, T, K).to(self.device, torch.float32)  # [T]
+        weights = step_weights(c.step_loss_weights, T, K, self.window_end)  # [T]
+        weights = weights.to(self.device, torch.float32)
         per_type, per_step = step_losses(records, c)  # [3, T], [T]
         loss = (weights * per_step).sum()
 
@@ -337,23 +340,35 @@ class UnifiedRefinerOrchestrator:
             "edit_strategies": [r.strategy for r in records],
             "smoothed_loss": self._smoothed_loss(),
             "lr": None if skipped else lr,
-            "gradient_steps": c.gradient_window(T),
+            "gradient_steps": K,
+            "gradient_window_end": self.window_end,
         }
+
+    def draw_window_end(self, steps: int, window: int) -> int:
+        """The step this update's gradient window ends at: the last one, or with
+        ``backprop_window: random`` one drawn uniformly from ``window..steps``, the same
+        on every DDP rank and again on a resumed run (seeded by the update number)."""
+        if self.config.backprop_window == "last" or window >= steps:
+            return steps
+        rng = np.random.default_rng((self.config.seed, self.step_count))
+        return int(rng.integers(window, steps + 1))
 
     def apply_truncated_backprop(
         self, step_outputs: list[StepRecord], config: OrchestrationConfig | None = None
     ) -> list[StepRecord]:
         """The gradient cut of the training unroll: of its T = max_steps_train steps only
-        the last K (config.gradient_window) carry gradient.
+        K (config.gradient_window) carry gradient, the last K or, with
+        ``backprop_window: random``, the K ending at this update's ``window_end``.
 
-        Returns `step_outputs` with every step before the window detached: its loss
+        Returns `step_outputs` with every step outside the window detached: its loss
         terms give no gradient, and the first window step starts from a detached
         latent. The model's unroll calls this after every step with the records so far
         and continues from what it returns, so this is where truncation happens; a
         detached step drops its activations at once, so memory holds the window only."""
         config = config or self.config
-        T = config.max_steps_train
-        return keep_last(config.gradient_window(T), T)(step_outputs)
+        T, K = config.max_steps_train, config.gradient_window()
+        end = T if self.window_end is None else min(max(self.window_end, K), T)
+        return keep_last(K, T, end)(step_outputs)
 
     def select_edit_strategy(
         self, step: int, canvas_scores: torch.Tensor | None, task_type: str
