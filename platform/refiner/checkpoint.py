@@ -27,6 +27,8 @@ from refiner.config import ConfigError, ModelConfig, OrchestrationConfig
 
 FORMAT = "refiner-checkpoint"
 FORMAT_VERSION = 1
+CHECKPOINT_FILE = "checkpoint.pt"  # in a checkpoint folder: weights and training state
+CONFIG_FILE = "config.yaml"  # beside it: the run config the training loop writes
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 
 

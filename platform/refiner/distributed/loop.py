@@ -29,7 +29,7 @@ import torch
 
 from refiner.calibration import calibrate_orchestrator
 from refiner.calibration_log import log_calibration
-from refiner.checkpoint import load_checkpoint, save_checkpoint
+from refiner.checkpoint import CHECKPOINT_FILE, CONFIG_FILE, load_checkpoint, save_checkpoint
 from refiner.cli import RunFailedError
 from refiner.config import ConfigError
 from refiner.distributed.compat import quiet_train_report_logging
@@ -46,9 +46,6 @@ from refiner.storage import (
     list_checkpoints,
     persist_checkpoint,
 )
-
-CHECKPOINT_FILE = "checkpoint.pt"
-CONFIG_FILE = "config.yaml"
 
 
 class TrainingDiverged(RunFailedError):

@@ -8,6 +8,7 @@ Pure PyTorch: no Ray, no MLflow (``jobs/evaluate.py`` on a local file loads neit
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,15 +18,31 @@ import torch
 
 from refiner.batches import batch_from_table
 from refiner.calibration import CalibrationResult, calibrate_orchestrator, describe_stopping
-from refiner.checkpoint import CheckpointError, read_checkpoint, stored_configs
+from refiner.checkpoint import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint,
+    stored_configs,
+)
 from refiner.config import check_step_budget
 from refiner.evaluation import EvaluationReport, evaluate_refiner
-from refiner.experiment import ExperimentConfig, TaskConfig, calibration_rows, load_task_table
+from refiner.experiment import (
+    ExperimentConfig,
+    TaskConfig,
+    build_optimizer,
+    build_orchestrator,
+    calibration_rows,
+    fit_puzzle_table,
+    load_task_table,
+    prepare_experiment,
+)
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.prediction import check_readable
-from refiner.tasks.schema import describe_tasks
+from refiner.puzzles import PuzzleIndex
+from refiner.tasks.schema import describe_tasks, split_validation
 
-CHECKPOINT_FILE = "checkpoint.pt"
 MLFLOW_SCHEMES = ("models:/", "runs:/")
 
 
@@ -191,4 +208,43 @@ def describe_evaluation(report: EvaluationReport, checkpoint: str, task: str) ->
             "steps taken: " + ", ".join(f"{k}: {v}" for k, v in steps_histogram(report).items()),
             "stopping reasons: " + ", ".join(f"{k}: {v}" for k, v in reasons),
         ]
+    )
+
+
+@dataclass
+class RestoredRun:
+    """A training run as one of its checkpoints left it (see `restore_run`)."""
+
+    config: ExperimentConfig
+    train_rows: pa.Table
+    held_out: pa.Table
+    task_type: str
+    orchestrator: UnifiedRefinerOrchestrator
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    puzzles: PuzzleIndex | None
+
+
+def restore_run(path: str | Path, overrides: Sequence[str] = ()) -> RestoredRun:
+    """The training state in a `jobs/train.py` checkpoint (a folder or its checkpoint.pt),
+    on CPU, ready to train on or inspect: the config stored beside it (with ``--set``
+    style ``overrides``), the run's task rows split as the run split them, and the
+    orchestrator with its live weights (the EMA beside them), optimizer and schedule.
+
+    Raises CheckpointError (a missing or corrupt file) or ConfigError (a bad override)."""
+    file = local_checkpoint_file(path)
+    config_file = file.parent / CONFIG_FILE
+    if not config_file.is_file():
+        raise CheckpointError(f"{file.parent}: no {CONFIG_FILE} beside the checkpoint")
+    config, tasks = prepare_experiment(config_file, overrides)
+    train_rows, held_out = split_validation(tasks, config.task.val_split)
+    task_type, num_symbols = describe_tasks(tasks)
+    puzzles = fit_puzzle_table(config, train_rows)
+    orchestrator = build_orchestrator(
+        config, task_type, num_symbols, torch.device("cpu"), puzzles=puzzles
+    )
+    optimizer, scheduler = build_optimizer(orchestrator, config.training)
+    load_checkpoint(file, orchestrator, optimizer, scheduler)
+    return RestoredRun(
+        config, train_rows, held_out, task_type, orchestrator, optimizer, scheduler, puzzles
     )

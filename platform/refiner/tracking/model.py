@@ -27,12 +27,11 @@ from mlflow.entities import Metric
 from mlflow.models import Model, ModelSignature
 from mlflow.types.schema import Array, ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
-from refiner.checkpoint import CheckpointError, read_checkpoint
+from refiner.checkpoint import CHECKPOINT_FILE, CheckpointError, read_checkpoint
 
 MODEL_CODE = Path(__file__).with_name("refiner_pyfunc.py")
 CHECKPOINT_ARTIFACT = "checkpoint"  # the key of the checkpoint in the model's artifacts
 MODEL_NAME = "refiner"  # the logged model's name inside its run
-CHECKPOINT_FILE = "checkpoint.pt"
 MLFLOW_SCHEMES = ("models:/", "runs:/")
 # Written out so that logging never spends a subprocess inferring them (and never
 # guesses wrong); the project itself must be installed where the model is served.

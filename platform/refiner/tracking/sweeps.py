@@ -38,7 +38,6 @@ SWEPT_TAG = "refiner.swept_keys"  # comma-separated dotted config keys
 BEST_TAG = "refiner.best_trial"
 STOPPED_TAG = "refiner.stopped_early"
 CHECKPOINT_ARTIFACT = "checkpoint"  # run_training logs checkpoint.pt under this path
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def open_parent_run(

@@ -1,0 +1,128 @@
+"""Replay training from a run's checkpoint, with changes, and watch what happens next
+(issue 15: which changes stop a maze run from collapsing).
+
+Loads a `jobs/train.py` checkpoint (weights, EMA, optimizer and schedule state) and the
+config stored beside it, applies `--set` changes, and trains `--updates` more updates in
+one process (no Ray, no MLflow) on the run's own training rows, augmented as the run
+augments them, with the run's global batch (batch_size x num_workers: the gradient DDP
+averages). Every `--every` updates it prints the training exact match at the unroll's
+last step, the token loss, the gradient norm and the share of clipped updates.
+
+A collapse that a checkpoint is heading for shows within a few dozen updates, so several
+changes can be tried from the same point in minutes instead of a 30-minute run each.
+`--data-seed` draws another data order (augmentations and batches), to tell a change's
+effect from the luck of the batches.
+
+    PYTHONPATH=platform python bench/replay_checkpoint.py CHECKPOINT --updates 100
+    PYTHONPATH=platform python bench/replay_checkpoint.py CHECKPOINT --set orchestration.backprop_window=random
+    PYTHONPATH=platform python bench/replay_checkpoint.py CHECKPOINT --lr-scale 0.3 --data-seed 7
+
+Changes of the learning rate go through --lr-scale (the schedule is restored from the
+checkpoint, so `--set training.lr` would not reach it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import torch
+
+from refiner.augment import augment_table
+from refiner.batches import batch_from_table, iterate_batches
+from refiner.checkpoint import CheckpointError
+from refiner.config import ConfigError
+from refiner.experiment import augmentation_spec
+from refiner.puzzles import BATCH_KEY
+from refiner.sweep.checkpoints import restore_run
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("checkpoint", help="a training checkpoint folder or its checkpoint.pt")
+    parser.add_argument("--updates", type=int, default=100)
+    parser.add_argument("--every", type=int, default=25, help="print every N updates")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change the stored config, e.g. orchestration.gradient_clip_threshold=0.3",
+    )
+    parser.add_argument("--lr-scale", type=float, help="multiply the learning-rate schedule")
+    parser.add_argument("--data-seed", type=int, default=1, help="augmentation and batch order")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run = restore_run(args.checkpoint, args.overrides)
+    except (CheckpointError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    config, orchestrator, optimizer, scheduler = (
+        run.config,
+        run.orchestrator,
+        run.optimizer,
+        run.scheduler,
+    )
+    if args.lr_scale:
+        scheduler.base_lrs = [lr * args.lr_scale for lr in scheduler.base_lrs]
+    torch.manual_seed(args.data_seed)
+    batch_size = config.training.batch_size * max(1, config.training.num_workers)
+    print(
+        f"{args.checkpoint}: update {orchestrator.step_count}, lr {optimizer.param_groups[0]['lr']:.2e};"
+        f" {args.updates} more updates of {batch_size} rows"
+        + (f", with {' '.join(args.overrides)}" if args.overrides else "")
+    )
+    print("  update  exact@last  token loss  grad norm  clipped")
+    spec = augmentation_spec(config)
+    window: list[tuple[float, float, float, float]] = []
+    done, epoch = 0, args.data_seed
+    started = time.perf_counter()
+    while done < args.updates:
+        rows = augment_table(
+            run.train_rows, spec, config.seed, epoch=epoch, pad_to=config.model.seq_len
+        )
+        batch = batch_from_table(rows, config.model.seq_len)
+        if run.puzzles is not None:  # each augmented copy's identity, as the Ray stream gives it
+            ids = run.puzzles.ids(
+                rows.column("group_id").to_pylist(), rows.column("aug_index").to_numpy()
+            )
+            batch[BATCH_KEY] = torch.from_numpy(ids)
+        for minibatch in iterate_batches(batch, batch_size, seed=epoch):
+            metrics = orchestrator.train_step(
+                minibatch, optimizer, task_type=run.task_type, lr_scheduler=scheduler
+            )
+            window.append(
+                (
+                    metrics["acc_at"][-1],
+                    metrics["loss_token"],
+                    metrics["grad_norm"] or float("nan"),
+                    float(metrics["clipped"]),
+                )
+            )
+            done += 1
+            if done % args.every == 0 or done == args.updates:
+                exact, loss, norm, clipped = np.mean(window, axis=0)
+                print(
+                    f"  {orchestrator.step_count:6d}  {exact:10.3f}  {loss:10.3f}"
+                    f"  {norm:9.3f}  {clipped:7.2f}",
+                    flush=True,
+                )
+                window = []
+            if done == args.updates:
+                break
+        epoch += 1
+    print(f"{done} updates in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

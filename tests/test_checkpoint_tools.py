@@ -1,0 +1,169 @@
+"""The checkpoint tools of bench/: canvas_trace.py (what a model does to its canvas, step
+by step) and replay_checkpoint.py (train on from a checkpoint, with changes)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from refiner.batches import batch_from_table
+from refiner.checkpoint import save_checkpoint
+from refiner.experiment import build_optimizer, build_orchestrator, prepare_experiment
+from refiner.tasks.schema import describe_tasks, split_validation
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+canvas_trace = bench_script("canvas_trace")
+replay_checkpoint = bench_script("replay_checkpoint")
+
+TINY_MAZES = [
+    "task.size=7",
+    "task.count=80",
+    "task.val_max_rows=8",
+    "model.d_model=16",
+    "model.n_heads=2",
+    "orchestration.max_steps_train=3",
+    "orchestration.max_steps_infer=5",
+    "training.batch_size=8",
+    "training.num_workers=0",
+]
+
+
+def write_checkpoint(folder: Path):
+    """A maze run's checkpoint as the training loop writes it (weights, optimizer, EMA,
+    the resolved config beside it), after a few real updates."""
+    config, tasks = prepare_experiment(ROOT / "jobs" / "configs" / "maze.yaml", TINY_MAZES)
+    train_rows, held_out = split_validation(tasks, config.task.val_split)
+    task_type, num_symbols = describe_tasks(tasks)
+    orchestrator = build_orchestrator(config, task_type, num_symbols, torch.device("cpu"))
+    optimizer, scheduler = build_optimizer(orchestrator, config.training)
+    batch = batch_from_table(train_rows.slice(0, 8), config.model.seq_len)
+    for _ in range(3):
+        orchestrator.train_step(batch, optimizer, task_type=task_type, lr_scheduler=scheduler)
+    folder.mkdir()
+    save_checkpoint(folder / "checkpoint.pt", orchestrator, optimizer, scheduler)
+    config.to_yaml(folder / "config.yaml")
+    return orchestrator, held_out.slice(0, 8), config, task_type
+
+
+def trace_rows(out: str, title: str) -> list[list[str]]:
+    lines = out.split(title, 1)[1].splitlines()[2:]
+    rows = []
+    for line in lines:
+        if not line.strip():
+            break
+        rows.append(line.split())
+    return rows
+
+
+def test_trace_prints_each_step_for_live_and_ema_weights_and_agrees_with_evaluate(tmp_path, capsys):
+    orchestrator, held_out, config, task_type = write_checkpoint(tmp_path / "ckpt")
+    assert canvas_trace.main([str(tmp_path / "ckpt"), "--rows", "8"]) == 0
+    out = capsys.readouterr().out
+    assert f"(update 3): {held_out.num_rows} held-out rows of maze, 5 steps" in out
+    batch = batch_from_table(held_out, config.model.seq_len)
+    live = orchestrator.evaluate(batch, task_type=task_type, steps=5)["acc_at"]
+    with orchestrator.averaged_weights():
+        ema = orchestrator.evaluate(batch, task_type=task_type, steps=5)["acc_at"]
+    for title, acc_at in (("live weights", live), ("EMA of the weights", ema)):
+        rows = trace_rows(out, title)
+        assert [row[0] for row in rows] == ["1", "2", "3", "4", "5"]
+        for _, right, wrong, _ in rows:
+            assert 0.0 <= float(right.rstrip("%")) <= 100.0 and float(wrong) >= 0.0
+        # the same unroll as the platform's own evaluation: exact after each step agrees
+        assert [float(row[3].rstrip("%")) for row in rows] == pytest.approx(
+            [100 * a for a in acc_at], abs=0.05
+        )
+
+
+def test_a_folder_without_its_config_is_refused(tmp_path, capsys):
+    write_checkpoint(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "config.yaml").unlink()
+    assert canvas_trace.main([str(tmp_path / "ckpt" / "checkpoint.pt")]) == 2
+    assert "no config.yaml beside the checkpoint" in capsys.readouterr().err
+
+
+def test_a_corrupt_checkpoint_is_refused_by_name(tmp_path, capsys):
+    write_checkpoint(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert canvas_trace.main([str(tmp_path / "ckpt")]) == 2
+    assert "checkpoint.pt" in capsys.readouterr().err
+
+
+class ScriptedModel:
+    """Stands in for the model in `trace`'s counting: step t proposes canvases[t]."""
+
+    def __init__(self, canvases: list[list[list[int]]], vocab: int = 5) -> None:
+        self.canvases = [torch.tensor(c) for c in canvases]
+        self.vocab, self.calls = vocab, 0
+
+    def eval(self) -> None:
+        pass
+
+    def embed_input(self, inputs, puzzle_ids=None):
+        return torch.zeros(*inputs.shape, 1)
+
+    def initial_state(self, inputs):
+        return SimpleNamespace(canvas=inputs.clone(), latent=torch.zeros(*inputs.shape, 1))
+
+    def step(self, x, canvas, latent):
+        proposal = self.canvases[self.calls]
+        self.calls += 1
+        return SimpleNamespace(
+            logits=torch.nn.functional.one_hot(proposal, self.vocab).float(), latent=latent
+        )
+
+
+def test_trace_counts_cells_to_fill_wrong_cells_and_exact_rows():
+    inputs = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 1]])
+    target = torch.tensor([[1, 2, 2, 1], [1, 1, 2, 1]])  # 3 cells to fill in all
+    model = ScriptedModel(
+        [
+            [[1, 3, 1, 1], [4, 1, 1, 1]],  # nothing filled; a wrong cell in each row
+            [[1, 2, 1, 1], [1, 1, 2, 1]],  # 2 of 3 filled, no wrong cell, row 2 exact
+            [[1, 2, 2, 1], [1, 1, 2, 3]],  # all filled; row 2 now has a wrong cell
+        ]
+    )
+    rows = canvas_trace.trace(
+        SimpleNamespace(core=model), {"input": inputs, "target": target}, steps=3
+    )
+    assert rows == [
+        pytest.approx((0.0, 1.0, 0.0)),
+        pytest.approx((2 / 3, 0.0, 0.5)),
+        pytest.approx((1.0, 0.5, 0.5)),
+    ]
+
+
+def test_replay_trains_on_from_the_checkpoint_with_changes(tmp_path, capsys):
+    write_checkpoint(tmp_path / "ckpt")
+    args = [str(tmp_path / "ckpt"), "--updates", "3", "--every", "2"]
+    assert (
+        replay_checkpoint.main([*args, "--set", "orchestration.gradient_clip_threshold=0.3"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "update 3," in out and "3 more updates of 8 rows" in out
+    assert "with orchestration.gradient_clip_threshold=0.3" in out
+    updates = [
+        line.split()[0]
+        for line in out.splitlines()
+        if line.startswith("  ") and line.split()[0].isdigit()
+    ]
+    assert updates == ["5", "6"]  # the checkpoint's update count goes on
+
+
+def test_replay_refuses_an_unknown_key_by_name(tmp_path, capsys):
+    write_checkpoint(tmp_path / "ckpt")
+    assert replay_checkpoint.main([str(tmp_path / "ckpt"), "--set", "orchestration.nope=1"]) == 2
+    assert "orchestration.nope" in capsys.readouterr().err
