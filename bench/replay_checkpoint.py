@@ -72,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         run.optimizer,
         run.scheduler,
     )
-    if args.lr_scale:
+    if args.lr_scale:  # the schedule and the rate it has already set for the next update
         scheduler.base_lrs = [lr * args.lr_scale for lr in scheduler.base_lrs]
+        for group in optimizer.param_groups:
+            group["lr"] *= args.lr_scale
     torch.manual_seed(args.data_seed)
     batch_size = config.training.batch_size * max(1, config.training.num_workers)
     print(

@@ -163,6 +163,16 @@ def test_replay_trains_on_from_the_checkpoint_with_changes(tmp_path, capsys):
     assert updates == ["5", "6"]  # the checkpoint's update count goes on
 
 
+def test_replay_scales_the_learning_rate_from_the_next_update_on(tmp_path, capsys):
+    write_checkpoint(tmp_path / "ckpt")
+    args = [str(tmp_path / "ckpt"), "--updates", "1"]
+    assert replay_checkpoint.main(args) == 0
+    plain = float(capsys.readouterr().out.split(", lr ")[1].split(";")[0])
+    assert replay_checkpoint.main([*args, "--lr-scale", "0.5"]) == 0
+    scaled = float(capsys.readouterr().out.split(", lr ")[1].split(";")[0])
+    assert scaled == pytest.approx(plain / 2, rel=1e-2)
+
+
 def test_replay_refuses_an_unknown_key_by_name(tmp_path, capsys):
     write_checkpoint(tmp_path / "ckpt")
     assert replay_checkpoint.main([str(tmp_path / "ckpt"), "--set", "orchestration.nope=1"]) == 2
