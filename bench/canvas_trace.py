@@ -31,7 +31,7 @@ import torch
 
 from refiner.batches import batch_from_table
 from refiner.checkpoint import CheckpointError
-from refiner.config import ConfigError
+from refiner.cli import input_checks, job_main
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.puzzles import BATCH_KEY
 from refiner.sweep.checkpoints import restore_run
@@ -49,18 +49,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@job_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:  # the live weights come back, the EMA of the weights beside them
+    with input_checks(CheckpointError):  # the live weights come back, the EMA beside them
         run = restore_run(args.checkpoint)
-    except (CheckpointError, ConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        if run.held_out.num_rows == 0:
+            raise ValueError(f"{args.checkpoint}: the run's task has no held-out rows")
     config, orchestrator = run.config, run.orchestrator
     held_out = run.held_out.slice(0, args.rows)
-    if held_out.num_rows == 0:
-        print(f"error: {args.checkpoint}: the run's task has no held-out rows", file=sys.stderr)
-        return 2
     steps = args.steps or config.orchestration.max_steps_infer
     batch = batch_from_table(
         held_out, config.model.seq_len, orchestrator.device, orchestrator.puzzle_index
@@ -69,29 +66,47 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.checkpoint} (update {orchestrator.step_count}): {held_out.num_rows} held-out rows of"
         f" {config.task.source}, {steps} steps"
     )
-    print_trace("live weights", trace(orchestrator, batch, steps))
+    print_trace("live weights", step_counts(unroll(orchestrator, batch, steps), batch))
     if config.orchestration.ema_decay is not None:
         with orchestrator.averaged_weights():
-            print_trace("EMA of the weights", trace(orchestrator, batch, steps))
+            print_trace(
+                "EMA of the weights", step_counts(unroll(orchestrator, batch, steps), batch)
+            )
     return 0
 
 
 @torch.no_grad()
-def trace(
+def unroll(
     orchestrator: UnifiedRefinerOrchestrator, batch: dict[str, torch.Tensor], steps: int
-) -> list[tuple[float, float, float]]:
-    """Per step: (cells to fill that are right, wrong cells per row, exact)."""
+) -> list[torch.Tensor]:
+    """The canvas [B, L] after each of ``steps`` steps of the model's own unroll, the
+    proposal replacing the canvas every step."""
+    canvases: list[torch.Tensor] = []
+
+    def replace_and_keep(
+        step: int,
+        canvas: torch.Tensor,
+        quality: torch.Tensor,
+        proposal: torch.Tensor,
+        proposal_quality: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, str]:
+        canvases.append(proposal)
+        return proposal, proposal_quality, "replace"
+
     model = orchestrator.core
     model.eval()
+    model(batch["input"], steps=steps, edit_fn=replace_and_keep, puzzle_ids=batch.get(BATCH_KEY))
+    return canvases
+
+
+def step_counts(
+    canvases: list[torch.Tensor], batch: dict[str, torch.Tensor]
+) -> list[tuple[float, float, float]]:
+    """Per canvas: (cells to fill that are right, wrong cells per row, exact)."""
     inputs, target = batch["input"], batch["target"]
     to_fill = target != inputs
-    x = model.embed_input(inputs, batch.get(BATCH_KEY))
-    state = model.initial_state(inputs)
-    canvas, latent = state.canvas, state.latent
     rows = []
-    for _ in range(steps):
-        out = model.step(x, canvas, latent)
-        canvas, latent = out.logits.argmax(-1), out.latent
+    for canvas in canvases:
         right = (canvas == target) & to_fill
         wrong = (canvas != target) & (canvas != inputs)
         rows.append(

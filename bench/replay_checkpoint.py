@@ -33,7 +33,7 @@ import torch
 from refiner.augment import augment_table
 from refiner.batches import batch_from_table, iterate_batches
 from refiner.checkpoint import CheckpointError
-from refiner.config import ConfigError
+from refiner.cli import input_checks, job_main
 from refiner.experiment import augmentation_spec
 from refiner.puzzles import BATCH_KEY
 from refiner.sweep.checkpoints import restore_run
@@ -59,13 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@job_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+    with input_checks(CheckpointError):
         run = restore_run(args.checkpoint, args.overrides)
-    except (CheckpointError, ConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     config, orchestrator, optimizer, scheduler = (
         run.config,
         run.orchestrator,
@@ -93,11 +91,11 @@ def main(argv: list[str] | None = None) -> int:
             run.train_rows, spec, config.seed, epoch=epoch, pad_to=config.model.seq_len
         )
         batch = batch_from_table(rows, config.model.seq_len)
-        if run.puzzles is not None:  # each augmented copy's identity, as the Ray stream gives it
-            ids = run.puzzles.ids(
-                rows.column("group_id").to_pylist(), rows.column("aug_index").to_numpy()
-            )
-            batch[BATCH_KEY] = torch.from_numpy(ids)
+        ids = orchestrator.puzzle_ids_for(  # each augmented copy's identity, as in a run
+            rows.column("group_id").to_pylist(), rows.column("aug_index").to_numpy()
+        )
+        if ids is not None:
+            batch[BATCH_KEY] = ids
         for minibatch in iterate_batches(batch, batch_size, seed=epoch):
             metrics = orchestrator.train_step(
                 minibatch, optimizer, task_type=run.task_type, lr_scheduler=scheduler
@@ -106,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 (
                     metrics["acc_at"][-1],
                     metrics["loss_token"],
-                    metrics["grad_norm"] or float("nan"),
+                    float("nan") if metrics["grad_norm"] is None else metrics["grad_norm"],
                     float(metrics["clipped"]),
                 )
             )

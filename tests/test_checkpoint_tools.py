@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -102,43 +101,15 @@ def test_a_corrupt_checkpoint_is_refused_by_name(tmp_path, capsys):
     assert "checkpoint.pt" in capsys.readouterr().err
 
 
-class ScriptedModel:
-    """Stands in for the model in `trace`'s counting: step t proposes canvases[t]."""
-
-    def __init__(self, canvases: list[list[list[int]]], vocab: int = 5) -> None:
-        self.canvases = [torch.tensor(c) for c in canvases]
-        self.vocab, self.calls = vocab, 0
-
-    def eval(self) -> None:
-        pass
-
-    def embed_input(self, inputs, puzzle_ids=None):
-        return torch.zeros(*inputs.shape, 1)
-
-    def initial_state(self, inputs):
-        return SimpleNamespace(canvas=inputs.clone(), latent=torch.zeros(*inputs.shape, 1))
-
-    def step(self, x, canvas, latent):
-        proposal = self.canvases[self.calls]
-        self.calls += 1
-        return SimpleNamespace(
-            logits=torch.nn.functional.one_hot(proposal, self.vocab).float(), latent=latent
-        )
-
-
-def test_trace_counts_cells_to_fill_wrong_cells_and_exact_rows():
+def test_step_counts_count_cells_to_fill_wrong_cells_and_exact_rows():
     inputs = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 1]])
     target = torch.tensor([[1, 2, 2, 1], [1, 1, 2, 1]])  # 3 cells to fill in all
-    model = ScriptedModel(
-        [
-            [[1, 3, 1, 1], [4, 1, 1, 1]],  # nothing filled; a wrong cell in each row
-            [[1, 2, 1, 1], [1, 1, 2, 1]],  # 2 of 3 filled, no wrong cell, row 2 exact
-            [[1, 2, 2, 1], [1, 1, 2, 3]],  # all filled; row 2 now has a wrong cell
-        ]
-    )
-    rows = canvas_trace.trace(
-        SimpleNamespace(core=model), {"input": inputs, "target": target}, steps=3
-    )
+    canvases = [
+        torch.tensor([[1, 3, 1, 1], [4, 1, 1, 1]]),  # nothing filled; a wrong cell in each row
+        torch.tensor([[1, 2, 1, 1], [1, 1, 2, 1]]),  # 2 of 3 filled, no wrong cell, row 2 exact
+        torch.tensor([[1, 2, 2, 1], [1, 1, 2, 3]]),  # all filled; row 2 now has a wrong cell
+    ]
+    rows = canvas_trace.step_counts(canvases, {"input": inputs, "target": target})
     assert rows == [
         pytest.approx((0.0, 1.0, 0.0)),
         pytest.approx((2 / 3, 0.0, 0.5)),

@@ -40,7 +40,6 @@ from refiner.experiment import (
 )
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.prediction import check_readable
-from refiner.puzzles import PuzzleIndex
 from refiner.tasks.schema import describe_tasks, split_validation
 
 MLFLOW_SCHEMES = ("models:/", "runs:/")
@@ -222,7 +221,6 @@ class RestoredRun:
     orchestrator: UnifiedRefinerOrchestrator
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    puzzles: PuzzleIndex | None
 
 
 def restore_run(path: str | Path, overrides: Sequence[str] = ()) -> RestoredRun:
@@ -239,12 +237,13 @@ def restore_run(path: str | Path, overrides: Sequence[str] = ()) -> RestoredRun:
     config, tasks = prepare_experiment(config_file, overrides)
     train_rows, held_out = split_validation(tasks, config.task.val_split)
     task_type, num_symbols = describe_tasks(tasks)
-    puzzles = fit_puzzle_table(config, train_rows)
     orchestrator = build_orchestrator(
-        config, task_type, num_symbols, torch.device("cpu"), puzzles=puzzles
+        config,
+        task_type,
+        num_symbols,
+        torch.device("cpu"),
+        puzzles=fit_puzzle_table(config, train_rows),  # its puzzle_index from now on
     )
     optimizer, scheduler = build_optimizer(orchestrator, config.training)
     load_checkpoint(file, orchestrator, optimizer, scheduler)
-    return RestoredRun(
-        config, train_rows, held_out, task_type, orchestrator, optimizer, scheduler, puzzles
-    )
+    return RestoredRun(config, train_rows, held_out, task_type, orchestrator, optimizer, scheduler)
