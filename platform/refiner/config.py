@@ -8,13 +8,14 @@ rules between them. Enum-like fields are ``Literal`` types: the loader checks th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from refiner.augment.strategies import LABEL_CONSISTENT_STRATEGIES, AugmentationStrategy
 from refiner.config_loader import ConfigError, YamlConfig, require
-from refiner.tokenizers import VOCAB_SIZE
+from refiner.tokenizers import MAX_SYMBOLS, VOCAB_SIZE
 
 __all__ = [
     "EDIT_SELECTORS",
@@ -135,6 +136,11 @@ class StepLossWeights(YamlConfig):
     that carry gradient (the last `backprop_truncate_steps` with truncation, else all T);
     earlier steps weigh 0 in the loss (their losses are still reported), so truncation
     does not scale the gradient down (`refiner.losses.step_weights`).
+
+    `target_symbols` weighs the token loss by the target's symbol: {symbol: weight},
+    every other symbol 1 (the weighted mean of PyTorch's `cross_entropy(weight=...)`).
+    A rare symbol the answer must keep (the path of a maze) weighs more, so the model
+    drops it only when it is sure: argmax then needs p(symbol) < 1 / (1 + weight).
     """
 
     token: float = 1.0
@@ -143,8 +149,18 @@ class StepLossWeights(YamlConfig):
     schedule: StepSchedule = "exponential"
     decay: float = 0.8
     steps: list[float] | None = None
+    target_symbols: dict[str, float] | None = None
 
     def validate(self) -> None:
+        for symbol, weight in (self.target_symbols or {}).items():
+            require(
+                symbol.isdigit() and int(symbol) < MAX_SYMBOLS,
+                f"target_symbols.{symbol}: a symbol is an integer in [0, {MAX_SYMBOLS})",
+            )
+            require(
+                math.isfinite(weight) and weight >= 0,
+                f"target_symbols.{symbol}: a weight must be finite and >= 0, got {weight}",
+            )
         for name in ("token", "halting", "quality"):
             value = getattr(self, name)
             require(value >= 0, f"{name}: loss weights must be >= 0, got {value}")

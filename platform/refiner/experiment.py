@@ -44,6 +44,7 @@ from refiner.optim import make_optimizer, warmup_cosine
 from refiner.orchestrator import CompileSetting, UnifiedRefinerOrchestrator
 from refiner.puzzles import PuzzleIndex
 from refiner.tasks.sources import SOURCES, load_tasks
+from refiner.tokenizers import NUM_SPECIAL
 
 
 @dataclass
@@ -262,6 +263,7 @@ def prepare_experiment(
         config.model.grid_width = width
     if config.task.augment:
         _refuse_label_breaking(config, tasks, origin)
+    _check_target_symbols(config, tasks, origin)
     check_budget(config, origin)
     return config, tasks
 
@@ -283,6 +285,20 @@ def _grid_width(tasks: pa.Table, where: str) -> int:
             f" (task {tasks.column('task_id')[row].as_py()!r} is {distinct[1]} wide)"
         )
     return int(distinct[0])
+
+
+def _check_target_symbols(config: ExperimentConfig, tasks: pa.Table, origin: str) -> None:
+    """A weighted target symbol that no task's target holds is a typo, not a no-op."""
+    weighted = config.orchestration.step_loss_weights.target_symbols
+    if not weighted:
+        return
+    held = {t - NUM_SPECIAL for t in pc.unique(pc.list_flatten(tasks.column("target"))).to_pylist()}
+    for symbol in weighted:
+        if int(symbol) not in held:
+            raise ConfigError(
+                f"{origin}orchestration.step_loss_weights.target_symbols.{symbol}: no task's"
+                f" target holds symbol {symbol} (they hold {sorted(s for s in held if s >= 0)})"
+            )
 
 
 def _refuse_label_breaking(config: ExperimentConfig, tasks: pa.Table, origin: str) -> None:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from refiner.config import StepLossWeights
-from refiner.tokenizers import PAD
+from refiner.tokenizers import NUM_SPECIAL, PAD
 
 LOSS_TYPES = ("token", "halting", "quality")
 
@@ -69,6 +69,24 @@ def step_weights(
     return w / total
 
 
+def token_loss_weights(weights: StepLossWeights, vocab_size: int) -> torch.Tensor | None:
+    """The token loss's weight per token id [vocab_size] (float32) from
+    `weights.target_symbols` (symbol s is token NUM_SPECIAL + s); None when every
+    symbol weighs 1, so the plain loss runs unchanged."""
+    if not weights.target_symbols:
+        return None
+    w = torch.ones(vocab_size, dtype=torch.float32)
+    for symbol, weight in weights.target_symbols.items():
+        token = NUM_SPECIAL + int(symbol)
+        if token >= vocab_size:
+            raise ValueError(
+                f"step_loss_weights.target_symbols.{symbol}: the model's vocabulary has"
+                f" symbols 0..{vocab_size - NUM_SPECIAL - 1}"
+            )
+        w[token] = weight
+    return w
+
+
 @dataclass
 class StepLosses:
     """The loss terms of one step (unweighted, fp32) and its exactness metrics."""
@@ -100,13 +118,15 @@ def step_loss_terms(
     proposal: torch.Tensor,
     canvas: torch.Tensor,
     target: torch.Tensor,
+    token_weight: torch.Tensor | None = None,
 ) -> StepLosses:
     """Unweighted loss terms (0-d, fp32) and detached metrics of one step.
 
     logits [B, L, V]; quality_logits [B, L]; halt_logit [B]; proposal (argmax) and
-    canvas (after the edit) [B, L]; target [B, L].
+    canvas (after the edit) [B, L]; target [B, L]; token_weight [V] or None: the token
+    loss's weight per target token (`token_loss_weights`).
     """
-    token = F.cross_entropy(logits.float().flatten(0, 1), target.flatten())
+    token = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), weight=token_weight)
     quality = F.binary_cross_entropy_with_logits(
         quality_logits.float(), (proposal == target).float()
     )

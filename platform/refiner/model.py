@@ -175,9 +175,12 @@ def _loss_terms(
     proposal: torch.Tensor,
     canvas: torch.Tensor,
     target: torch.Tensor,
+    token_weight: torch.Tensor | None,
 ) -> tuple[torch.Tensor, ...]:
     """`step_loss_terms` as a plain tuple (what the compiled version returns)."""
-    terms = step_loss_terms(logits, quality_logits, halt_logit, proposal, canvas, target)
+    terms = step_loss_terms(
+        logits, quality_logits, halt_logit, proposal, canvas, target, token_weight
+    )
     return terms.token, terms.halting, terms.quality, terms.exact, terms.token_acc
 
 
@@ -433,13 +436,13 @@ class RefinerModel(nn.Module):
         proposal: torch.Tensor,
         canvas: torch.Tensor,
         target: torch.Tensor,
+        token_weight: torch.Tensor | None = None,
     ) -> StepLosses:
         """`step_loss_terms`, fused into one compiled kernel group on the fast path."""
+        args = (logits, quality_logits, halt_logit, proposal, canvas, target, token_weight)
         if self._compiled_losses is None:
-            return step_loss_terms(logits, quality_logits, halt_logit, proposal, canvas, target)
-        return StepLosses(
-            *self._compiled_losses(logits, quality_logits, halt_logit, proposal, canvas, target)
-        )
+            return step_loss_terms(*args)
+        return StepLosses(*self._compiled_losses(*args))
 
     def _local_mask(self, length: int, device: torch.device) -> torch.Tensor | None:
         """With `attention_window` r, position i attends to |i - j| <= r only; on the grid
@@ -477,6 +480,7 @@ class RefinerModel(nn.Module):
         memory: tuple[torch.Tensor, torch.Tensor] | None = None,
         truncate: TruncateFn | None = None,
         puzzle_ids: torch.Tensor | None = None,
+        token_weight: torch.Tensor | None = None,
     ) -> Unroll:
         """Unroll `steps` refinement steps from an empty canvas.
 
@@ -489,8 +493,10 @@ class RefinerModel(nn.Module):
         `truncate=keep_last(K, steps)`. With neither, every step carries gradient.
 
         `edit_fn` chooses and applies each step's canvas edit (default: replace).
-        With `target`, every record carries the step's loss terms. `puzzle_ids` [B]:
-        each row's puzzle identity (refiner.puzzles), with a puzzle embedding.
+        With `target`, every record carries the step's loss terms (`token_weight` [V]:
+        the token loss's weight per target token, refiner.losses.token_loss_weights).
+        `puzzle_ids` [B]: each row's puzzle identity (refiner.puzzles), with a puzzle
+        embedding.
         """
         if truncate is not None and grad_steps is not None:
             raise ValueError("pass grad_steps or truncate, not both")
@@ -518,7 +524,13 @@ class RefinerModel(nn.Module):
                 losses = None
                 if target is not None:
                     losses = self.loss_terms(
-                        out.logits, out.quality_logits, out.halt_logit, proposal, canvas, target
+                        out.logits,
+                        out.quality_logits,
+                        out.halt_logit,
+                        proposal,
+                        canvas,
+                        target,
+                        token_weight,
                     )
             records.append(
                 StepRecord(

@@ -34,7 +34,7 @@ from refiner.config import ModelConfig, OrchestrationConfig
 from refiner.edits import EditSelector, apply_edit, canvas_score, token_accuracy
 from refiner.grokfast import GrokfastFilter
 from refiner.inference import infer_few
-from refiner.losses import LOSS_TYPES, step_weights
+from refiner.losses import LOSS_TYPES, step_weights, token_loss_weights
 from refiner.memory import MemoryBank
 from refiner.model import EditFn, RefinerModel, StepRecord, keep_last
 from refiner.puzzles import BATCH_KEY, PuzzleIndex, SparsePuzzleOptimizer
@@ -119,6 +119,8 @@ class UnifiedRefinerOrchestrator:
         )
         self.grokfast = GrokfastFilter(c.grokfast)
         self.weight_average = WeightAverage(core, c.ema_decay) if c.ema_decay else None
+        token_weight = token_loss_weights(c.step_loss_weights, core.config.vocab_size)
+        self.token_weight = token_weight.to(device) if token_weight is not None else None
         self.step_count = 0  # train_step calls, skipped ones included
         self.window_end: int | None = None  # this update's gradient window (None: the last step)
         self.skipped_steps = 0  # updates refused by the NaN/Inf guard
@@ -260,6 +262,7 @@ class UnifiedRefinerOrchestrator:
                 memory=self.memory_snapshot(),
                 truncate=self.apply_truncated_backprop,
                 puzzle_ids=puzzle_ids,
+                token_weight=self.token_weight,
             )
         records = unroll.steps
         weights = step_weights(c.step_loss_weights, T, K, self.window_end)  # [T]
@@ -414,6 +417,7 @@ class UnifiedRefinerOrchestrator:
                     edit_fn=self._edit_fn(self._task_type(task_type)),
                     memory=self.memory_snapshot(),
                     puzzle_ids=puzzle_ids,
+                    token_weight=self.token_weight,
                 )
         finally:
             self.core.train(was_training)
