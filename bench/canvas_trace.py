@@ -79,23 +79,27 @@ def main(argv: list[str] | None = None) -> int:
 def unroll(
     orchestrator: UnifiedRefinerOrchestrator, batch: dict[str, torch.Tensor], steps: int
 ) -> list[torch.Tensor]:
-    """The canvas [B, L] after each of ``steps`` steps of the model's own unroll, the
-    proposal replacing the canvas every step."""
+    """The canvas [B, L] after each of ``steps`` steps of the model's own unroll, edited
+    as the run edits it (the orchestrator's edit callback, without exploration, as
+    `orchestrator.evaluate` runs it)."""
     canvases: list[torch.Tensor] = []
+    run_edit = orchestrator._edit_fn(orchestrator._task_type(None))
 
-    def replace_and_keep(
+    def edit_and_keep(
         step: int,
         canvas: torch.Tensor,
         quality: torch.Tensor,
         proposal: torch.Tensor,
         proposal_quality: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, str]:
-        canvases.append(proposal)
-        return proposal, proposal_quality, "replace"
+        edited = run_edit(step, canvas, quality, proposal, proposal_quality)
+        canvases.append(edited[0])
+        return edited
 
     model = orchestrator.core
     model.eval()
-    model(batch["input"], steps=steps, edit_fn=replace_and_keep, puzzle_ids=batch.get(BATCH_KEY))
+    with orchestrator.exploring(False):
+        model(batch["input"], steps=steps, edit_fn=edit_and_keep, puzzle_ids=batch.get(BATCH_KEY))
     return canvases
 
 
