@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU build by default (it lies on the CI disk); on a GPU machine: make setup TORCH_SPEC=torch
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup run test test-fast lint format typecheck ci bench clean
+.PHONY: setup run test test-fast lint format typecheck ci bench bench-table clean
 
 setup: $(VENV)/.installed
 
@@ -46,12 +46,18 @@ typecheck: setup
 # What .ci/run runs: lint, format check, type check, then the full suite.
 ci: lint typecheck test
 
-# The quick benchmarks (no Ray, a few minutes on 2 cores); the others are run by hand,
-# with the commands in BENCHMARKS.md.
+# The quick benchmarks (no Ray, a few minutes on 2 cores), at sizes too small to be
+# results: their results files go to $(BENCH_OUT), not bench/results. The others are run
+# by hand, with the commands in BENCHMARKS.md.
+BENCH_OUT ?= /tmp/refiner-bench
 bench: setup
-	$(PY) bench/bench_augment.py --tasks 10 --reps 2 --big-tasks 200
-	$(PY) bench/bench_truncation.py --rounds 2
-	$(PY) bench/bench_flops.py --steps 2
+	$(PY) bench/bench_augment.py --tasks 10 --reps 2 --big-tasks 200 --out $(BENCH_OUT)/augment.md
+	$(PY) bench/bench_truncation.py --rounds 2 --out $(BENCH_OUT)/truncation.json
+	$(PY) bench/bench_flops.py --steps 2 --out $(BENCH_OUT)/flops.json
+
+# BENCHMARKS.md's headline table, rebuilt from the results files in bench/results/.
+bench-table: setup
+	$(PY) bench/headline.py
 
 clean:
 	rm -rf $(VENV) outputs mlflow.db .mypy_cache

@@ -10,8 +10,6 @@ configuration as the full-budget best. Target: <= 40% of the compute, same best.
 
 from __future__ import annotations
 
-import argparse
-import platform
 import sys
 import tempfile
 import time
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import ray
 import yaml
+from harness import Headline, parser, write_results
 
 from refiner.distributed.compat import init_local_on_loopback
 from refiner.distributed.sweep_driver import run_sweep
@@ -49,14 +48,11 @@ SPACE = {  # the learning rate matters most at this budget; truncation rides alo
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = parser(__doc__, "asha")
     p.add_argument("--num-samples", type=int, default=6)
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--grace", type=int, default=10)
     p.add_argument("--reduction-factor", type=float, default=3)
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "asha.md"))
     args = p.parse_args()
     # The dashboard hosts the State API, which Ray Train's PlacementGroupCleaner needs to
     # free the resources of trials that ASHA stops; without it a sweep stalls.
@@ -111,10 +107,7 @@ def main() -> int:
     lines = [
         "# ASHA vs full budget (bench/bench_asha.py)",
         "",
-        f"Command: `python bench/bench_asha.py --num-samples {args.num_samples} --steps {args.steps} "
-        f"--grace {args.grace} --reduction-factor {args.reduction_factor:g}`",
-        f"Machine: {platform.machine()} Linux, 2-core CPU (4 logical Ray CPUs), no GPU; "
-        f"date {time.strftime('%Y-%m-%d')}.",
+        "Ray: 4 logical CPUs.",
         f"Setup: parity (256 sequences of 8 bits), d_model 16, 1 Ray Train worker (0.5 CPU) per "
         f"trial, 2 trials at once, {args.steps} updates per trial, metric `loss` (min; exact "
         f"match is still 0 for every trial at this budget), {args.num_samples} trials sampled "
@@ -151,8 +144,26 @@ def main() -> int:
             f"{a.steps if a else '-'} | {a.metrics.get('loss', float('nan')) if a else float('nan'):.4f} |"
         )
     text = "\n".join(lines) + "\n"
-    Path(args.out).write_text(text)
     print(text)
+    headline = Headline(
+        "ASHA vs every trial to full budget",
+        5,
+        "<= 40% compute, same best",
+        f"{ratio:.0%} of trial-updates ({asha.total_steps} vs {fifo.total_steps}), "
+        f"{'same best' if same else 'NOT the same best'}; wall {asha_s / fifo_s:.0%}",
+        order=100,
+    )
+    write_results(
+        "asha",
+        out=args.out,
+        headline=[headline],
+        results={
+            "trial_updates": {"fifo": fifo.total_steps, "asha": asha.total_steps},
+            "wall_s": {"fifo": fifo_s, "asha": asha_s},
+            "same_best": same,
+        },
+        markdown=text,
+    )
     return 0
 
 

@@ -18,17 +18,13 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
+from harness import Headline, describe_machine, parser, timed, write_results  # noqa: E402
 
 from refiner.augment import AugmentationSpec, augment_batch  # noqa: E402
 from refiner.tasks.sources import arc, sudoku  # noqa: E402
@@ -78,12 +74,8 @@ def side_by_side(name: str, table: pa.Table, spec: AugmentationSpec, reps: int) 
         sys.exit(f"{name}: engine and reference disagree; the comparison would be meaningless")
     engine_s, reference_s = [], []
     for rep in range(reps):
-        start = time.perf_counter()
-        augment_batch(batch, spec, seed=rep)
-        engine_s.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        reference_augment_table(table, spec, seed=rep)
-        reference_s.append(time.perf_counter() - start)
+        engine_s.append(timed(lambda rep=rep: augment_batch(batch, spec, seed=rep))[1])
+        reference_s.append(timed(lambda rep=rep: reference_augment_table(table, spec, seed=rep))[1])
     engine_rate = rows / statistics.median(engine_s)
     reference_rate = rows / statistics.median(reference_s)
     return {
@@ -103,46 +95,23 @@ def big_run(table: pa.Table, spec: AugmentationSpec, batch_tasks: int, reps: int
     batches = [as_batch(table.slice(i, batch_tasks)) for i in range(0, table.num_rows, batch_tasks)]
     times = []
     for rep in range(reps):
-        start = time.perf_counter()
-        for batch in batches:
-            augment_batch(batch, spec, seed=rep)
-        times.append(time.perf_counter() - start)
+        times.append(timed(lambda rep=rep: [augment_batch(b, spec, seed=rep) for b in batches])[1])
     return times
 
 
-def machine() -> str:
-    """CPU model and count (``lscpu``, ``nproc``), hypervisor if any, library versions."""
-    facts = {"Model name": platform.processor() or "unknown CPU"}
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in lscpu.splitlines():
-            key, _, value = line.partition(":")
-            if key in ("Model name", "Hypervisor vendor", "L2 cache", "L3 cache"):
-                facts[key] = value.strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    extras = ", ".join(f"{k} {v}" for k, v in facts.items() if k != "Model name")
-    return (
-        f"{facts['Model name']}, nproc={os.cpu_count()}"
-        + (f", {extras}" if extras else "")
-        + f"; Python {platform.python_version()}, numpy {np.__version__}"
-    )
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=40, help="tasks per side-by-side workload")
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--big-tasks", type=int, default=1000)
-    parser.add_argument(
+    parser_ = parser(__doc__, "augment")
+    parser_.add_argument("--tasks", type=int, default=40, help="tasks per side-by-side workload")
+    parser_.add_argument("--reps", type=int, default=5)
+    parser_.add_argument("--big-tasks", type=int, default=1000)
+    parser_.add_argument(
         "--batch-tasks", type=int, default=128, help="tasks per engine batch (big run)"
     )
-    parser.add_argument("--out", type=Path, default=None, help="write a markdown report here")
-    parser.add_argument("--note", default="", help="a line to add to the report")
-    args = parser.parse_args()
+    parser_.add_argument("--note", default="", help="a line to add to the report")
+    args = parser_.parse_args()
     pinning = one_core()
     spec = AugmentationSpec(count=COUNT)
-    print(f"machine: {machine()}; {pinning}")
+    print(f"machine: {describe_machine()}; {pinning}")
     print("generating tasks ...", flush=True)
     sudoku_tasks = sudoku.generate(max(args.big_tasks, args.tasks), size=9, seed=0)
     arc_tasks = arc.generate(size=30, version="arc-agi-1", subset="training")
@@ -174,19 +143,12 @@ def main() -> None:
         f"sudoku 9x9 {args.big_tasks} tasks x {COUNT}: median {statistics.median(big_times):.2f} s"
         f" in batches of {args.batch_tasks} tasks, {statistics.median(single):.2f} s as one batch"
     )
-    if args.out:
-        write_report(args, results, big_times, single, pinning)
-        print(f"wrote {args.out}")
+    write_report(args, results, big_times, single, pinning)
 
 
 def write_report(args, results, big_times, single, pinning) -> None:
-    command = "python bench/bench_augment.py " + " ".join(sys.argv[1:])
     lines = [
         "# Augmentation engine throughput",
-        "",
-        f"- Command: `{command.strip()}`",
-        f"- Date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
-        f"- Machine: {machine()}",
         f"- One core: {pinning}",
         f'- Spec: default intensities, {COUNT} rows per task (index 0 the original); "all'
         ' strategies" = the five, "label-consistent only" = paraphrase + format_variation'
@@ -221,8 +183,36 @@ def write_report(args, results, big_times, single, pinning) -> None:
     ]
     if args.note:
         lines += [args.note, ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
+    by_name = {r["workload"]: r["ratio"] for r in results}
+    ratios = [
+        by_name[f"{w}, {s}"]
+        for s in ("all strategies", "label-consistent only")
+        for w in ("sudoku 9x9", "ARC-AGI-1 30x30")
+    ]
+    headline = [
+        Headline(
+            f"augmentation engine vs per-row Python, {COUNT}/task",
+            2,
+            ">= 20x",
+            f"sudoku 9x9 {ratios[0]:.1f}x, ARC {ratios[1]:.1f}x (all strategies); "
+            f"{ratios[2]:.1f}x / {ratios[3]:.1f}x (label-consistent only)",
+            order=10,
+        ),
+        Headline(
+            f"{args.big_tasks} sudoku tasks x {COUNT} augmentations, one core",
+            2,
+            "< 5 s",
+            f"{statistics.median(big_times):.2f} s",
+            order=20,
+        ),
+    ]
+    write_results(
+        "augment",
+        out=args.out,
+        headline=headline,
+        results={"workloads": results, "big_run_s": big_times, "single_batch_s": single},
+        markdown="\n".join(lines),
+    )
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+from harness import parser, write_results
 
 from refiner.batches import batch_from_table, iterate_batches
 from refiner.calibration import (
@@ -60,8 +61,13 @@ HERE = Path(__file__).resolve().parent
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    p = parser(
+        __doc__,
+        "calibration_<task><size>",
+        "results file (default: bench/results/calibration_"
+        "<task><size>.json, or _<run> of a --checkpoint; rows of the headline table are "
+        "composites of several runs, kept by hand in calibration_sudoku6.json and "
+        "calibration_selection.json)",
     )
     p.add_argument("--task", choices=["sudoku", "parity"], default="sudoku")
     p.add_argument("--size", type=int, default=4, help="sudoku side or parity length")
@@ -370,6 +376,19 @@ def main() -> None:
     print(f"frontier plot: {plot}")
     if args.tracking_uri:
         log_to_mlflow(args, result, {"full": full, "defaults": defaults, "calibrated": calibrated})
+    write_results(
+        f"calibration_{name}",
+        out=args.out,
+        results={
+            "task": args.task,
+            "max_steps": args.max_steps,
+            "measured": {
+                k: {m: v for m, v in r.items() if m != "steps"} for k, r in measured.items()
+            },
+            "calibrated": result.settings.describe(),
+            "replayed": {k: simulated_accuracy(trace, s) for k, s in replay.items()},
+        },
+    )
 
 
 def log_to_mlflow(args: argparse.Namespace, result, measured: dict[str, dict]) -> None:

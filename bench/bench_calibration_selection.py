@@ -24,6 +24,7 @@ import time
 import numpy as np
 import torch
 from bench_calibration import load_trained
+from harness import parser, write_results
 
 from refiner.batches import batch_from_table
 from refiner.calibration import StoppingTrace, calibrate, record_pass, simulated_accuracy
@@ -40,9 +41,7 @@ RULES = {  # name -> calibrate() keyword arguments
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = parser(__doc__, "calibration_selection_run")
     p.add_argument("--checkpoint", required=True, help="a jobs/train.py checkpoint")
     p.add_argument("--pool", type=int, default=4096, help="new puzzles to draw sets from")
     p.add_argument("--test", type=int, default=4096, help="new puzzles to measure on")
@@ -93,6 +92,7 @@ def main() -> None:
         record_views(o, args, task_type) if args.views > 1 else (None, np.zeros(0, np.int64))
     )
     rng = np.random.default_rng(0)
+    table: dict[str, dict[str, dict[str, float]]] = {}
     for size, draws in zip(args.rows, args.draws * len(args.rows), strict=False):
         rules = [*RULES, *(f"{name}, {args.views} views" for name in VIEW_RULES if views)]
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in rules}
@@ -122,6 +122,14 @@ def main() -> None:
                 f"{name:<14} {loss.mean():>6.2f} {np.quantile(loss, 0.9):>6.2f}"
                 f" {(loss > args.max_accuracy_loss + 1e-9).mean():>8.0%} {steps.mean():>11.2f}"
             )
+            table.setdefault(f"{draws} sets of {size} rows", {})[name] = {
+                "mean_loss_pt": float(loss.mean()),
+                "p90_loss_pt": float(np.quantile(loss, 0.9)),
+                "over_bound": float((loss > args.max_accuracy_loss + 1e-9).mean()),
+                "mean_steps": float(steps.mean()),
+            }
+    # A run apart from calibration_selection.json: its headline rows combine several runs.
+    write_results("calibration_selection_run", out=args.out, results=table)
 
 
 VIEW_RULES = ("plain", "margin 1")  # also run on the views of the drawn puzzles

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness import Headline, parser, write_results
+
 HERE = Path(__file__).resolve().parent
 PLATFORM = HERE.parent / "platform"
 
@@ -91,7 +93,7 @@ class Variant:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__, "fastpath")
     p.add_argument("--baseline-ref", default="434da7d")
     p.add_argument("--rounds", type=int, default=12, help="paired train steps")
     p.add_argument("--infer-rounds", type=int, default=4, help="paired inference calls")
@@ -127,6 +129,21 @@ def main() -> None:
         "median of paired ratios (compile=auto / baseline; 1.0 = no change, < 1 faster): "
         f"train_step {statistics.median(ratios['step']):.3f}, "
         f"inference 16 steps {statistics.median(ratios['infer']):.3f}"
+    )
+    step, infer = statistics.median(ratios["step"]), statistics.median(ratios["infer"])
+    headline = Headline(
+        "CPU cost of the fast-path change, compile=auto",
+        12,
+        "no regression",
+        f"train_step {step:.3f}x, inference {infer:.3f}x the baseline time (median of paired "
+        f"ratios, `python bench/bench_fastpath.py`)",
+        order=130,
+    )
+    write_results(
+        "fastpath",
+        out=args.out,
+        headline=[headline],
+        results={"baseline_ref": args.baseline_ref, "ratios": ratios, "step_s": times},
     )
 
 

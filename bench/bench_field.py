@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import Headline, parser, results_paths, write_results
 from mlflow import MlflowClient
 
 from refiner.experiment import prepare_experiment
@@ -52,11 +53,28 @@ class Case:
     minutes: float
     metric: str  # the field's metric, logged at checkpoints
     overrides: list[str] = field(default_factory=list)
+    headline: tuple[str, str, int] = ("", "report", 0)  # BENCHMARKS.md: benchmark, target, order
 
 
 CASES = {
-    "sudoku6": Case("sudoku6", "sudoku", 10, "val_puzzle_exact"),
-    "maze15": Case("maze15", "maze", 30, "val_puzzle_exact"),
+    "sudoku6": Case(
+        "sudoku6",
+        "sudoku",
+        10,
+        "val_puzzle_exact",
+        headline=(
+            "sudoku 6x6 recipe, time to accuracy on 2 CPU workers",
+            ">= 99% in <= 10 min",
+            210,
+        ),
+    ),
+    "maze15": Case(
+        "maze15",
+        "maze",
+        30,
+        "val_puzzle_exact",
+        headline=("maze 15x15, CPU recipe", ">= 90% in 30 min", 220),
+    ),
     "sudoku9": Case(
         "sudoku9",
         "sudoku",
@@ -70,8 +88,20 @@ CASES = {
             "training.steps=700",  # puzzle generation takes about 5 of the 30 minutes
             "training.checkpoint_every=100",
         ],
+        headline=("sudoku 9x9 hard, CPU recipe", "report", 230),
     ),
-    "arc10": Case("arc10", "arc", 30, "val_pass_at_2", ["training.vote_views=8"]),
+    "arc10": Case(
+        "arc10",
+        "arc",
+        30,
+        "val_pass_at_2",
+        ["training.vote_views=8"],
+        headline=(
+            "ARC-AGI-1 training puzzles <= 10x10, CPU recipe through `jobs/train.py`, 2 workers",
+            "gain from conditioning and from voting",
+            240,
+        ),
+    ),
 }
 SMOKE = [
     "model.d_model=32",
@@ -94,9 +124,7 @@ SMOKE_COUNTS = {"sudoku6": 60, "maze15": 40, "sudoku9": 40, "arc10": 8}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = parser(__doc__, "field", "results report, .md (default: bench/results/field.md)")
     p.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     p.add_argument("--budget-scale", type=float, default=1.0, help="multiplies every budget")
     p.add_argument("--num-workers", type=int, default=2)
@@ -110,7 +138,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also this override in every case, as jobs/train.py --set (e.g. seed=1)",
     )
     p.add_argument("--smoke", action="store_true", help="tiny sizes, a few updates per case")
-    p.add_argument("--out", help="results file (default: bench/results/field.md)")
     return p.parse_args(argv)
 
 
@@ -128,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="bench-field-"))
     out = Path(args.out) if args.out else (scratch / "field.md" if args.smoke else RESULTS)
+    folder = out.parent
     results = []
     for name in args.cases:
         case = CASES[name]
@@ -140,11 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}: {budget_s / 60:.1f} min budget, --task {case.task}", flush=True)
         results.append(run_case(case, overrides, budget_s, args, scratch / name))
         print(describe(results[-1]), flush=True)
+        write_case(results[-1], folder, args)
     table = report(results, args)
     print("\n" + table)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(table + "\n")
-    print(f"written: {out}")
+    write_results("field", out=out.with_suffix(".md"), markdown=table + "\n")
     return 0
 
 
@@ -218,6 +245,36 @@ def score_voting(case: Case, overrides: list[str], run_dir: Path, args) -> dict[
         ).pass_at_2
         for n in (1, views)
     }
+
+
+def write_case(result: Result, folder: Path, args) -> None:
+    """The case's results file, bench/results/field_<case>.json, with its headline row."""
+    r, case = result, result.case
+    benchmark, target, order = case.headline
+    if r.curve:
+        t, update, value = max(r.curve, key=lambda point: point[2])
+        text = (
+            f"**{value:.1%}** ({case.metric}) at {t / 60:.1f} min (update {update:,}); "
+            f"final {r.curve[-1][2]:.1%}, {r.updates:,} updates in {r.wall_s / 60:.1f} min"
+        )
+    else:
+        text = f"no checkpoint metric ({r.status}, {r.wall_s / 60:.1f} min)"
+    if r.voting:
+        text += "; " + ", ".join(f"{k} {v:.1%}" for k, v in r.voting.items())
+    name = f"field_{case.name}"
+    write_results(
+        name,
+        out=results_paths(name, folder / f"{name}.json")[0],
+        headline=[] if args.smoke else [Headline(benchmark, 15, target, text, order)],
+        results={
+            "status": r.status,
+            "wall_s": r.wall_s,
+            "updates": r.updates,
+            "curve": r.curve,
+            "voting": r.voting,
+            "overrides": args.overrides,
+        },
+    )
 
 
 def describe(result: Result) -> str:

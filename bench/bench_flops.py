@@ -10,11 +10,10 @@ best of several 2048^3 fp32 matmuls, measured before and after the training timi
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import time
 
 import torch
+from harness import Headline, matmul_peak, parser, timed, write_results
 from torch.utils.flop_counter import FlopCounterMode
 
 from refiner.config import ModelConfig, OrchestrationConfig
@@ -23,21 +22,8 @@ from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.tokenizers import NUM_SPECIAL
 
 
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b  # warm-up
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def main() -> None:
-    p = argparse.ArgumentParser()
+    p = parser(__doc__, "flops")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32)
@@ -59,9 +45,9 @@ def main() -> None:
         o.train_step(batch, optimizer)  # also the warm-up
     flops = counter.get_total_flops()
 
-    peak_before = matmul_peak()
-    times = [_timed(lambda: o.train_step(batch, optimizer)) for _ in range(args.steps)]
-    peak_after = matmul_peak()
+    peak_before = matmul_peak("cpu", 2048, repeats=5)
+    times = [timed(lambda: o.train_step(batch, optimizer))[1] for _ in range(args.steps)]
+    peak_after = matmul_peak("cpu", 2048, repeats=5)
     step = statistics.median(times)
     peak = max(peak_before, peak_after)
     achieved = flops / step
@@ -76,6 +62,28 @@ def main() -> None:
         f"fp32 matmul peak (2048^3, best of 5): before {peak_before / 1e9:.1f}, after {peak_after / 1e9:.1f} GFLOP/s"
     )
     print(f"achieved / peak = {achieved / peak:.1%}")
+    write_results(
+        "flops",
+        out=args.out,
+        headline=[
+            Headline(
+                "training FLOP/s vs fp32 matmul peak",
+                3,
+                "report",
+                f"{achieved / peak:.1%} ({achieved / 1e9:.1f} of {peak / 1e9:.1f} GFLOP/s)",
+                order=60,
+            )
+        ],
+        results={
+            "flops_per_step": flops,
+            "step_s": times,
+            "achieved_flops": achieved,
+            "peak_before": peak_before,
+            "peak_after": peak_after,
+            "batch_size": args.batch_size,
+            "threads": args.threads,
+        },
+    )
 
 
 if __name__ == "__main__":

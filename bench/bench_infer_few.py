@@ -9,14 +9,13 @@ rounds) and exact-match accuracy, plus a sweep over the ACT threshold.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
-import time
 from pathlib import Path
 
 import pyarrow.compute as pc
 import torch
+from harness import Headline, parser, timed, write_results
 
 from refiner.batches import batch_from_table
 from refiner.checkpoint import read_checkpoint
@@ -34,11 +33,12 @@ def load(path: Path) -> tuple[UnifiedRefinerOrchestrator, dict]:
 
 
 def run(o: UnifiedRefinerOrchestrator, batches: list[dict], early: bool) -> dict:
-    start = time.perf_counter()
-    results = [
-        o.inference(b["input"], max_steps_override=MAX_STEPS, early_stopping=early) for b in batches
-    ]
-    seconds = time.perf_counter() - start
+    results, seconds = timed(
+        lambda: [
+            o.inference(b["input"], max_steps_override=MAX_STEPS, early_stopping=early)
+            for b in batches
+        ]
+    )
     correct = sum(
         int((torch.tensor(r["final_canvas_ids"]) == b["target"]).all(-1).sum())
         for r, b in zip(results, batches, strict=True)
@@ -64,7 +64,7 @@ def with_act_threshold(o: UnifiedRefinerOrchestrator, threshold: float) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
+    p = parser(__doc__, "infer_few")
     p.add_argument("--checkpoint", default=str(HERE / "artifacts" / "parity.pt"))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=5)
@@ -129,6 +129,26 @@ def main() -> None:
         r = run(o, batches, early=True)
         print(f"{threshold:>9} {r['mean_steps']:>10.2f} {r['accuracy']:>9.2%}  {r['reasons']}")
     with_act_threshold(o, base)
+    write_results(
+        "infer_few",
+        out=args.out,
+        headline=[
+            Headline(
+                "infer few vs run to 16 steps",
+                3,
+                ">= 3x fewer sample-steps, >= 2x wall, <= 1 pt lost",
+                f"{step_ratio:.2f}x, {time_ratio:.2f}x, {-loss:+.2f} pt",
+                order=40,
+            )
+        ],
+        results={
+            "checkpoint": args.checkpoint,
+            "act": {k: v for k, v in act.items() if k != "steps_taken"},
+            "max16": {k: v for k, v in full.items() if k != "steps_taken"},
+            "act_s": act_s,
+            "max16_s": full_s,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -17,10 +17,7 @@ faster pass is the baseline, which keeps machine noise from flattering the platf
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform as std_platform
 import statistics
 import tempfile
 import time
@@ -29,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import ray
 import torch
+from harness import Headline, parser, write_results
 
 from refiner.augment import augment_batch
 from refiner.distributed.cluster import init_ray
@@ -122,9 +120,8 @@ def bare_loop(steps: int) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = parser(__doc__, "platform")
     p.add_argument("--steps", type=int, default=200, help="updates per Ray run")
-    p.add_argument("--out", help="write a markdown report here")
     args = p.parse_args()
     print(f"[bench] {init_ray(None, 3)}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-platform-") as storage:
@@ -135,9 +132,6 @@ def main() -> None:
     ray.shutdown()
     bare = min(bare_a, bare_b)
     lines = [
-        f"Machine: {os.cpu_count()} CPU cores ({std_platform.processor() or 'cpu'}), no GPU; "
-        f"torch {torch.__version__}, ray {ray.__version__}; "
-        f"date {time.strftime('%Y-%m-%d')}",
         f"Config: jobs/configs/default.yaml, {args.steps} updates per Ray run, batch 64/worker",
         "",
         "| measurement | value |",
@@ -159,11 +153,32 @@ def main() -> None:
     ]
     report = "\n".join(lines)
     print("\n" + report)
-    if args.out:
-        Path(args.out).write_text(
-            "# Platform benchmarks\n\nCommand: `python bench/bench_platform.py "
-            f"--steps {args.steps}`\n\n{report}\n"
-        )
+    overhead = one["per_update_s"] / bare - 1
+    scaling = two["samples_per_s"] / one["samples_per_s"]
+    headline = [
+        Headline(
+            "TorchTrainer (1 worker) vs bare loop, steady state",
+            4,
+            "<= 10% overhead",
+            f"{overhead:+.1%} (startup {one['startup_s']:.0f} s, separate)",
+            order=70,
+        ),
+        Headline(
+            "time waiting for Ray Data, default job, 2 workers",
+            4,
+            "<= 5%",
+            f"{two['data_wait_mean']:.1%} mean, {two['data_wait_max']:.1%} max",
+            order=80,
+        ),
+        Headline("samples/s, 2 workers vs 1", 4, "report (ideal 2.0)", f"{scaling:.2f}x", order=90),
+    ]
+    write_results(
+        "platform",
+        out=args.out,
+        headline=headline,
+        results={"steps": args.steps, "bare_s": [bare_a, bare_b], "one": one, "two": two},
+        markdown=f"# Platform benchmarks\n\n{report}\n",
+    )
 
 
 if __name__ == "__main__":

@@ -14,14 +14,13 @@ seconds to a minute), so that its halting head has learned something to stop on.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import pyarrow as pa
 import ray
 import torch
+from harness import Headline, parser, timed, write_results
 
 from refiner.batches import batch_from_table, iterate_batches
 from refiner.checkpoint import save_checkpoint
@@ -56,14 +55,8 @@ def train_parity(path: Path, steps: int, max_steps: int) -> Path:
     return save_checkpoint(path, o)
 
 
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
-
-
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__, "predict")
     p.add_argument("--rows", type=int, default=10000)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=256)
@@ -144,6 +137,33 @@ def main() -> None:
     acc_a = f"{a.accuracy:.4f}" if a.accuracy is not None else "n/a"
     print(f"{'accuracy':22s}{acc_e:>12s}{acc_a:>13s}")
     print(f"stopping reasons (early): {dict(sorted(e.stopping_reasons.items()))}")
+    headline = []
+    if args.checkpoint and e.accuracy is not None and a.accuracy is not None:
+        headline.append(
+            Headline(
+                f"batch prediction on the trained default-job model, {rows // 1000}k rows",
+                13,
+                "report",
+                f"early stopping: {e.sample_steps / a.sample_steps:.2f}x sample-steps, "
+                f"{early_s / always_s:.2f}x wall, {e.accuracy:.2%} vs {a.accuracy:.2%} exact "
+                f"({(e.accuracy - a.accuracy) * 100:+.2f} pt); {args.workers} Ray actors "
+                f"{rows / ray_s:,.0f} vs in-process {rows / early_s:,.0f} rows/s = "
+                f"{early_s / ray_s:.2f}x",
+                order=190,
+            )
+        )
+    write_results(  # a freshly trained (not the default job's) model: a results file apart
+        "predict" if args.checkpoint else "predict_trained_here",
+        out=args.out,
+        headline=headline,
+        results={
+            "rows": rows,
+            "seconds": {"early": early_s, "always": always_s, "ray": ray_s},
+            "sample_steps": {"early": e.sample_steps, "always": a.sample_steps},
+            "accuracy": {"early": e.accuracy, "always": a.accuracy},
+            "same_predictions": bool(same),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import json
 import sys
 from pathlib import Path
 
+from harness import Headline, parser, write_results
+
 from refiner.plots import plot_refinement_curve
 
 HERE = Path(__file__).resolve().parent
@@ -41,6 +43,9 @@ def load_example():
 
 
 def main(argv: list[str]) -> None:
+    ours, argv = parser(
+        __doc__, "refinement", "results file (other options go to train_parity_plain.py)"
+    ).parse_known_args(argv)
     example = load_example()
     args = example.parse_args(
         BENCH_SETUP + ["--time-budget", "270", "--out", str(ARTIFACTS / "parity.pt")] + argv
@@ -63,6 +68,20 @@ def main(argv: list[str]) -> None:
     (ARTIFACTS / "refinement.json").write_text(json.dumps(result, indent=2))
     plot_refinement_curve(acc, ARTIFACTS / "refinement_curve.png", title="parity: held-out acc@t")
     print(f"checkpoint: {result['checkpoint']}; curve: {ARTIFACTS / 'refinement_curve.png'}")
+    write_results(
+        "refinement",
+        out=ours.out,
+        headline=[
+            Headline(
+                "refinement helps: parity acc@4 vs acc@1",
+                3,
+                "acc@4 >= 95%, acc@1 far lower",
+                f"acc@4 {acc[3]:.1%}, acc@1 {acc[0]:.1%} ({args.time_budget:g} s budget)",
+                order=30,
+            )
+        ],
+        results=result,
+    )
 
 
 if __name__ == "__main__":

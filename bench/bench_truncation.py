@@ -11,14 +11,13 @@ rounds (K variants take turns, so machine noise hits them alike).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
+from harness import Headline, interleaved, parser, write_results
 
 from refiner.config import ModelConfig, OrchestrationConfig
 from refiner.orchestrator import UnifiedRefinerOrchestrator
@@ -103,7 +102,7 @@ def vm_hwm() -> int:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
+    p = parser(__doc__, "truncation")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=16)
@@ -118,12 +117,8 @@ def main() -> None:
         with counter:
             o.train_step(batch, opt)  # also a warm-up
         memory[k] = counter.total
-    times: dict[int, list[float]] = {k: [] for k in WINDOWS}
-    for _ in range(args.rounds):
-        for k, (o, opt) in runs.items():
-            start = time.perf_counter()
-            o.train_step(batch, opt)
-            times[k].append(time.perf_counter() - start)
+    steps = {k: (lambda o=o, opt=opt: o.train_step(batch, opt)) for k, (o, opt) in runs.items()}
+    times = interleaved(steps, args.rounds)
     rss = {k: peak_rss_growth(k, args.batch_size, args.threads) for k in WINDOWS}
 
     print(
@@ -145,6 +140,26 @@ def main() -> None:
     ratio = memory[4] / full_mem
     verdict = "PASS" if ratio <= 0.4 else "FAIL"
     print(f"K=4 activation memory = {ratio:.1%} of full backprop (target <= 40%): {verdict}")
+    write_results(
+        "truncation",
+        out=args.out,
+        headline=[
+            Headline(
+                "truncation K=4 vs full backprop, T=16",
+                3,
+                "<= 40% activation memory",
+                f"{ratio:.1%}",
+                order=50,
+            )
+        ],
+        results={
+            "activation_bytes": memory,
+            "peak_rss_growth_bytes": rss,
+            "step_s": times,
+            "batch_size": args.batch_size,
+            "threads": args.threads,
+        },
+    )
 
 
 if __name__ == "__main__":

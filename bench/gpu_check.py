@@ -19,12 +19,12 @@ Variants run side by side in one process, on one device.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from typing import Any
 
 import torch
+from harness import Headline, matmul_peak, parser, sync, write_results
 from torch.utils.flop_counter import FlopCounterMode
 
 import refiner.orchestrator as orchestration
@@ -47,16 +47,16 @@ INFER_STEPS = 8  # infer-few step limit (at most T)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__, "gpu_check")
     p.add_argument("--smoke", action="store_true", help="tiny shapes (CPU is fine)")
-    p.add_argument("--out", default=None, help="also write all results to this JSON file")
+    p.add_argument("--device", default=None, help="default: cuda if there is one, else cpu")
     p.add_argument("--steps", type=int, default=None, help="timed train steps per variant")
     p.add_argument("--only", default=None, help="run only shapes whose name contains this")
     p.add_argument(
         "--mode", default=None, help='torch.compile mode, e.g. "max-autotune-no-cudagraphs"'
     )
     args = p.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     orchestration.FAST_PATH_MODE[device.type] = args.mode
     results: dict[str, Any] = {
         "torch": torch.__version__,
@@ -65,9 +65,9 @@ def main() -> None:
         "shapes": [],
     }
     emit(results, {"torch": results["torch"], "device": results["device"]})
-    peak = matmul_peak(device, 256 if args.smoke else 8192)
+    peak = matmul_peak(device, 256 if args.smoke else 8192, repeats=10, warmup=3)
     results["matmul_peak_tflops"] = peak / 1e12
-    emit(results, {"matmul_peak_tflops": round(peak / 1e12, 6)}, args.out)
+    emit(results, {"matmul_peak_tflops": round(peak / 1e12, 6)}, args)
 
     shapes = SMOKE_SHAPES if args.smoke else SHAPES
     steps = args.steps or (2 if args.smoke else 6)
@@ -79,7 +79,7 @@ def main() -> None:
         except Exception as err:  # report and go on to the next shape
             row = {"shape": name, "error": repr(err)[:500]}
         results["shapes"].append(row)
-        emit(results, row, args.out)
+        emit(results, row, args)
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -179,28 +179,6 @@ def same_rows(a: list, b: list) -> float:
     return sum(x == y for x, y in zip(a, b, strict=True)) / max(len(a), 1)
 
 
-def matmul_peak(device: torch.device, n: int) -> float:
-    """Best of 10 n^3 matmuls (bf16 on CUDA, fp32 on CPU), in FLOP/s."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    best = float("inf")
-    for _ in range(10):
-        sync(device)
-        start = time.perf_counter()
-        a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def reset_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -213,11 +191,40 @@ def peak_memory(device: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated() / 2**30, 3)
 
 
-def emit(results: dict[str, Any], line: dict[str, Any], out: str | None = None) -> None:
+def emit(results: dict[str, Any], line: dict[str, Any], args: Any = None) -> None:
+    """Print one result; with ``args``, write every result so far (a run cut short by its
+    time limit keeps what it measured)."""
     print(json.dumps(line), flush=True)
-    if out:
-        with open(out, "w") as f:
-            json.dump(results, f, indent=1)
+    if args is not None:
+        write_results(
+            "gpu_check",
+            out=args.out,
+            smoke=args.smoke,
+            headline=headline(results) if not (args.smoke or args.only or args.steps) else [],
+            results=results,
+        )
+
+
+def headline(results: dict[str, Any]) -> list[Headline]:
+    """The fast path's row of BENCHMARKS.md, once every shape has run without error."""
+    rows = {r["shape"].split()[0]: r for r in results["shapes"] if "error" not in r}
+    if set(rows) != {"default", "sudoku", "arc"}:
+        return []
+    arc, sudoku, default = rows["arc"], rows["sudoku"], rows["default"]
+    return [
+        Headline(
+            f"fast path vs eager on GPU (#12), {results['device']}",
+            12,
+            ">= 35% of bf16 peak (sudoku, ARC); default >= 3x samples/s; infer >= 2x rows/s",
+            f"ARC **{arc['fast']['of_peak']:.1%}**, sudoku **{sudoku['fast']['of_peak']:.1%}** of "
+            f"the measured {results['matmul_peak_tflops']:.0f} TFLOP/s (eager "
+            f"{arc['eager']['of_peak']:.1%} / {sudoku['eager']['of_peak']:.1%}); default "
+            f"{default['train_speedup']:.2f}x samples/s; infer {arc['infer']['speedup']:.2f}x "
+            f"(ARC), {sudoku['infer']['speedup']:.2f}x (sudoku), "
+            f"{default['infer']['speedup']:.2f}x (default)",
+            order=120,
+        )
+    ]
 
 
 if __name__ == "__main__":

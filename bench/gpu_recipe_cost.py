@@ -12,10 +12,10 @@ bench/gpu_field_check.py measures the real rate.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
+from harness import parser, write_results
 from torch.utils.flop_counter import FlopCounterMode
 
 from refiner.experiment import load_experiment_config
@@ -26,11 +26,12 @@ RECIPES = {"sudoku_extreme_gpu": 81, "maze_hard_gpu": 900, "arc_gpu": 900}  # ca
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__, "gpu_recipe_cost")
     p.add_argument("--mfu", type=float, default=0.3, help="fraction of the peak achieved")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense, per GPU (H100)")
     args = p.parse_args()
     torch.set_num_threads(1)
+    costs = {}
     for name, seq_len in RECIPES.items():
         config = load_experiment_config(CONFIGS / f"{name}.yaml")
         m, o, t = config.model, config.orchestration, config.training
@@ -51,6 +52,8 @@ def main() -> None:
             f" {hours:.2f} h on {t.num_workers} GPUs at {args.mfu:.0%} of {args.peak_tflops:g}"
             " TFLOP/s each"
         )
+        costs[name] = {"tflop_per_update": per_update / 1e12, "updates": t.steps, "hours": hours}
+    write_results("gpu_recipe_cost", out=args.out, results={"mfu": args.mfu, "recipes": costs})
 
 
 if __name__ == "__main__":
