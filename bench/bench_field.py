@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import Headline, parser, results_paths, write_results
+from harness import Headline, parser, write_results
 from mlflow import MlflowClient
 
 from refiner.experiment import prepare_experiment
@@ -261,11 +261,15 @@ def write_case(result: Result, folder: Path, args) -> None:
         text = f"no checkpoint metric ({r.status}, {r.wall_s / 60:.1f} min)"
     if r.voting:
         text += "; " + ", ".join(f"{k} {v:.1%}" for k, v in r.voting.items())
-    name = f"field_{case.name}"
+    # The recipe as shipped, full budget: its headline row. Another seed or a shorter
+    # budget: a results file of its own, beside it.
+    shipped = not (args.smoke or args.overrides or args.budget_scale != 1.0)
+    name = f"field_{case.name}" + "".join(f"_{o}".replace("/", "-") for o in args.overrides)
+    name += "" if args.budget_scale == 1.0 else f"_x{args.budget_scale:g}"
     write_results(
         name,
-        out=results_paths(name, folder / f"{name}.json")[0],
-        headline=[] if args.smoke else [Headline(benchmark, 15, target, text, order)],
+        out=folder / f"{name}.json",
+        headline=[Headline(benchmark, 15, target, text, order)] if shipped else [],
         results={
             "status": r.status,
             "wall_s": r.wall_s,

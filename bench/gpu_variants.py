@@ -166,6 +166,7 @@ def command(
 @dataclass
 class Running:
     variant: Variant
+    argv: list[str]
     process: subprocess.Popen
     log: Path
     started: float
@@ -182,7 +183,7 @@ def start(argv: list[str], log: Path, v: Variant) -> Running:
         process = subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True
         )
-    return Running(v, process, log, time.monotonic())
+    return Running(v, argv, process, log, time.monotonic())
 
 
 def wait_all(running: list[Running], limit_override: float | None) -> None:
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs": [
                 {
                     "name": r.variant.name,
-                    "command": shlex.join(r.process.args[1:]),  # type: ignore[index]
+                    "command": shlex.join(r.argv[1:]),
                     "status": r.status,
                     "wall_s": round(r.wall_s, 1),
                     "log": r.log.name,
