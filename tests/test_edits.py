@@ -112,13 +112,13 @@ def test_edit_policy_chooses_then_applies_and_measures_the_gain():
 
     policy = EditPolicy(choose, patch_budget=0.5, append_budget=0.25, scores_for_choice=False)
     canvas, quality = torch.full((1, 8), MASK), torch.zeros(1, 8)
-    proposal, pq = torch.arange(8).unsqueeze(0), torch.full((1, 8), 0.9)
+    proposal, pq = torch.arange(10, 18).unsqueeze(0), torch.full((1, 8), 0.9)  # no MASK
     gains: list[tuple[str, torch.Tensor]] = []
     new, nq, strategy = policy.edit_fn("grid", target=proposal, gains=gains)(
         3, canvas, quality, proposal, pq
     )
     assert strategy == "append" and asked == [(3, False, "grid")]
-    assert new[0, :2].tolist() == [0, 1] and (new[0, 2:] == MASK).all()  # 25% of 8
+    assert new[0, :2].tolist() == [10, 11] and (new[0, 2:] == MASK).all()  # 25% of 8
     assert [(s, g.item()) for s, g in gains] == [("append", 0.25)]
     assert policy.budget("append") == 0.25 and policy.budget("patch") == 0.5
 

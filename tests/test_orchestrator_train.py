@@ -361,5 +361,5 @@ def test_a_plain_loop_learns():
         rows = torch.randperm(128, generator=torch.Generator().manual_seed(i))[:64]
         o.train_step({k: v[rows] for k, v in batch.items()}, optimizer)
     last = o.evaluate(batch)
-    assert sum(last.step_losses) < 0.7 * sum(first.step_losses)
-    assert last.token_acc_at[-1] > first.token_acc_at[-1] + 0.2
+    assert sum(last["step_losses"]) < 0.7 * sum(first["step_losses"])
+    assert last["token_acc_at"][-1] > first["token_acc_at"][-1] + 0.2
