@@ -442,7 +442,12 @@ def print_curve(curve: Curve) -> None:
     print(
         f"  (augmentation {curve.augment_s:.1f} s of that; evaluation {curve.eval_s:.1f} s, not counted)"
     )
-    if curve.points:
+    if curve.points and curve.points[-1][1] == 1:  # a budget the first update used up
+        print(
+            f"  rate: one update only ({curve.first_update_s:.1f} s, warm-up included): no"
+            " steady-state rate; give a longer --budget or --updates"
+        )
+    elif curve.points:
         seconds, updates, _ = curve.points[-1]
         # steady state: without the first update (compile warm-up) and the augmentation
         stepping = max(seconds - curve.augment_s - curve.first_update_s, 1e-9)
