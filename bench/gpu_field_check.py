@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -50,8 +51,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from refiner.augment import augment_table
-from refiner.batches import batch_from_arrays, batch_from_table, iterate_batches
+from refiner.batches import batch_from_table
 from refiner.calibration import (
     StoppingSettings,
     calibrate_orchestrator,
@@ -70,8 +70,8 @@ from refiner.experiment import (
 )
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.predictors import field_kind, field_report
-from refiner.puzzles import BATCH_KEY
 from refiner.tasks.schema import describe_tasks, split_validation
+from refiner.training_loop import Update, augmented_batches, fit
 
 CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
 SMOKE = [  # tiny model and loop: proves the script end to end on a CPU in seconds
@@ -150,7 +150,7 @@ class Curve:
     name: str
     kind: str
     points: list[tuple[float, int, dict[str, float]]] = field(default_factory=list)
-    augment_s: float = 0.0
+    augment_s: float = 0.0  # waiting for batches: augmentation and batching
     eval_s: float = 0.0
     parameters: int = 0
     rows: int = 0
@@ -255,58 +255,48 @@ def run(
         + (f"{args.updates} updates" if args.updates else f"{args.budget:.0f} s")
     )
     spec = replace(augmentation_spec(config), count=args.aug_per_round)
+    batches = augmented_batches(
+        train_rows,
+        spec,
+        config.seed,
+        config.model.seq_len,
+        config.training.batch_size,
+        device=device,
+        puzzles=puzzles,  # each augmented copy's identity, as the Ray stream gives it
+    )
     # evaluation points: training seconds, or update counts with --updates
     total = args.updates or args.budget
     due = [total * (i + 1) / args.evals for i in range(args.evals)]
-    trained_s, updates, round_ = 0.0, 0, 0
-    while due:
-        mark = time.perf_counter()
-        rows = augment_table(
-            train_rows, spec, config.seed, epoch=round_, pad_to=config.model.seq_len
+    trained_s = 0.0
+
+    def evaluate_when_due(update: Update) -> bool:
+        """Evaluate at each due point (training time only); stop after the last one."""
+        nonlocal due, trained_s
+        trained_s += update.wait_s + update.compute_s
+        curve.augment_s += update.wait_s
+        if update.step == 1:
+            curve.first_update_s = update.compute_s
+        progress = update.step if args.updates else trained_s  # in due's unit
+        if progress < due[0]:
+            return False
+        metrics = evaluate(
+            orchestrator, held_out, config, args.views, task_type, curve, args.exact_at
         )
-        batch = batch_from_arrays(
-            tokens(rows, "input"), tokens(rows, "target"), config.model.seq_len, device
-        )
-        if puzzles is not None:  # each augmented copy's identity, as the Ray stream gives it
-            ids = puzzles.ids(
-                rows.column("group_id").to_pylist(), rows.column("aug_index").to_numpy()
-            )
-            batch[BATCH_KEY] = torch.from_numpy(ids).to(device)
-        curve.augment_s += time.perf_counter() - mark
-        trained_s += time.perf_counter() - mark
-        for minibatch in iterate_batches(batch, config.training.batch_size, seed=round_):
-            mark = time.perf_counter()
-            orchestrator.train_step(
-                minibatch, optimizer, task_type=task_type, lr_scheduler=scheduler
-            )
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            trained_s += time.perf_counter() - mark
-            updates += 1
-            if updates == 1:
-                curve.first_update_s = time.perf_counter() - mark
-            progress = updates if args.updates else trained_s  # in due's unit
-            if progress >= due[0]:
-                curve.points.append(
-                    (
-                        trained_s,
-                        updates,
-                        evaluate(
-                            orchestrator,
-                            held_out,
-                            config,
-                            args.views,
-                            task_type,
-                            curve,
-                            args.exact_at,
-                        ),
-                    )
-                )
-                print_point(curve, curve.points[-1])
-                due = [t for t in due if t > progress]
-                if not due:
-                    break
-        round_ += 1
+        curve.points.append((trained_s, update.step, metrics))
+        print_point(curve, curve.points[-1])
+        due = [t for t in due if t > progress]
+        return not due
+
+    fit(
+        orchestrator,
+        optimizer,
+        scheduler,
+        batches,
+        steps=args.updates or sys.maxsize,
+        task_type=task_type,
+        on_update=evaluate_when_due,
+        synchronize=True,
+    )
     if kind == "vote" and args.views > 1:  # what voting adds: the final model, one view
         curve.single_view = evaluate(orchestrator, held_out, config, 1, task_type, curve)
     if args.calibrate_views and kind == "exact":
@@ -422,11 +412,6 @@ def split(tasks: pa.Table, config: ExperimentConfig) -> tuple[pa.Table, pa.Table
     )
 
 
-def tokens(rows: pa.Table, column: str) -> np.ndarray:
-    values = rows.column(column).combine_chunks()
-    return values.flatten().to_numpy().reshape(len(values), -1)
-
-
 def print_point(curve: Curve, point: tuple[float, int, dict[str, float]]) -> None:
     seconds, updates, metrics = point
     shown = "  ".join(
@@ -457,7 +442,12 @@ def print_curve(curve: Curve) -> None:
     print(
         f"  (augmentation {curve.augment_s:.1f} s of that; evaluation {curve.eval_s:.1f} s, not counted)"
     )
-    if curve.points:
+    if curve.points and curve.points[-1][1] == 1:  # a budget the first update used up
+        print(
+            f"  rate: one update only ({curve.first_update_s:.1f} s, warm-up included): no"
+            " steady-state rate; give a longer --budget or --updates"
+        )
+    elif curve.points:
         seconds, updates, _ = curve.points[-1]
         # steady state: without the first update (compile warm-up) and the augmentation
         stepping = max(seconds - curve.augment_s - curve.first_update_s, 1e-9)

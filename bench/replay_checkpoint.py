@@ -30,13 +30,11 @@ import time
 import numpy as np
 import torch
 
-from refiner.augment import augment_table
-from refiner.batches import batch_from_table, iterate_batches
 from refiner.checkpoint import CheckpointError
 from refiner.cli import input_checks, job_main
 from refiner.experiment import augmentation_spec
-from refiner.puzzles import BATCH_KEY
 from refiner.sweep.checkpoints import restore_run
+from refiner.training_loop import Update, augmented_batches, fit
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -82,46 +80,47 @@ def main(argv: list[str] | None = None) -> int:
         + (f", with {' '.join(args.overrides)}" if args.overrides else "")
     )
     print("  update  exact@last  token loss  grad norm  clipped")
-    spec = augmentation_spec(config)
     window: list[tuple[float, float, float, float]] = []
-    done, epoch = 0, args.data_seed
+    start = orchestrator.step_count
+
+    def print_every(update: Update) -> None:
+        m = update.metrics
+        window.append((m.acc_at[-1], _or_nan(m.loss_token), _or_nan(m.grad_norm), float(m.clipped)))
+        done = update.step - start
+        if done % args.every == 0 or done == args.updates:
+            exact, loss, norm, clipped = np.mean(window, axis=0)
+            print(
+                f"  {update.step:6d}  {exact:10.3f}  {loss:10.3f}  {norm:9.3f}  {clipped:7.2f}",
+                flush=True,
+            )
+            window.clear()
+
+    batches = augmented_batches(
+        run.train_rows,
+        augmentation_spec(config),
+        config.seed,
+        config.model.seq_len,
+        batch_size,
+        puzzles=orchestrator.puzzle_index if orchestrator.core.puzzle_embed is not None else None,
+        first_round=args.data_seed,
+    )
     started = time.perf_counter()
-    while done < args.updates:
-        rows = augment_table(
-            run.train_rows, spec, config.seed, epoch=epoch, pad_to=config.model.seq_len
-        )
-        batch = batch_from_table(rows, config.model.seq_len)
-        ids = orchestrator.puzzle_ids_for(  # each augmented copy's identity, as in a run
-            rows.column("group_id").to_pylist(), rows.column("aug_index").to_numpy()
-        )
-        if ids is not None:
-            batch[BATCH_KEY] = ids
-        for minibatch in iterate_batches(batch, batch_size, seed=epoch):
-            metrics = orchestrator.train_step(
-                minibatch, optimizer, task_type=run.task_type, lr_scheduler=scheduler
-            )
-            window.append(
-                (
-                    metrics["acc_at"][-1],
-                    metrics["loss_token"],
-                    float("nan") if metrics["grad_norm"] is None else metrics["grad_norm"],
-                    float(metrics["clipped"]),
-                )
-            )
-            done += 1
-            if done % args.every == 0 or done == args.updates:
-                exact, loss, norm, clipped = np.mean(window, axis=0)
-                print(
-                    f"  {orchestrator.step_count:6d}  {exact:10.3f}  {loss:10.3f}"
-                    f"  {norm:9.3f}  {clipped:7.2f}",
-                    flush=True,
-                )
-                window = []
-            if done == args.updates:
-                break
-        epoch += 1
+    result = fit(
+        orchestrator,
+        optimizer,
+        scheduler,
+        batches,
+        steps=start + args.updates,
+        task_type=run.task_type,
+        on_update=print_every,
+    )
+    done = result.updates
     print(f"{done} updates in {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 if __name__ == "__main__":

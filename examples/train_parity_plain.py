@@ -2,16 +2,19 @@
 
     python examples/train_parity_plain.py --time-budget 240 --out bench/artifacts/parity.pt
 
-Reads top to bottom: make the task, build model + orchestrator, loop over shuffled
-batches calling `train_step`, then report acc@t on held-out sequences, what ACT early
+Reads top to bottom: make the task, build model + orchestrator, train on shuffled
+batches with the package's loop (`refiner.training_loop.fit`, one `train_step` per
+batch; a hook logs and stops at the time budget), then report acc@t on held-out sequences, what ACT early
 stopping does with the trained model, and save a checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
+from collections.abc import Iterator
 
 import torch
 
@@ -21,6 +24,7 @@ from refiner.config import ModelConfig, OrchestrationConfig
 from refiner.optim import make_optimizer, warmup_cosine
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.tasks.sources import parity
+from refiner.training_loop import Update, fit
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -124,22 +128,30 @@ def train(args: argparse.Namespace, log=print) -> dict:
     expected = min(args.max_updates, int(args.time_budget / 0.1))
     scheduler = warmup_cosine(optimizer, warmup_steps=50, total_steps=expected)
 
-    start, epoch, updates = time.perf_counter(), 0, 0
-    while updates < args.max_updates and time.perf_counter() - start < args.time_budget:
-        for batch in iterate_batches(train_data, args.batch_size, seed=args.seed * 1000 + epoch):
-            metrics = orchestrator.train_step(
-                batch, optimizer, task_type="sequence", lr_scheduler=scheduler
+    def shuffled_epochs() -> Iterator[dict[str, torch.Tensor]]:
+        for epoch in itertools.count():
+            yield from iterate_batches(train_data, args.batch_size, seed=args.seed * 1000 + epoch)
+
+    def log_and_stop_at_budget(update: Update) -> bool:
+        m = update.metrics
+        if update.step % args.log_every == 0:
+            acc = " ".join(f"{a:.2f}" for a in m.acc_at)
+            log(
+                f"update {update.step:5d}  {time.perf_counter() - start:6.1f}s  loss {m.smoothed_loss:.4f}  "
+                f"grad {m.grad_norm:.2f}  acc@t {acc}"
             )
-            updates += 1
-            if updates % args.log_every == 0:
-                acc = " ".join(f"{a:.2f}" for a in metrics["acc_at"])
-                log(
-                    f"update {updates:5d}  {time.perf_counter() - start:6.1f}s  loss {metrics['smoothed_loss']:.4f}  "
-                    f"grad {metrics['grad_norm']:.2f}  acc@t {acc}"
-                )
-            if updates >= args.max_updates or time.perf_counter() - start >= args.time_budget:
-                break
-        epoch += 1
+        return time.perf_counter() - start >= args.time_budget
+
+    start = time.perf_counter()
+    updates = fit(
+        orchestrator,
+        optimizer,
+        scheduler,
+        shuffled_epochs(),
+        steps=args.max_updates,
+        task_type="sequence",
+        on_update=log_and_stop_at_budget,
+    ).updates
     train_seconds = time.perf_counter() - start
 
     evaluation = orchestrator.evaluate(val_data, steps=args.eval_steps)

@@ -16,6 +16,7 @@ from refiner.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from refiner.checkpoint_upgrades import UPGRADES
 from refiner.optim import make_optimizer, warmup_cosine
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 
@@ -33,7 +34,7 @@ def _setup(seed: int = 0):
 
 def _train(o, optimizer, scheduler, steps: range) -> list[float]:
     return [
-        o.train_step(parity_batch(16, seed=i), optimizer, lr_scheduler=scheduler)["loss"]
+        o.train_step(parity_batch(16, seed=i), optimizer, lr_scheduler=scheduler).loss
         for i in steps
     ]
 
@@ -204,3 +205,39 @@ def test_from_checkpoint_rebuilds_the_refiner_and_its_task_type(tmp_path):
         "replace": config.max_steps_infer
     }
     assert loaded.decode([3, 4]) == o.decode([3, 4])
+
+
+def _rewrite_state(path, change) -> None:
+    """Edit a saved file's orchestrator state as an older (or newer) version wrote it."""
+    payload = torch.load(path, weights_only=True)
+    change(payload["orchestrator"])
+    torch.save(payload, path)
+
+
+def test_a_checkpoint_from_before_versioned_states_loads_upgraded(tmp_path):
+    o, optimizer, scheduler = _setup()
+    _train(o, optimizer, scheduler, range(2))
+    path = save_checkpoint(tmp_path / "old.pt", o, optimizer, scheduler)
+
+    def as_first_written(state) -> None:  # the four keys later versions added, no version
+        for key in ("state_version", "calibration", "task_type", "puzzle_index", "weight_average"):
+            del state[key]
+
+    _rewrite_state(path, as_first_written)
+    loaded = UnifiedRefinerOrchestrator.from_checkpoint(path, task_type="sequence")
+    assert loaded.step_count == 2 and loaded.calibration is None and loaded.task_type is None
+    for key, value in weights(o).items():
+        assert torch.equal(value, weights(loaded)[key]), key
+    state = loaded.state_dict()
+    assert state["state_version"] == UPGRADES[-1].version
+    assert [u.version for u in UPGRADES] == list(range(1, len(UPGRADES) + 1))
+
+
+def test_a_state_newer_than_this_code_is_refused_naming_the_file(tmp_path):
+    o, _, _ = _setup()
+    path = save_checkpoint(tmp_path / "new.pt", o)
+    _rewrite_state(path, lambda state: state.update(state_version=UPGRADES[-1].version + 1))
+    with pytest.raises(
+        CheckpointError, match=r"new\.pt: orchestrator state version \d+; this code reads up to"
+    ):
+        UnifiedRefinerOrchestrator.from_checkpoint(path)

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from refiner.edits import EditSelector, apply_edit, canvas_score
+from refiner.edits import EditPolicy, EditSelector, apply_edit, canvas_score
 from refiner.tokenizers import MASK
 
 
@@ -101,3 +101,52 @@ def test_selector_state_round_trip_reproduces_choices():
     b.load_state_dict(a.state_dict())
     assert _bandit(a, gains, 50, seed=1) == _bandit(b, gains, 50, seed=1)
     assert a.performance() == b.performance()
+
+
+def test_edit_policy_chooses_then_applies_and_measures_the_gain():
+    asked: list[tuple[int, bool, str]] = []
+
+    def choose(step: int, scores: torch.Tensor | None, task_type: str) -> str:
+        asked.append((step, scores is not None, task_type))
+        return "append"
+
+    policy = EditPolicy(choose, patch_budget=0.5, append_budget=0.25, scores_for_choice=False)
+    canvas, quality = torch.full((1, 8), MASK), torch.zeros(1, 8)
+    proposal, pq = torch.arange(10, 18).unsqueeze(0), torch.full((1, 8), 0.9)  # no MASK
+    gains: list[tuple[str, torch.Tensor]] = []
+    new, nq, strategy = policy.edit_fn("grid", target=proposal, gains=gains)(
+        3, canvas, quality, proposal, pq
+    )
+    assert strategy == "append" and asked == [(3, False, "grid")]
+    assert new[0, :2].tolist() == [10, 11] and (new[0, 2:] == MASK).all()  # 25% of 8
+    assert [(s, g.item()) for s, g in gains] == [("append", 0.25)]
+    assert policy.budget("append") == 0.25 and policy.budget("patch") == 0.5
+
+
+def test_every_edit_of_the_orchestrator_goes_through_select_edit_strategy():
+    """Training, evaluation and inference all take the one edit path, so a subclass that
+    overrides the seed's method changes each of them."""
+    from refiner_fixtures import parity_batch, tiny_config, tiny_model_config
+
+    from refiner.optim import make_optimizer
+    from refiner.orchestrator import UnifiedRefinerOrchestrator
+    from refiner.tasks.sources import parity
+
+    class AlwaysPatch(UnifiedRefinerOrchestrator):
+        calls = 0
+
+        def select_edit_strategy(self, step, canvas_scores, task_type):
+            self.calls += 1
+            return "patch"
+
+    o = AlwaysPatch.from_config(
+        tiny_model_config(), tiny_config(), num_symbols=parity.NUM_SYMBOLS, seed=0
+    )
+    batch = parity_batch(8)
+    assert o.train_step(batch, make_optimizer(o.model, lr=1e-3)).edit_strategies == ["patch"] * 4
+    assert o.calls == 4
+    o.evaluate(batch, steps=3)
+    assert o.calls == 7
+    o.eval()
+    result = o.inference(batch["input"], early_stopping=False)
+    assert result["edit_strategy_use"] == {"patch": 4} and o.calls == 11

@@ -85,10 +85,10 @@ def test_compiled_matches_eager_in_training_and_inference():
     fast, fast_metrics, fast_grads = _trained_pair("on", batch, updates=3)
     assert fast.core.fast_path and not eager.core.fast_path
     for e, f in zip(eager_metrics, fast_metrics, strict=True):
-        assert f["loss"] == pytest.approx(e["loss"], rel=1e-4)
-        assert f["step_losses"] == pytest.approx(e["step_losses"], rel=1e-4, abs=1e-6)
-        assert f["grad_norm"] == pytest.approx(e["grad_norm"], rel=1e-3)
-        assert f["acc_at"] == e["acc_at"]
+        assert f.loss == pytest.approx(e.loss, rel=1e-4)
+        assert f.step_losses == pytest.approx(e.step_losses, rel=1e-4, abs=1e-6)
+        assert f.grad_norm == pytest.approx(e.grad_norm, rel=1e-3)
+        assert f.acc_at == e.acc_at
     for name, grad in eager_grads.items():
         torch.testing.assert_close(fast_grads[name], grad, rtol=1e-3, atol=1e-5)
 

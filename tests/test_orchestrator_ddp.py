@@ -30,8 +30,8 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
         result = {
             "weights": o.core.state_dict(),
             "initial": initial,
-            "skipped": [m["skipped"] for m in metrics],
-            "grad_norms": [m["grad_norm"] for m in metrics],
+            "skipped": [m.skipped for m in metrics],
+            "grad_norms": [m.grad_norm for m in metrics],
             "inference_steps": o.inference(parity_batch(4)["input"])["steps_taken"],
         }
         torch.save(result, f"{out_dir}/rank{rank}.pt")

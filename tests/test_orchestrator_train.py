@@ -48,8 +48,8 @@ def test_truncation_early_step_loss_gives_no_gradient():
         assert early.requires_grad == (grad_steps == T)
     m_trunc = truncated.train_step(batch, _sgd(truncated))
     m_full = full.train_step(batch, _sgd(full))
-    assert m_trunc["step_losses"] == pytest.approx(m_full["step_losses"])  # same forward
-    assert m_trunc["gradient_steps"] == 2 and m_full["gradient_steps"] == T
+    assert m_trunc.step_losses == pytest.approx(m_full.step_losses)  # same forward
+    assert m_trunc.gradient_steps == 2 and m_full.gradient_steps == T
 
 
 def test_step_weights_are_normalised_over_the_gradient_window():
@@ -75,9 +75,9 @@ def test_step_weights_are_normalised_over_the_gradient_window():
         tiny_config(step_loss_weights={"schedule": "uniform"}, canvas_edit_strategies=["replace"])
     )
     last_two, g_last_two = grads(_explicit([0, 0, 1, 1], truncated=True))
-    assert uniform["loss"] == pytest.approx(sum(uniform["step_losses"][2:]) / 2, rel=1e-5)
-    assert uniform["loss"] == pytest.approx(last_two["loss"], rel=1e-5)
-    assert len(uniform["step_losses"]) == T and all(v is not None for v in uniform["step_losses"])
+    assert uniform.loss == pytest.approx(sum(uniform.step_losses[2:]) / 2, rel=1e-5)
+    assert uniform.loss == pytest.approx(last_two.loss, rel=1e-5)
+    assert len(uniform.step_losses) == T and all(v is not None for v in uniform.step_losses)
     for name, g in g_uniform.items():
         torch.testing.assert_close(g, g_last_two[name], rtol=1e-4, atol=1e-6)
 
@@ -104,7 +104,7 @@ def _late_loss_grad_norm(orchestrator_class, truncated):
     o = orchestrator_class.from_config(
         tiny_model_config(), _explicit([0, 0, 1, 1], truncated=truncated), seed=0
     )
-    return o.train_step(parity_batch(8), _sgd(o))["grad_norm"]
+    return o.train_step(parity_batch(8), _sgd(o)).grad_norm
 
 
 def test_apply_truncated_backprop_is_where_the_cut_happens():
@@ -170,10 +170,10 @@ def test_a_random_gradient_window_moves_per_update_and_runs_later_steps_without_
         for _ in range(updates):
             modes.clear()
             m = o.train_step(parity_batch(4), _sgd(o))
-            end = m["gradient_window_end"]
+            end = m.gradient_window_end
             ends.append(end)
             assert modes == [end - 2 <= t < end for t in range(T)]  # only the window
-            weighted.append(m["loss"] == pytest.approx(sum(m["step_losses"][end - 2 : end]) / 2))
+            weighted.append(m.loss == pytest.approx(sum(m.step_losses[end - 2 : end]) / 2))
         return ends, all(weighted)
 
     ends, weighted = run("random")
@@ -202,7 +202,7 @@ def test_select_edit_strategy_chooses_every_edit():
         tiny_model_config(), tiny_config(canvas_edit_strategies=["replace"]), seed=0
     )
     m = o.train_step(parity_batch(8), _sgd(o), task_type="grid")
-    assert m["edit_strategies"] == ["patch"] * T
+    assert m.edit_strategies == ["patch"] * T
     assert calls == [(t, "grid") for t in range(T)]
     o.evaluate(parity_batch(4))
     r = o.inference(parity_batch(4)["input"], early_stopping=False)
@@ -234,21 +234,19 @@ def test_schedules_change_the_loss_as_specified():
             tiny_config(step_loss_weights={"schedule": name}, canvas_edit_strategies=["replace"])
         )
         results[name] = o.train_step(batch, _sgd(o))
-    step_losses = results["uniform"]["step_losses"]
-    assert results["linear"]["step_losses"] == pytest.approx(step_losses)
+    step_losses = results["uniform"].step_losses
+    assert results["linear"].step_losses == pytest.approx(step_losses)
     for name, m in results.items():
         w = step_weights(StepLossWeights(schedule=name), T, gradient_steps=2).tolist()
-        assert m["loss"] == pytest.approx(
+        assert m.loss == pytest.approx(
             sum(a * b for a, b in zip(w, step_losses, strict=True)), rel=1e-5
         )
-    assert results["linear"]["loss"] != pytest.approx(results["uniform"]["loss"])
+    assert results["linear"].loss != pytest.approx(results["uniform"].loss)
     # Per-type totals recombine into the total with the type weights.
     w = StepLossWeights()
     m = results["exponential"]
-    recombined = (
-        w.token * m["loss_token"] + w.halting * m["loss_halting"] + w.quality * m["loss_quality"]
-    )
-    assert m["loss"] == pytest.approx(recombined, rel=1e-5)
+    recombined = w.token * m.loss_token + w.halting * m.loss_halting + w.quality * m.loss_quality
+    assert m.loss == pytest.approx(recombined, rel=1e-5)
 
 
 @pytest.mark.parametrize("threshold", [1e-3, 1e6])
@@ -262,8 +260,8 @@ def test_clipping_caps_the_update_norm(threshold):
     update = torch.linalg.vector_norm(
         torch.stack([torch.linalg.vector_norm(after[k] - before[k]) for k in before])
     )
-    assert m["clipped"] == (threshold < m["grad_norm"])
-    assert update.item() == pytest.approx(min(threshold, m["grad_norm"]), rel=1e-3)
+    assert m.clipped == (threshold < m.grad_norm)
+    assert update.item() == pytest.approx(min(threshold, m.grad_norm), rel=1e-3)
 
 
 def test_nan_guard_leaves_weights_and_optimizer_untouched():
@@ -277,7 +275,7 @@ def test_nan_guard_leaves_weights_and_optimizer_untouched():
     handle = o.core.token_head.weight.register_hook(lambda g: torch.full_like(g, float("nan")))
     m = o.train_step(batch, optimizer, lr_scheduler=scheduler)
     handle.remove()
-    assert m["skipped"] and m["skipped_total"] == 1 and m["grad_norm"] is None and m["lr"] is None
+    assert m.skipped and m.skipped_total == 1 and m.grad_norm is None and m.lr is None
     assert all(torch.equal(w_before[k], v) for k, v in weights(o).items())
     opt_after = optimizer.state_dict()
     for pid, state in opt_before["state"].items():
@@ -287,7 +285,7 @@ def test_nan_guard_leaves_weights_and_optimizer_untouched():
     assert o.get_training_stats()["skipped_steps"] == 1
     assert len(o.loss_history) == 1 and len(o.grad_norm_history) == 1  # nothing non-finite recorded
     m = o.train_step(batch, optimizer, lr_scheduler=scheduler)  # and training goes on
-    assert not m["skipped"] and all(torch.isfinite(v).all() for v in weights(o).values())
+    assert not m.skipped and all(torch.isfinite(v).all() for v in weights(o).values())
 
 
 def test_token_accuracy_counts_non_pad_positions_only():
@@ -318,29 +316,19 @@ def test_token_accuracy_counts_non_pad_positions_only():
     assert report.token_acc_at == curve["token_acc_at"]
 
 
-def test_metrics_are_json_and_complete():
+def test_metrics_are_typed_json_and_complete():
     o = tiny_orchestrator(tiny_config(grokfast={"mode": "ema"}))
     optimizer = make_optimizer(o.model, lr=1e-3)
-    losses = [o.train_step(parity_batch(8, seed=i), optimizer)["loss"] for i in range(4)]
+    losses = [o.train_step(parity_batch(8, seed=i), optimizer).loss for i in range(4)]
     m = o.train_step(parity_batch(8, seed=9), optimizer)
-    json.dumps(m, allow_nan=False)
-    for key in ("acc_at", "token_acc_at", "halt_prob_at", "step_losses", "edit_strategies"):
-        assert len(m[key]) == T, key
-    assert set(m) >= {
-        "loss",
-        "loss_token",
-        "loss_halting",
-        "loss_quality",
-        "grad_norm",
-        "clipped",
-        "skipped",
-        "smoothed_loss",
-        "lr",
-        "step",
-    }
-    assert m["step"] == 5
-    assert m["smoothed_loss"] == pytest.approx((losses[-2] + losses[-1] + m["loss"]) / 3)
-    assert set(m["edit_strategies"]) <= {"replace", "patch", "append"}
+    json.dumps(m.to_dict(), allow_nan=False)
+    for curve in (m.acc_at, m.token_acc_at, m.halt_prob_at, m.step_losses, m.edit_strategies):
+        assert len(curve) == T
+    assert all(v is not None for v in (m.loss, m.loss_token, m.loss_halting, m.loss_quality))
+    assert m.grad_norm is not None and m.lr is not None and not m.skipped
+    assert m.step == 5
+    assert m.smoothed_loss == pytest.approx((losses[-2] + losses[-1] + m.loss) / 3)
+    assert set(m.edit_strategies) <= {"replace", "patch", "append"}
     stats = o.get_training_stats()
     json.dumps(stats, allow_nan=False)
     assert stats["step_count"] == 5 and stats["mode"] == stats["training_mode"] == "train"

@@ -119,7 +119,7 @@ def test_the_update_touches_only_the_batch_rows_and_keeps_no_optimizer_state() -
     batch["puzzle_ids"][0] = UNKNOWN  # one row of an unknown puzzle: runs, stays zero
     for _ in range(3):
         info = o.train_step(batch, optimizer, lr_scheduler=scheduler)
-        assert not info["skipped"]
+        assert not info.skipped
     touched = table.abs().sum(1) > 0
     assert touched.nonzero().squeeze(1).tolist() == index.ids(["g1", "g4"]).tolist()
     # sign-SGD: every coordinate moved by the (scheduled) LR per update, so by > 0

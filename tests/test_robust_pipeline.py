@@ -289,8 +289,8 @@ def run_pipeline(tasks: pa.Table, tmp_path) -> None:
         info = orchestrator.train_step(
             minibatch, optimizer, task_type=task_type, lr_scheduler=scheduler
         )
-        assert len(info["acc_at"]) == config.orchestration.max_steps_train
-        assert np.isfinite(info["loss"])
+        assert len(info.acc_at) == config.orchestration.max_steps_train
+        assert np.isfinite(info.loss)
 
     probe = held_out if held_out.num_rows else train
     probe_ids = torch.from_numpy(pad(probe.column("input").to_pylist(), seq_len))

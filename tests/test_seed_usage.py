@@ -47,8 +47,8 @@ def test_the_seed_usage_example_runs_as_written():
     result = orchestrator.inference(input_ids, return_traces=True, max_steps_override=6)
     # --
 
-    assert loss_info["loss"] > 0 and len(loss_info["step_losses"]) == 16
-    assert recent_norm == loss_info["grad_norm"] > 0
+    assert loss_info.loss > 0 and len(loss_info.step_losses) == 16
+    assert recent_norm == loss_info.grad_norm > 0
     assert sum(v["uses"] for v in edit_performance.values()) == 16
     assert all(key.startswith("text/") for key in edit_performance)
     for key in ("step_count", "training_mode", "gradient_norm", "loss", "memory_stats", "config"):

@@ -51,7 +51,7 @@ def test_training_weighs_only_the_symbols_the_targets_hold():
             canvas_edit_strategies=["replace"],
         )
         o = tiny_orchestrator(config)
-        losses[name] = o.train_step(batch, torch.optim.SGD(o.core.parameters(), lr=0.0))["loss"]
+        losses[name] = o.train_step(batch, torch.optim.SGD(o.core.parameters(), lr=0.0)).loss
     assert losses["absent"] == pytest.approx(losses["plain"], rel=1e-6)
     assert losses["one"] != pytest.approx(losses["plain"], rel=1e-3)
 

@@ -16,16 +16,15 @@ settings are measured instead of guessed:
    on the calibration rows by construction; measure on rows it did not see.
 
 The chosen `StoppingSettings` and where they came from travel in a `CalibrationResult`
-(plain containers, so it round-trips through checkpoints); `calibrate_orchestrator` is
-the one-call entry point for training, evaluation and prediction, and
-`stopping_in_use` is what inference asks for the settings it runs with.
+(both live with the stopping rule in refiner.halting, which inference reads without
+this module); `calibrate_orchestrator` is the one-call entry point for training,
+evaluation and prediction.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,13 @@ import torch
 
 from refiner.config import PATIENCE_SIGNALS, PatienceSignal, StoppingConfig
 from refiner.edits import canvas_score
-from refiner.halting import CONTINUE, STOP_REASONS
+from refiner.halting import CONTINUE, STOP_REASONS, CalibrationResult, StoppingSettings
+
+# The settings live in refiner.halting; callers of calibration find them here too.
+from refiner.halting import describe_stopping as describe_stopping
+from refiner.halting import stopping_in_use as stopping_in_use
+from refiner.inference import refine_step
+from refiner.orchestrator_interface import Orchestrator
 from refiner.puzzles import BATCH_KEY
 from refiner.tokenizers import PAD
 
@@ -72,131 +77,12 @@ class StoppingTrace:
         return self.exact.mean(0).tolist()
 
 
-@dataclass
-class StoppingSettings:
-    """Everything that decides when a sample stops (a StoppingConfig plus a step limit)."""
-
-    act_threshold: float | None
-    quality_threshold: float | None
-    patience: int | None
-    patience_signal: PatienceSignal
-    max_steps: int
-    min_improvement: float = 1e-3
-
-    def __post_init__(self) -> None:
-        if self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
-        self.as_config(StoppingConfig())  # validates the thresholds, patience and signal
-
-    @classmethod
-    def from_config(cls, config: StoppingConfig, max_steps: int) -> StoppingSettings:
-        return cls(
-            config.act_threshold,
-            config.quality_threshold,
-            config.patience,
-            config.patience_signal,
-            max_steps,
-            config.min_improvement,
-        )
-
-    def as_config(self, base: StoppingConfig) -> StoppingConfig:
-        """`base` with these settings (early stopping on; base keeps max_accuracy_loss)."""
-        return dataclasses.replace(
-            base,
-            early_stopping=True,
-            act_threshold=self.act_threshold,
-            quality_threshold=self.quality_threshold,
-            patience=self.patience,
-            patience_signal=self.patience_signal,
-            min_improvement=self.min_improvement,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> StoppingSettings:
-        return cls(**data)
-
-    def describe(self) -> str:
-        patience = (
-            "no patience"
-            if self.patience is None
-            else f"patience {self.patience} ({self.patience_signal})"
-        )
-        return (
-            f"ACT {_fmt(self.act_threshold)}, quality {_fmt(self.quality_threshold)}, "
-            f"{patience}, max {self.max_steps} steps"
-        )
-
-
-@dataclass
-class CalibrationResult:
-    """The chosen settings, what they cost on the calibration rows, and their origin."""
-
-    settings: StoppingSettings
-    update: int | None  # the orchestrator's step_count when calibrated
-    rows: int  # calibration rows
-    max_steps: int  # the user's step limit the rows ran to
-    max_accuracy_loss: float  # the bound, accuracy points
-    accuracy_at_limit: float  # every sample runs max_steps
-    accuracy: float  # with the chosen settings
-    mean_steps: float
-    accuracy_at: list[float] = field(default_factory=list)  # acc@t of the recorded pass
-    frontier: list[dict[str, Any]] = field(default_factory=list)  # steps-vs-accuracy
-    config_point: dict[str, Any] | None = None  # what the config's own settings gave
-    margin_sigmas: float = 0.0  # standard errors the bound was kept with
-
-    @property
-    def origin(self) -> str:
-        at = f"update {self.update}" if self.update is not None else "an unknown update"
-        return f"calibrated at {at} on {self.rows} rows"
-
-    @property
-    def accuracy_loss(self) -> float:
-        """Points lost against running to the limit (negative: stopping gained)."""
-        return 100 * (self.accuracy_at_limit - self.accuracy)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain containers only: loads under torch.load(weights_only=True)."""
-        out = dataclasses.asdict(self)
-        out["settings"] = self.settings.to_dict()
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CalibrationResult:
-        values = dict(data)
-        values["settings"] = StoppingSettings.from_dict(values["settings"])
-        return cls(**values)
-
-    def summary(self) -> str:
-        text = (
-            f"stopping {self.settings.describe()} ({self.origin}): {self.mean_steps:.2f} mean "
-            f"steps, {self.accuracy:.2%} exact vs {self.accuracy_at_limit:.2%} at "
-            f"{self.max_steps} steps (loss {self.accuracy_loss:.2f} points, "
-            f"bound {self.max_accuracy_loss}"
-            + (
-                f" with {self.margin_sigmas:g} standard errors to spare)"
-                if self.margin_sigmas
-                else ")"
-            )
-        )
-        if self.rows and 100 / self.rows > self.max_accuracy_loss:
-            # measured: on 129 sudoku rows, settings lossless there lost 2.3 points on others
-            text += (
-                f"; one row is {100 / self.rows:.2f} points, more than the bound, so these"
-                " settings may lose more on new rows: calibrate on more rows"
-                " (task.val_max_rows, a larger validation split, stopping.calibration_views)"
-            )
-        return text
-
-
 # ---------------------------------------------------------------------- recording
 
 
 @torch.no_grad()
 def record_pass(
-    orchestrator: Any,
+    orchestrator: Orchestrator,
     batch: Mapping[str, torch.Tensor],
     max_steps: int | None = None,
     task_type: str = "sequence",
@@ -245,7 +131,7 @@ def record_pass(
 
 
 def _record_rows(
-    orchestrator: Any,
+    orchestrator: Orchestrator,
     ids: torch.Tensor,
     target: torch.Tensor,
     puzzle_ids: torch.Tensor | None,
@@ -260,8 +146,6 @@ def _record_rows(
     canvas, quality, latent = state.canvas, state.canvas_quality, state.latent
     scored = target != PAD if ignore_pad else torch.ones_like(target, dtype=torch.bool)
     columns: list[list[torch.Tensor]] = [[], [], [], []]
-    from refiner.inference import refine_step  # inference imports this module
-
     for t in range(steps):
         out, _, canvas, quality, changed = refine_step(
             orchestrator, t, x, canvas, quality, latent, memory, task_type
@@ -496,7 +380,7 @@ def _first_true(hit: np.ndarray) -> np.ndarray:
 
 
 def calibrate_orchestrator(
-    orchestrator: Any,
+    orchestrator: Orchestrator,
     batch: Mapping[str, torch.Tensor],
     task_type: str = "sequence",
     max_steps: int | None = None,
@@ -527,45 +411,6 @@ def calibrate_orchestrator(
     return result
 
 
-def stopping_in_use(
-    calibration: CalibrationResult | None,
-    config: StoppingConfig,
-    max_steps: int,
-    early_stopping: bool,
-    limit_given: bool = False,
-) -> tuple[StoppingConfig, int, dict[str, Any]]:
-    """(stopping config, step limit, report) for one inference call.
-
-    With early stopping and a calibration, its settings replace the config's and its
-    step limit caps `max_steps`, unless the caller chose the limit (`limit_given`: a
-    user's --max-steps runs that many steps at most, with the calibrated thresholds);
-    the report says which settings ran and their origin."""
-    if not early_stopping:
-        report = {"origin": "early stopping off", "max_steps": max_steps}
-        return config, max_steps, report
-    if calibration is None:
-        settings, origin = StoppingSettings.from_config(config, max_steps), "config"
-    else:
-        settings, origin = calibration.settings, calibration.origin
-        if limit_given and max_steps != settings.max_steps:
-            settings = dataclasses.replace(settings, max_steps=max_steps)
-            origin += ", step limit given"
-        max_steps = min(max_steps, settings.max_steps)
-        config = settings.as_config(config)
-    report = {**settings.to_dict(), "max_steps": max_steps, "origin": origin}
-    return config, max_steps, report
-
-
-def describe_stopping(report: Mapping[str, Any]) -> str:
-    """One line from an inference result's "stopping" report: the settings and origin."""
-    if "act_threshold" not in report:  # early stopping off
-        return f"every sample runs {report['max_steps']} steps ({report['origin']})"
-    settings = StoppingSettings.from_dict(
-        {k: report[k] for k in (f.name for f in dataclasses.fields(StoppingSettings))}
-    )
-    return f"{settings.describe()} ({report['origin']})"
-
-
 def plot_frontier(result: CalibrationResult, path: str | Path) -> Path:
     """Steps-vs-accuracy frontier on the calibration rows, the chosen point, the config's
     own settings and the accuracy bound (PNG)."""
@@ -591,7 +436,3 @@ def frontier_table(result: CalibrationResult) -> dict[str, list[Any]]:
     """The frontier as columns (for an MLflow table or a DataFrame)."""
     keys = list(result.frontier[0]) if result.frontier else []
     return {k: [row[k] for row in result.frontier] for k in keys}
-
-
-def _fmt(value: float | None) -> str:
-    return "off" if value is None else f"{value:g}"

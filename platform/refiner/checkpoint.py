@@ -23,7 +23,9 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from refiner.checkpoint_upgrades import upgrade_state
 from refiner.config import ConfigError, ModelConfig, OrchestrationConfig
+from refiner.orchestrator_interface import Orchestrator
 
 FORMAT = "refiner-checkpoint"
 FORMAT_VERSION = 1
@@ -38,7 +40,7 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(
     path: str | Path,
-    orchestrator: Any,
+    orchestrator: Orchestrator,
     optimizer: torch.optim.Optimizer | None = None,
     lr_scheduler: Any = None,
     extra: dict | None = None,
@@ -78,7 +80,7 @@ def save_checkpoint(
 
 def load_checkpoint(
     path: str | Path,
-    orchestrator: Any,
+    orchestrator: Orchestrator,
     optimizer: torch.optim.Optimizer | None = None,
     lr_scheduler: Any = None,
 ) -> dict:
@@ -106,7 +108,8 @@ def load_checkpoint(
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """Load and validate a checkpoint file without applying it."""
+    """Load and validate a checkpoint file without applying it; its orchestrator state
+    upgraded to today's (refiner.checkpoint_upgrades)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
@@ -138,6 +141,12 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(
             f"{path}: checkpoint format version {version!r}; this code reads version {FORMAT_VERSION}"
         )
+    if not isinstance(payload.get("orchestrator"), dict):
+        raise CheckpointError(f"{path}: has no orchestrator state")
+    try:  # older states gain what they lack (refiner.checkpoint_upgrades)
+        upgrade_state(payload["orchestrator"])
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from None
     return payload
 
 

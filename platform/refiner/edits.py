@@ -12,13 +12,15 @@ their qualities; an edit strategy decides which positions take the proposal:
 
 `EditSelector` picks a strategy per (task type) from its history of quality gain per
 use: epsilon-greedy or UCB1, seeded, so choices are reproducible and checkpointable.
+`EditPolicy` is the one path every canvas edit takes (training's unroll, evaluation,
+inference, calibration's recorded pass): choose the strategy, then apply it.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -150,3 +152,85 @@ class EditSelector:
         }
         version, internal, gauss = state["rng"]
         self.rng.setstate((version, tuple(internal), gauss))
+
+
+# choose(step, canvas_scores [B] or None, task_type) -> strategy name
+StrategyChooser = Callable[[int, torch.Tensor | None, str], str]
+# edit(step, canvas, canvas_quality, proposal, proposal_quality)
+#   -> (new_canvas, new_quality, strategy): the callback a model unroll calls each step
+EditFn = Callable[
+    [int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    tuple[torch.Tensor, torch.Tensor, str],
+]
+# (strategy, token-accuracy gain as a 0-d tensor) per edit of a supervised unroll
+EditGains = list[tuple[str, torch.Tensor]]
+
+
+class EditPolicy:
+    """Choose a strategy, apply the edit.
+
+    `choose` picks the strategy (the orchestrator's `select_edit_strategy`, which asks
+    its `EditSelector` and knows whether to explore); `scores_for_choice`: whether the
+    chooser gets the canvas scores (an adaptive selector; otherwise None, saving their
+    computation). `patch` and `append` edits change at most their budget's fraction of
+    the positions."""
+
+    def __init__(
+        self,
+        choose: StrategyChooser,
+        patch_budget: float,
+        append_budget: float,
+        scores_for_choice: bool = True,
+    ) -> None:
+        self.choose = choose
+        self.patch_budget, self.append_budget = patch_budget, append_budget
+        self.scores_for_choice = scores_for_choice
+
+    def budget(self, strategy: str) -> float:
+        """The fraction of positions a `patch` or `append` edit may change."""
+        return self.append_budget if strategy == "append" else self.patch_budget
+
+    def edit(
+        self,
+        step: int,
+        canvas: torch.Tensor,
+        quality: torch.Tensor,
+        proposal: torch.Tensor,
+        proposal_quality: torch.Tensor,
+        task_type: str,
+    ) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """Step `step`'s edit of the canvas [B, L] and its quality [B, L] by the proposal:
+        (new canvas, new quality, the strategy applied)."""
+        scores = canvas_score(quality) if self.scores_for_choice else None
+        strategy = self.choose(step, scores, task_type)
+        new_canvas, new_quality = apply_edit(
+            strategy, canvas, quality, proposal, proposal_quality, self.budget(strategy)
+        )
+        return new_canvas, new_quality, strategy
+
+    def edit_fn(
+        self,
+        task_type: str,
+        target: torch.Tensor | None = None,
+        gains: EditGains | None = None,
+    ) -> EditFn:
+        """`edit` as the per-step callback a model unroll calls. With a `target` and a
+        `gains` list it appends each edit's token-accuracy gain (the adaptive selector's
+        reward), still on the device."""
+
+        def edit(
+            step: int,
+            canvas: torch.Tensor,
+            quality: torch.Tensor,
+            proposal: torch.Tensor,
+            proposal_quality: torch.Tensor,
+        ) -> tuple[torch.Tensor, torch.Tensor, str]:
+            new_canvas, new_quality, strategy = self.edit(
+                step, canvas, quality, proposal, proposal_quality, task_type
+            )
+            if target is not None and gains is not None:
+                gain = token_accuracy(new_canvas, target) - token_accuracy(canvas, target)
+                gains.append((strategy, gain))
+            return new_canvas, new_quality, strategy
+
+        return edit

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from refiner.calibration import describe_stopping
+from refiner.halting import describe_stopping
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.plots import plot_halting_histogram, plot_refinement_curve
 from refiner.puzzles import BATCH_KEY

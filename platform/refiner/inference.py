@@ -10,24 +10,21 @@ holds the loop so that training (refiner.orchestrator) and inference read separa
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from refiner.calibration import stopping_in_use
-from refiner.edits import apply_edit, canvas_score
-from refiner.halting import STOP_REASONS, StoppingRule
+from refiner.edits import canvas_score
+from refiner.halting import STOP_REASONS, StoppingRule, stopping_in_use
 from refiner.model import RefinerModel, StepOutput
+from refiner.orchestrator_interface import Orchestrator
 from refiner.tokenizers import MASK
-
-if TYPE_CHECKING:
-    from refiner.orchestrator import UnifiedRefinerOrchestrator
 
 
 @torch.no_grad()
 def infer_few(
-    orchestrator: UnifiedRefinerOrchestrator,
+    orchestrator: Orchestrator,
     input_ids: torch.Tensor | np.ndarray | list,
     max_steps: int | None,
     early_stopping: bool,
@@ -38,8 +35,8 @@ def infer_few(
     """The result dict documented on `UnifiedRefinerOrchestrator.inference`.
 
     `max_steps`: the caller's step limit; None: the config's max_steps_infer, which a
-    calibration's own limit caps. Edits go through `orchestrator.select_edit_strategy`
-    (never exploring). Changes no state except memory-bank read counters."""
+    calibration's own limit caps. Edits go through `orchestrator.edit_policy` (never
+    exploring). Changes no state except memory-bank read counters."""
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps_override must be >= 1, got {max_steps}")
     o = orchestrator
@@ -83,11 +80,11 @@ def infer_few(
                 strategy_use[strategy] += 1
                 score = canvas_score(quality)  # [active]
                 halt_prob = torch.sigmoid(out.halt_logit.float())  # [active]
-                if bank is not None and bank.size:
+                if bank is not None and bank.size and out.memory_similarity is not None:
                     bank.record_reads(out.memory_similarity)
                 codes = rule.update(halt_prob, score, t == max_steps - 1, changed)
                 done = codes >= 0
-                record = {
+                record: dict[str, Any] = {
                     "step": t + 1,
                     "active": rows.numel(),
                     "mean_score": score.mean().item(),
@@ -155,7 +152,7 @@ def bucket_size(active: int, full: int) -> int:
 
 
 def refine_step(
-    orchestrator: UnifiedRefinerOrchestrator,
+    orchestrator: Orchestrator,
     t: int,
     x: torch.Tensor,
     canvas: torch.Tensor,
@@ -165,7 +162,7 @@ def refine_step(
     task_type: str,
     bucket_of: int | None = None,
 ) -> tuple[StepOutput, str, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One infer-few step: the model's step, then the edit `select_edit_strategy` picks.
+    """One infer-few step: the model's step, then the orchestrator's edit policy.
 
     Returns the step's outputs, the strategy, the new canvas [B, L] and quality [B, L],
     and whether each row's canvas changed [B] (patience on the canvas). With `bucket_of`
@@ -178,9 +175,8 @@ def refine_step(
         out = core.step(x, canvas, latent, memory)
     proposal = out.logits.argmax(-1)
     proposal_quality = torch.sigmoid(out.quality_logits.float())
-    strategy = orchestrator.select_edit_strategy(t, canvas_score(quality), task_type)
-    new_canvas, new_quality = apply_edit(
-        strategy, canvas, quality, proposal, proposal_quality, orchestrator.edit_budget(strategy)
+    new_canvas, new_quality, strategy = orchestrator.edit_policy.edit(
+        t, canvas, quality, proposal, proposal_quality, task_type
     )
     changed = (new_canvas != canvas).any(-1)
     return out, strategy, new_canvas, new_quality, changed

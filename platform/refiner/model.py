@@ -47,7 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from refiner.config import ModelConfig
-from refiner.edits import canvas_score
+from refiner.edits import EditFn, canvas_score
 from refiner.losses import StepLosses, step_loss_terms
 from refiner.memory import memory_read
 from refiner.puzzles import PuzzleEmbedding
@@ -109,12 +109,6 @@ class Unroll:
     summary: torch.Tensor  # [B, D] detached pooled (input + final latent)
 
 
-# edit_fn(step, canvas, canvas_quality, proposal, proposal_quality)
-#   -> (new_canvas, new_quality, strategy_name)
-EditFn = Callable[
-    [int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-    tuple[torch.Tensor, torch.Tensor, str],
-]
 # truncate(step_records_so_far) -> the same records with the gradient cut applied
 TruncateFn = Callable[[list[StepRecord]], list[StepRecord]]
 

@@ -20,24 +20,26 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from refiner.calibration import CalibrationResult
 from refiner.checkpoint import checkpoint_configs, load_checkpoint
+from refiner.checkpoint_upgrades import STATE_VERSION, VERSION_KEY, upgrade_state
 from refiner.config import ModelConfig, OrchestrationConfig
-from refiner.edits import EditSelector, apply_edit, canvas_score, token_accuracy
+from refiner.edits import EditFn, EditGains, EditPolicy, EditSelector
 from refiner.grokfast import GrokfastFilter
+from refiner.halting import CalibrationResult
 from refiner.inference import infer_few
-from refiner.losses import LOSS_TYPES, step_weights, token_loss_weights
+from refiner.losses import LOSS_TYPES, StepLosses, step_weights, token_loss_weights
 from refiner.memory import MemoryBank
-from refiner.model import EditFn, RefinerModel, StepRecord, keep_last
+from refiner.model import RefinerModel, StepRecord, keep_last
 from refiner.puzzles import BATCH_KEY, PuzzleIndex, SparsePuzzleOptimizer
+from refiner.step_metrics import StepMetrics
 from refiner.tokenizers import tokenizer_for
 from refiner.weight_average import WeightAverage
 
@@ -59,7 +61,15 @@ def fast_path_enabled(setting: CompileSetting, device: torch.device) -> bool:
 
 def unwrap(model: nn.Module) -> RefinerModel:
     """The RefinerModel inside a DDP (or similar) wrapper."""
-    return getattr(model, "module", model)
+    return cast(RefinerModel, getattr(model, "module", model))
+
+
+def supervised(records: list[StepRecord]) -> list[StepLosses]:
+    """The loss terms of each step of an unroll that had a target."""
+    losses = [r.losses for r in records if r.losses is not None]
+    if len(losses) != len(records):
+        raise ValueError("step losses need an unroll with a target")
+    return losses
 
 
 def step_losses(
@@ -67,10 +77,9 @@ def step_losses(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The supervised records' loss terms: (per type [len(LOSS_TYPES), T], and the
     type-weighted loss of each step [T]), both still attached to the graph."""
-    if any(r.losses is None for r in records):
-        raise ValueError("step losses need an unroll with a target")
+    losses = supervised(records)
     per_type = torch.stack(
-        [torch.stack([r.losses.of_type(name) for r in records]) for name in LOSS_TYPES]
+        [torch.stack([step.of_type(name) for step in losses]) for name in LOSS_TYPES]
     )
     w = config.step_loss_weights
     weighted = w.token * per_type[0] + w.halting * per_type[1] + w.quality * per_type[2]
@@ -116,6 +125,14 @@ class UnifiedRefinerOrchestrator:
             c.edit_selection,
             c.edit_exploration,
             c.seed,
+        )
+        # Every edit (training, evaluation, inference) chooses through
+        # `select_edit_strategy` (a subclass may override it) and applies here.
+        self.edit_policy = EditPolicy(
+            self.select_edit_strategy,
+            c.patch_budget,
+            c.append_budget,
+            scores_for_choice=self.edit_selector.adaptive,
         )
         self.grokfast = GrokfastFilter(c.grokfast)
         self.weight_average = WeightAverage(core, c.ema_decay) if c.ema_decay else None
@@ -230,17 +247,13 @@ class UnifiedRefinerOrchestrator:
         optimizer: torch.optim.Optimizer,
         task_type: str = DEFAULT_TASK_TYPE,
         lr_scheduler: Any = None,
-    ) -> dict[str, Any]:
+    ) -> StepMetrics:
         """One optimizer update from one batch: unroll, weighted loss, backward, NaN/Inf
         guard, Grokfast, clip, optimizer (and LR scheduler) step.
 
-        Returns JSON-serialisable metrics: step, loss, loss_token, loss_halting,
-        loss_quality (step-weighted, before type weights), step_losses [T] (type-weighted
-        loss per step), acc_at [T] (exact match after step t), token_acc_at [T],
-        halt_prob_at [T], grad_norm (before clipping; None if non-finite), clipped,
-        skipped, skipped_total, edit_strategies [T], smoothed_loss, lr (None if skipped),
-        gradient_steps (K). Metrics are this process's; under DDP only the gradients
-        are averaged."""
+        Returns the update's metrics (refiner.step_metrics.StepMetrics: losses, acc@t,
+        gradient norm, clipped/skipped, edits, LR). They are this process's; under DDP
+        only the gradients are averaged."""
         if not self.training:
             self.train()
         self.task_type = task_type
@@ -251,8 +264,10 @@ class UnifiedRefinerOrchestrator:
         K = c.gradient_window(T)
         self.window_end = self.draw_window_end(T, K)
         learn_edits = c.adaptive_edit_selection and len(c.canvas_edit_strategies) > 1
-        gains: list[tuple[str, torch.Tensor]] = []
-        edit_fn = self._edit_fn(task_type, target=target if learn_edits else None, gains=gains)
+        gains: EditGains = []
+        edit_fn = self.edit_policy.edit_fn(
+            task_type, target=target if learn_edits else None, gains=gains
+        )
         with self.autocast_context(), self.exploring(True):
             unroll = self.model(
                 inputs,
@@ -319,33 +334,33 @@ class UnifiedRefinerOrchestrator:
             if math.isfinite(loss_value):
                 self.loss_history.append(loss_value)
             self.grad_norm_history.append(grad_norm)
-            self._write_memory(unroll.summary, unroll.latent, records[-1].losses.exact)
+            self._write_memory(unroll.summary, unroll.latent, supervised(records)[-1].exact)
         self.step_count += 1
         for (strategy, _), gain in zip(gains, gain_values, strict=True):
             self.edit_selector.record(task_type, strategy, gain)
         self._record_memory_reads(records)
 
-        return {
-            "step": self.step_count,
-            "loss": _finite_or_none(loss_value),
-            **{
-                f"loss_{name}": _finite_or_none(v)
-                for name, v in zip(LOSS_TYPES, totals_list, strict=True)
-            },
-            "step_losses": [_finite_or_none(v) for v in curves["step_losses"]],
-            "acc_at": curves["acc_at"],
-            "token_acc_at": curves["token_acc_at"],
-            "halt_prob_at": curves["halt_prob_at"],
-            "grad_norm": _finite_or_none(grad_norm),
-            "clipped": bool(clipped),
-            "skipped": skipped,
-            "skipped_total": self.skipped_steps,
-            "edit_strategies": [r.strategy for r in records],
-            "smoothed_loss": self._smoothed_loss(),
-            "lr": None if skipped else lr,
-            "gradient_steps": K,
-            "gradient_window_end": self.window_end,
-        }
+        token, halting, quality = (_finite_or_none(v) for v in totals_list)  # LOSS_TYPES order
+        return StepMetrics(
+            step=self.step_count,
+            loss=_finite_or_none(loss_value),
+            loss_token=token,
+            loss_halting=halting,
+            loss_quality=quality,
+            step_losses=[_finite_or_none(v) for v in curves["step_losses"]],
+            acc_at=curves["acc_at"],
+            token_acc_at=curves["token_acc_at"],
+            halt_prob_at=curves["halt_prob_at"],
+            grad_norm=_finite_or_none(grad_norm),
+            clipped=bool(clipped),
+            skipped=skipped,
+            skipped_total=self.skipped_steps,
+            edit_strategies=[r.strategy for r in records],
+            smoothed_loss=self._smoothed_loss(),
+            lr=None if skipped else lr,
+            gradient_steps=K,
+            gradient_window_end=self.window_end,
+        )
 
     def draw_window_end(self, steps: int, window: int) -> int:
         """The step this update's gradient window ends at: the last one, or with
@@ -414,7 +429,7 @@ class UnifiedRefinerOrchestrator:
                     inputs,
                     steps=steps,
                     target=target,
-                    edit_fn=self._edit_fn(self._task_type(task_type)),
+                    edit_fn=self.edit_policy.edit_fn(self._task_type(task_type)),
                     memory=self.memory_snapshot(),
                     puzzle_ids=puzzle_ids,
                     token_weight=self.token_weight,
@@ -521,6 +536,7 @@ class UnifiedRefinerOrchestrator:
             live, model = self.weight_average.module_states(self.core)
             weight_average = {"live_model": live, "updates": self.weight_average.updates}
         return {
+            VERSION_KEY: STATE_VERSION,  # how refiner.checkpoint_upgrades reads it later
             "model": model,
             "weight_average": weight_average,
             "model_config": self.core.config.to_dict(),
@@ -538,13 +554,15 @@ class UnifiedRefinerOrchestrator:
         }
 
     def load_state_dict(self, state: Mapping[str, Any], resume_training: bool = False) -> None:
-        """Restore from `state_dict()`. The orchestrator keeps its own config object.
+        """Restore from `state_dict()` (of this version or an older one: see
+        refiner.checkpoint_upgrades). The orchestrator keeps its own config object.
 
         The model gets the checkpoint's "model" weights (an EMA run's average); with
         `resume_training`, an EMA run's live weights go back into the model and the
         average behind them, so training continues where it stopped."""
+        state = upgrade_state(dict(state))  # an older state gains what it lacks
         self.core.load_state_dict(state["model"])
-        averaged = state.get("weight_average")  # absent in checkpoints from before EMA
+        averaged = state["weight_average"]
         if self.weight_average is not None:
             if resume_training and averaged is not None:
                 self.weight_average.restore(self.core, averaged["live_model"], averaged["updates"])
@@ -552,16 +570,16 @@ class UnifiedRefinerOrchestrator:
                 self.weight_average.reset(self.core)
         self.step_count = state["step_count"]
         self.skipped_steps = state["skipped_steps"]
-        self.task_type = state.get("task_type")  # absent from checkpoints before it was kept
+        self.task_type = state["task_type"]
         self.loss_history = deque(state["loss_history"], maxlen=HISTORY_LENGTH)
         self.grad_norm_history = deque(state["grad_norm_history"], maxlen=HISTORY_LENGTH)
         self.edit_selector.load_state_dict(state["edit_selector"])
         self.grokfast.load_state_dict(state["grokfast"], self.device)
         if self.memory_bank is not None and state["memory_bank"] is not None:
             self.memory_bank.load_state_dict(state["memory_bank"])
-        if state.get("puzzle_index") is not None:  # absent before puzzle conditioning
+        if state["puzzle_index"] is not None:
             self.puzzle_index = PuzzleIndex.from_dict(state["puzzle_index"])
-        calibration = state.get("calibration")  # absent in checkpoints from before it
+        calibration = state["calibration"]
         self.calibration = CalibrationResult.from_dict(calibration) if calibration else None
 
     # ------------------------------------------------------------------ helpers
@@ -616,10 +634,6 @@ class UnifiedRefinerOrchestrator:
         """The memory bank's filled (keys, values), as the model reads them, or None."""
         return self.memory_bank.snapshot() if self.memory_bank is not None else None
 
-    def edit_budget(self, strategy: str) -> float:
-        """The fraction of positions a `patch` or `append` edit may change."""
-        return self.config.append_budget if strategy == "append" else self.config.patch_budget
-
     def _task_type(self, task_type: str | None) -> str:
         """A given task type, else the one trained on, else the default."""
         return task_type or self.task_type or DEFAULT_TASK_TYPE
@@ -628,31 +642,11 @@ class UnifiedRefinerOrchestrator:
         self,
         task_type: str,
         target: torch.Tensor | None = None,
-        gains: list[tuple[str, torch.Tensor]] | None = None,
+        gains: EditGains | None = None,
     ) -> EditFn:
-        """The per-step edit callback the unroll calls: the strategy comes from
-        `select_edit_strategy`; with a target it measures each edit's token-accuracy
-        gain (the adaptive selector's reward)."""
-
-        def edit(
-            step: int,
-            canvas: torch.Tensor,
-            quality: torch.Tensor,
-            proposal: torch.Tensor,
-            proposal_quality: torch.Tensor,
-        ) -> tuple[torch.Tensor, torch.Tensor, str]:
-            scores = canvas_score(quality) if self.edit_selector.adaptive else None
-            strategy = self.select_edit_strategy(step, scores, task_type)
-            new_canvas, new_quality = apply_edit(
-                strategy, canvas, quality, proposal, proposal_quality, self.edit_budget(strategy)
-            )
-            if target is not None and gains is not None:
-                gains.append(
-                    (strategy, token_accuracy(new_canvas, target) - token_accuracy(canvas, target))
-                )
-            return new_canvas, new_quality, strategy
-
-        return edit
+        """`edit_policy.edit_fn`, under the name bench/canvas_trace.py still calls (it is
+        being replaced by a package module on `inference(..., return_traces=True)`)."""
+        return self.edit_policy.edit_fn(task_type, target, gains)
 
     def _write_memory(
         self, summary: torch.Tensor, latent: torch.Tensor, solved: torch.Tensor
@@ -685,16 +679,16 @@ class UnifiedRefinerOrchestrator:
         return decoded.tolist() if isinstance(decoded, np.ndarray) else decoded
 
 
-def _grad_norm_tensor(params: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """The global gradient norm as a 0-d fp32 tensor (no host sync)."""
-    if not params:
+def _grad_norm_tensor(params: Sequence[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """The global gradient norm as a 0-d fp32 tensor (no host sync) of parameters that
+    have gradients."""
+    grads = [p.grad.float() for p in params if p.grad is not None]
+    if not grads:
         return torch.zeros((), device=device)
-    return torch.linalg.vector_norm(
-        torch.stack(torch._foreach_norm([p.grad.float() for p in params]))
-    )
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
-def _grad_norm(params: list[torch.Tensor]) -> float:
+def _grad_norm(params: Sequence[torch.Tensor]) -> float:
     if not params:
         return 0.0
     return _grad_norm_tensor(params, params[0].device).item()
@@ -709,8 +703,8 @@ def _curves_tensor(records: list[StepRecord], per_step: torch.Tensor) -> torch.T
     return torch.stack(
         [
             per_step.detach().float(),
-            torch.stack([r.losses.exact.float().mean() for r in records]),
-            torch.stack([r.losses.token_acc for r in records]).float(),
+            torch.stack([step.exact.float().mean() for step in supervised(records)]),
+            torch.stack([step.token_acc for step in supervised(records)]).float(),
             torch.stack([r.halt_prob.mean() for r in records]).float(),
         ]
     )

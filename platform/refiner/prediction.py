@@ -31,11 +31,8 @@ import pyarrow.parquet as pq
 import torch
 
 from refiner.batches import batch_from_arrays
-from refiner.calibration import describe_stopping, stopping_in_use
-from refiner.checkpoint import CheckpointError, check_model_shapes, read_checkpoint, stored_configs
 from refiner.config import ModelConfig, check_step_budget
-from refiner.memory import MemoryBank
-from refiner.model import RefinerModel
+from refiner.halting import describe_stopping, stopping_in_use
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.tasks.validation import MAX_REPORTED_PROBLEMS, Problem, TaskFileError, validate
 from refiner.tokenizers import ByteTokenizer, SymbolTokenizer, tokenizer_for
@@ -62,18 +59,9 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu") -> Predictor:
-        payload = read_checkpoint(path)  # weights_only: refuses anything but tensors/containers
-        state = payload["orchestrator"]
-        model_config, orchestration = stored_configs(state, path)
-        model = RefinerModel(model_config)
-        check_model_shapes(state["model"], model.state_dict(), path)
-        memory = MemoryBank.from_config(model_config, "cpu")
-        # The tokenizer decodes per row (predict); the orchestrator needs none.
-        orchestrator = UnifiedRefinerOrchestrator(model, None, memory, orchestration, device)
-        try:
-            orchestrator.load_state_dict(state)
-        except (KeyError, ValueError, RuntimeError) as err:
-            raise CheckpointError(f"{path}: does not fit its own model: {err}") from None
+        # the one loader: weights_only, upgraded state, shapes checked (refiner.checkpoint)
+        orchestrator = UnifiedRefinerOrchestrator.from_checkpoint(path, device)
+        orchestrator.tokenizer = None  # predict decodes per row; the orchestrator needs none
         return cls(orchestrator)
 
     @property

@@ -2,9 +2,11 @@
 
 Each worker builds the orchestrator (its model wrapped in DDP when there are several
 workers), restores the latest checkpoint if Ray Train has one, fast-forwards its data
-shard to where that checkpoint left off, and calls ``train_step`` once per batch.
-Every ``report_every`` updates all workers report (a barrier); at checkpoints and at
-data-epoch ends rank 0 also validates and attaches a full orchestrator checkpoint.
+shard to where that checkpoint left off, and runs the package's training loop
+(``refiner.training_loop.fit``: one ``train_step`` per batch) on it. What is Ray's stays
+here, in the loop's hook (``WorkerReports``): every ``report_every`` updates all workers
+report (a barrier); at checkpoints and at data-epoch ends rank 0 also validates and
+attaches a full orchestrator checkpoint.
 Rank 0 is the only writer to the tracker (one MLflow run per training run).
 """
 
@@ -16,8 +18,7 @@ import json
 import os
 import sys
 import tempfile
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from refiner.distributed.data import CALIBRATION, StreamPlan
 from refiner.evaluation import EvaluationReport, evaluate_refiner
 from refiner.experiment import ExperimentConfig, build_optimizer, build_orchestrator
 from refiner.failures import DeterministicError
+from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.predictors import field_report
 from refiner.puzzles import BATCH_KEY, PuzzleIndex
 from refiner.run_tracker import NullTracker, RunTracker
@@ -46,6 +48,7 @@ from refiner.storage import (
     list_checkpoints,
     persist_checkpoint,
 )
+from refiner.training_loop import Update, fit
 
 
 class TrainingDiverged(RunFailedError):
@@ -81,19 +84,30 @@ class ReportWindow:
     clipped: int = 0
     skipped: int = 0
 
-    def add(self, info: dict[str, Any], rows: int) -> None:
+    def add(self, update: Update) -> None:
+        m = update.metrics
         self.updates += 1
-        self.rows += rows
-        for key in ("loss", "loss_token", "loss_halting", "loss_quality", "grad_norm"):
-            if info.get(key) is not None:
-                self.sums[key] = self.sums.get(key, 0.0) + info[key]
+        self.rows += update.rows
+        self.wait_s += update.wait_s
+        self.compute_s += update.compute_s
+        averaged = {
+            "loss": m.loss,
+            "loss_token": m.loss_token,
+            "loss_halting": m.loss_halting,
+            "loss_quality": m.loss_quality,
+            "grad_norm": m.grad_norm,
+        }
+        for key, value in averaged.items():
+            if value is not None:
+                self.sums[key] = self.sums.get(key, 0.0) + value
         if not self.acc_at:
-            self.acc_at = [0.0] * len(info["acc_at"])
-        self.acc_at = [a + b for a, b in zip(self.acc_at, info["acc_at"], strict=True)]
-        self.clipped += int(info["clipped"])
-        self.skipped += int(info["skipped"])
+            self.acc_at = [0.0] * len(m.acc_at)
+        self.acc_at = [a + b for a, b in zip(self.acc_at, m.acc_at, strict=True)]
+        self.clipped += int(m.clipped)
+        self.skipped += int(m.skipped)
 
     def metrics(self, world_size: int) -> dict[str, float]:
+        """The window's means, as the flat mapping the tracker and Ray Train take."""
         n = max(1, self.updates)
         out = {key: value / n for key, value in self.sums.items()}
         out.update({f"acc_at_{t}": a / n for t, a in enumerate(self.acc_at, start=1)})
@@ -148,6 +162,50 @@ def _train(job: WorkerJob) -> dict[str, Any] | None:
         if restored is not None:
             tracker.set_tags({"refiner.resumed_from_step": str(step)})
 
+    batches = _train_batches(job, config, device, rank, step)
+    validation = _held_out_batch("val", device) if rank == 0 and job.has_validation else None
+    # halting is calibrated on the validation rows, or on views of them (calibration_views)
+    calibration = (
+        _held_out_batch(CALIBRATION, device)
+        if validation is not None and config.orchestration.stopping.calibration_views > 1
+        else validation
+    )
+    reports = WorkerReports(
+        job,
+        config,
+        orchestrator,
+        optimizer,
+        scheduler,
+        tracker,
+        rank,
+        world,
+        validation,
+        calibration,
+    )
+    fit(
+        orchestrator,
+        optimizer,
+        scheduler,
+        batches,
+        steps=training.steps,
+        task_type=job.task_type,
+        on_update=reports.after_update,
+        before_update=_fault_hook(rank, world, job.run_dir, config.seed),
+    )
+    step = orchestrator.step_count
+    if rank != 0:
+        return None
+    if reports.diverged:  # no final evaluation or checkpoint of a diverged model
+        tracker.set_tags({"refiner.stopped": "diverged"})
+        return {"step": step, "stats": _stats(orchestrator), "diverged": reports.diverged}
+    return _final_summary(orchestrator, validation, job, tracker, config)
+
+
+def _train_batches(
+    job: WorkerJob, config: ExperimentConfig, device: torch.device, rank: int, step: int
+) -> Iterator[dict[str, torch.Tensor]]:
+    """This worker's shard of the training stream, from where the restored update left off."""
+    training = config.training
     batches = iter(
         ray.train.get_dataset_shard("train").iter_torch_batches(
             batch_size=training.batch_size,
@@ -162,91 +220,93 @@ def _train(job: WorkerJob) -> dict[str, Any] | None:
     # The stream starts at the checkpoint's data epoch: skip what was already trained on.
     for _ in range(job.plan.rows_to_skip(step) // job.plan.global_batch):
         next(batches)
-    validation = _held_out_batch("val", device) if rank == 0 and job.has_validation else None
-    # halting is calibrated on the validation rows, or on views of them (calibration_views)
-    calibration = (
-        _held_out_batch(CALIBRATION, device)
-        if validation is not None and config.orchestration.stopping.calibration_views > 1
-        else validation
-    )
+    keys = ("input", "target", BATCH_KEY)
+    return ({key: batch[key] for key in keys if key in batch} for batch in batches)
 
-    window = ReportWindow()
-    mark = time.perf_counter()
-    skipped_in_a_row = 0
+
+@dataclass
+class WorkerReports:
+    """`fit`'s hook on a worker: every report_every updates all ranks report; at
+    checkpoints (and data-epoch ends) rank 0 validates and attaches a checkpoint; too
+    many non-finite updates in a row stop the run (`diverged` says why)."""
+
+    job: WorkerJob
+    config: ExperimentConfig
+    orchestrator: UnifiedRefinerOrchestrator
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    tracker: RunTracker
+    rank: int
+    world: int
+    validation: dict[str, torch.Tensor] | None
+    calibration: dict[str, torch.Tensor] | None
+    window: ReportWindow = field(default_factory=ReportWindow)
+    skipped_in_a_row: int = 0
     diverged: str | None = None
-    while step < training.steps:
-        try:
-            batch = next(batches)
-        except StopIteration:
-            raise RuntimeError(
-                f"the training stream ended at update {step} of {training.steps}"
-            ) from None
-        fetched = time.perf_counter()
-        window.wait_s += fetched - mark
-        _maybe_inject_fault(step, rank, world, job.run_dir, config.seed)
-        info = orchestrator.train_step(
-            {key: batch[key] for key in ("input", "target", BATCH_KEY) if key in batch},
-            optimizer,
-            task_type=job.task_type,
-            lr_scheduler=scheduler,
-        )
-        step = orchestrator.step_count
-        window.add(info, rows=training.batch_size)
-        mark = time.perf_counter()
-        window.compute_s += mark - fetched
 
-        skipped_in_a_row = skipped_in_a_row + 1 if info["skipped"] else 0
-        if training.max_skipped_updates and skipped_in_a_row >= training.max_skipped_updates:
+    def after_update(self, update: Update) -> bool:
+        """Returns True to stop training (diverged)."""
+        training, plan, step = self.config.training, self.job.plan, update.step
+        self.window.add(update)
+        self.skipped_in_a_row = self.skipped_in_a_row + 1 if update.metrics.skipped else 0
+        if training.max_skipped_updates and self.skipped_in_a_row >= training.max_skipped_updates:
             # Every rank skips the same updates (all-reduced gradients), so all stop here.
-            diverged = (
-                f"training diverged: updates {step - skipped_in_a_row + 1}-{step} all had "
+            self.diverged = (
+                f"training diverged: updates {step - self.skipped_in_a_row + 1}-{step} all had "
                 f"non-finite gradients (training.max_skipped_updates="
                 f"{training.max_skipped_updates}); lower training.lr or raise the limit"
             )
         epoch_end = training.checkpoint_at_epoch_end and (
-            job.plan.epoch_of_step(step) > job.plan.epoch_of_step(step - 1)
+            plan.epoch_of_step(step) > plan.epoch_of_step(step - 1)
         )
-        checkpoint_due = diverged is None and (
+        checkpoint_due = self.diverged is None and (
             step % training.checkpoint_every == 0 or step == training.steps or epoch_end
         )
-        if not (checkpoint_due or diverged or step % training.report_every == 0):
-            continue
+        if not (checkpoint_due or self.diverged or step % training.report_every == 0):
+            return False
         metrics = {
-            **window.metrics(world),
+            **self.window.metrics(self.world),
             "step": step,
-            "epoch": job.plan.epoch_of_step(step - 1),
-            "lr": float(scheduler.get_last_lr()[0]),
+            "epoch": plan.epoch_of_step(step - 1),
+            "lr": float(self.scheduler.get_last_lr()[0]),
         }
         report: EvaluationReport | None = None
-        if rank == 0 and checkpoint_due:
-            if validation is not None:
-                stopping = config.orchestration.stopping
-                with orchestrator.averaged_weights():  # what the checkpoint will hold
-                    if stopping.calibrate and stopping.early_stopping:  # val_acc_infer uses it
-                        rows = calibration if calibration is not None else validation
-                        _calibrate(orchestrator, rows, job.task_type, tracker, step)
-                    report = evaluate_refiner(orchestrator, validation, job.task_type)
-                    field = _field_report(orchestrator, job, config)
-                metrics.update(report.metrics("val_"))
-                if field is not None:
-                    metrics.update(field.metrics("val_"))
-            else:  # no held-out rows: rank checkpoints by training accuracy
-                metrics["val_acc_infer"] = metrics[f"acc_at_{config.orchestration.max_steps_infer}"]
-        if rank == 0:
+        if self.rank == 0 and checkpoint_due:
+            report = self.validate(metrics, step)
+        if self.rank == 0:
             _print_progress(metrics, training.steps, report)
-            tracker.log_metrics(metrics, step)
-        _report(metrics, orchestrator, optimizer, scheduler, config, rank, checkpoint_due, job)
-        window = ReportWindow()
-        mark = time.perf_counter()
-        if diverged:
-            break
+            self.tracker.log_metrics(metrics, step)
+        _report(
+            metrics,
+            self.orchestrator,
+            self.optimizer,
+            self.scheduler,
+            self.config,
+            self.rank,
+            checkpoint_due,
+            self.job,
+        )
+        self.window = ReportWindow()
+        return self.diverged is not None
 
-    if rank != 0:
-        return None
-    if diverged:  # no final evaluation or checkpoint of a diverged model
-        tracker.set_tags({"refiner.stopped": "diverged"})
-        return {"step": step, "stats": _stats(orchestrator), "diverged": diverged}
-    return _final_summary(orchestrator, validation, job, tracker, config)
+    def validate(self, metrics: dict[str, Any], step: int) -> EvaluationReport | None:
+        """Rank 0 at a checkpoint: calibrate stopping, evaluate the held-out rows and the
+        field's metrics (all on the weights the checkpoint will hold) into `metrics`."""
+        config, orchestrator = self.config, self.orchestrator
+        if self.validation is None:  # no held-out rows: rank checkpoints by training accuracy
+            metrics["val_acc_infer"] = metrics[f"acc_at_{config.orchestration.max_steps_infer}"]
+            return None
+        stopping = config.orchestration.stopping
+        with orchestrator.averaged_weights():  # what the checkpoint will hold
+            if stopping.calibrate and stopping.early_stopping:  # val_acc_infer uses it
+                rows = self.calibration if self.calibration is not None else self.validation
+                _calibrate(orchestrator, rows, self.job.task_type, self.tracker, step)
+            report = evaluate_refiner(orchestrator, self.validation, self.job.task_type)
+            field = _field_report(orchestrator, self.job, config)
+        metrics.update(report.metrics("val_"))
+        if field is not None:
+            metrics.update(field.metrics("val_"))
+        return report
 
 
 def _ddp_wrapper(device: torch.device) -> Callable[[torch.nn.Module], torch.nn.Module]:
@@ -290,7 +350,7 @@ def _held_out_batch(name: str, device: torch.device) -> dict[str, torch.Tensor] 
 
 
 def _calibrate(
-    orchestrator: Any,
+    orchestrator: UnifiedRefinerOrchestrator,
     rows: dict[str, torch.Tensor],
     task_type: str,
     tracker: RunTracker,
@@ -307,7 +367,7 @@ def _calibrate(
 
 def _report(
     metrics: dict[str, Any],
-    orchestrator: Any,
+    orchestrator: UnifiedRefinerOrchestrator,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     config: ExperimentConfig,
@@ -358,7 +418,7 @@ def _checkpoint_to_restore(job: WorkerJob) -> ray.train.Checkpoint | None:
 
 
 def _final_summary(
-    orchestrator: Any,
+    orchestrator: UnifiedRefinerOrchestrator,
     validation: dict[str, torch.Tensor] | None,
     job: WorkerJob,
     tracker: RunTracker,
@@ -391,7 +451,9 @@ def _final_summary(
     return summary
 
 
-def _field_report(orchestrator: Any, job: WorkerJob, config: ExperimentConfig) -> Any:
+def _field_report(
+    orchestrator: UnifiedRefinerOrchestrator, job: WorkerJob, config: ExperimentConfig
+) -> Any:
     """Rank 0: the field's metrics on the held-out benchmark rows (at most val_max_rows)."""
     if job.field_rows is None:
         return None
@@ -406,7 +468,7 @@ def _field_report(orchestrator: Any, job: WorkerJob, config: ExperimentConfig) -
     )
 
 
-def _stats(orchestrator: Any) -> dict[str, Any]:
+def _stats(orchestrator: UnifiedRefinerOrchestrator) -> dict[str, Any]:
     stats = orchestrator.get_training_stats()
     stats.pop("config", None)
     return stats
@@ -449,23 +511,28 @@ def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
 FAULT_ENV = "REFINER_TEST_FAULT_AT_STEP"
 
 
-def _maybe_inject_fault(step: int, rank: int, world: int, run_dir: str, seed: int) -> None:
+def _fault_hook(rank: int, world: int, run_dir: str, seed: int) -> Callable[[int], None] | None:
     """Test hook, not configuration: ``REFINER_TEST_FAULT_AT_STEP=N`` (or ``N,seed=S``, only
     runs whose config seed is S) in the environment the workers start with makes the last
-    rank raise once per run at update N. Tests set it; a real run never does.
+    rank raise once per run at update N. Tests set it; a real run never does, and then
+    there is no hook at all (None: the loop calls nothing).
 
     A marker file keeps the restarted worker group from failing again at the same step.
     """
     spec = os.environ.get(FAULT_ENV)
     if not spec:
-        return
+        return None
     at, _, only_seed = spec.partition(",seed=")
     at_step = int(at)
-    if step != at_step or rank != world - 1 or (only_seed and int(only_seed) != seed):
-        return
+    if rank != world - 1 or (only_seed and int(only_seed) != seed):
+        return None
     run_key = hashlib.sha1(run_dir.encode()).hexdigest()[:12]
     marker = Path(tempfile.gettempdir()) / f"refiner-fault-{run_key}-{at_step}"
-    if marker.exists():
-        return
-    marker.write_text(str(os.getpid()))
-    raise RuntimeError(f"injected fault at update {at_step} ({FAULT_ENV})")
+
+    def inject(step: int) -> None:
+        if step != at_step or marker.exists():
+            return
+        marker.write_text(str(os.getpid()))
+        raise RuntimeError(f"injected fault at update {at_step} ({FAULT_ENV})")
+
+    return inject
