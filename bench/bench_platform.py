@@ -43,7 +43,7 @@ from refiner.run_tracker import NullTracker
 from refiner.tasks.schema import describe_tasks, split_validation
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO / "jobs" / "configs" / "default.yaml"
+DEFAULT_CONFIG = REPO / "jobs" / "configs" / "parity.yaml"
 
 
 class StampTracker(NullTracker):
@@ -138,7 +138,7 @@ def main() -> None:
         f"Machine: {os.cpu_count()} CPU cores ({std_platform.processor() or 'cpu'}), no GPU; "
         f"torch {torch.__version__}, ray {ray.__version__}; "
         f"date {time.strftime('%Y-%m-%d')}",
-        f"Config: jobs/configs/default.yaml, {args.steps} updates per Ray run, batch 64/worker",
+        f"Config: jobs/configs/parity.yaml, {args.steps} updates per Ray run, batch 64/worker",
         "",
         "| measurement | value |",
         "|---|---|",

@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--config",
         help="run config YAML (default: the --task source's recipe, configs/<source>.yaml,"
-        " where there is one, else configs/default.yaml)",
+        " where there is one; a task file or text: configs/general.yaml; no --task: parity)",
     )
     p.add_argument(
         "--set",
@@ -64,7 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @job_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from refiner.experiment import choose_config, prepare_experiment
+    from refiner.experiment import prepare_experiment
+    from refiner.recipes import choose_recipe
     from refiner.run_plan import TrainingPlan, default_run_name, training_cluster_cpus
     from refiner.storage import check_writable, resolve_storage
     from refiner.tracking_store import check_tracking_store, resolve_tracking_uri
@@ -77,9 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
     }
     with input_checks():  # bad input stops here: "error: ...", exit status 2
-        config_path, task = choose_config(args.config, args.task, CONFIGS)
+        recipe = choose_recipe(args.config, args.task, CONFIGS)
         config, tasks = prepare_experiment(
-            config_path, set_overrides(args.set, shorthands), task=task
+            recipe.path,
+            set_overrides(args.set, shorthands),
+            task=recipe.task,
+            fit_to_data=recipe.fits_the_data,
         )
         tracking_uri = resolve_tracking_uri(args.tracking_uri)
         check_tracking_store(tracking_uri)
@@ -87,7 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(storage)
         run_name = args.run_name or default_run_name(config)
         plan = TrainingPlan(
-            config, tasks, run_name, args.address, tracking_uri, args.experiment, storage
+            config,
+            tasks,
+            run_name,
+            args.address,
+            tracking_uri,
+            args.experiment,
+            storage,
+            recipe=recipe.explain(config, tasks),
         )
         if args.dry_run:  # no Ray, no MLflow: prints what would run
             print(plan.describe(), flush=True)
@@ -102,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     from refiner.distributed.cluster import init_ray
     from refiner.distributed.trainer import run_training
 
+    if plan.recipe:  # the first line: which recipe trains these tasks, and why
+        print(f"[refiner] {plan.recipe}", flush=True)
     print(f"[refiner] {init_ray(args.address, training_cluster_cpus(config.training))}")
     stop_on_sigterm()  # `ray job stop`: the MLflow run ends KILLED (after init_ray)
     print(f"[refiner] {plan.start_line()}", flush=True)

@@ -84,7 +84,7 @@ def test_summary_shows_acc_table_stopping_and_locations(ddp_run) -> None:
     _, done, _, (run,) = ddp_run
     summary = done.stdout.split("=== summary ===", 1)[1]
     assert "step t   acc@t" in summary
-    assert "mean steps" in summary and "stopped by" in summary
+    assert "mean steps" in summary and "why rows stopped: " in summary
     assert run.info.run_id in summary and run.data.tags["refiner.checkpoint"] in summary
     model_line = next(line for line in summary.splitlines() if line.startswith("model: "))
     assert model_line.startswith(f"model: {run.data.tags['refiner.model_uri']}, from ")

@@ -34,6 +34,7 @@ from refiner.batches import batch_from_arrays
 from refiner.calibration import describe_stopping, stopping_in_use
 from refiner.checkpoint import CheckpointError, check_model_shapes, read_checkpoint, stored_configs
 from refiner.config import ModelConfig, check_step_budget
+from refiner.halting import describe_stop_counts
 from refiner.memory import MemoryBank
 from refiner.model import RefinerModel
 from refiner.orchestrator import UnifiedRefinerOrchestrator
@@ -235,7 +236,7 @@ class PredictionSummary:
     stopping: dict[str, Any] | None = None  # Predictor.stopping(): settings and origin
 
     def lines(self) -> list[str]:
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.stopping_reasons.items()))
+        reasons = describe_stop_counts(self.stopping_reasons)
         acc = (
             f"{self.accuracy:.4f} on {self.labelled} rows with a target"
             if self.accuracy is not None

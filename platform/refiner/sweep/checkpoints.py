@@ -38,6 +38,7 @@ from refiner.experiment import (
     load_task_table,
     prepare_experiment,
 )
+from refiner.halting import describe_stop_counts
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.prediction import check_readable
 from refiner.tasks.schema import describe_tasks, split_validation
@@ -197,7 +198,6 @@ def evaluation_tasks(
 
 def describe_evaluation(report: EvaluationReport, checkpoint: str, task: str) -> str:
     """What ``jobs/evaluate.py`` prints: accuracy, the curve, steps taken, why it stopped."""
-    reasons = sorted(report.stopping_reasons.items())
     return "\n".join(
         [
             f"checkpoint: {checkpoint}",
@@ -205,7 +205,7 @@ def describe_evaluation(report: EvaluationReport, checkpoint: str, task: str) ->
             report.summary(),
             f"accuracy (infer-few, max {report.max_steps_infer} steps): {report.acc_infer:.4f}",
             "steps taken: " + ", ".join(f"{k}: {v}" for k, v in steps_histogram(report).items()),
-            "stopping reasons: " + ", ".join(f"{k}: {v}" for k, v in reasons),
+            f"stopping reasons: {describe_stop_counts(report.stopping_reasons)}",
         ]
     )
 
