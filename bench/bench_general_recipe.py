@@ -41,7 +41,7 @@ def train_and_test(task: Path, recipe: list[str], steps: int, scratch: Path, nam
     )  # fmt: skip
     wall = time.perf_counter() - started
     first = out.splitlines()[0]
-    checkpoint = sorted((scratch / "ray" / name).glob("checkpoint_*"))[-1]
+    checkpoint = sorted(p.parent for p in (scratch / "ray" / name).glob("checkpoint_*/*.pt"))[-1]
     report = run(
         [PY, "jobs/evaluate.py", "--checkpoint", str(checkpoint), "--task", str(task),
          "--split", "test"]

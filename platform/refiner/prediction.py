@@ -151,7 +151,9 @@ class Predictor:
         widths = tasks.column("width").to_pylist()
         symbols = tasks.column("num_symbols").to_pylist()
         done = [row if row is not None else [] for row in ids]  # every row was predicted
-        decoded = [_decode(done[i], types[i], symbols[i], heights[i], widths[i]) for i in range(n)]
+        decoded = [
+            decode_canvas(done[i], types[i], symbols[i], heights[i], widths[i]) for i in range(n)
+        ]
         correct = [
             None if targets[i] is None else _exact(done[i], targets[i], self.seq_len)
             for i in range(n)
@@ -271,7 +273,7 @@ def _exact(prediction: list[int], target: list[int], seq_len: int) -> bool:
     return bool(np.array_equal(np.asarray(prediction), padded))
 
 
-def _decode(
+def decode_canvas(
     ids: list[int], task_type: str, num_symbols: int, height: int | None, width: int | None
 ) -> str:
     tokenizer = tokenizer_for(task_type, num_symbols)

@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol, runtime_checkable
 
 from refiner.provenance import TaskDataset
+from refiner.serving import ServingProfile
 
 
 @runtime_checkable
@@ -38,9 +39,14 @@ class RunTracker(Protocol):
         ...
 
     def log_model(
-        self, checkpoint_path: str, step: int, metrics: Mapping[str, float]
+        self,
+        checkpoint_path: str,
+        step: int,
+        metrics: Mapping[str, float],
+        profile: ServingProfile | None = None,
     ) -> str | None:
-        """Log a kept checkpoint as the run's model at ``step``; its URI (or None)."""
+        """Log a kept checkpoint as the run's model at ``step`` (with the training rows'
+        ``ServingProfile`` for serving); its URI (or None)."""
         ...
 
 
@@ -68,7 +74,11 @@ class NullTracker:
         return nullcontext()
 
     def log_model(
-        self, checkpoint_path: str, step: int, metrics: Mapping[str, float]
+        self,
+        checkpoint_path: str,
+        step: int,
+        metrics: Mapping[str, float],
+        profile: ServingProfile | None = None,
     ) -> str | None:
         return None
 

@@ -46,6 +46,7 @@ from refiner.failures import DeterministicError
 from refiner.predictors import field_kind
 from refiner.provenance import describe_task_dataset
 from refiner.run_tracker import NullTracker, RunTracker
+from refiner.serving import serving_profile
 from refiner.storage import check_writable, resolve_storage
 from refiner.tasks.schema import describe_tasks, split_validation
 
@@ -203,7 +204,10 @@ def run_training(
         with best_checkpoint.as_directory() as directory:
             # No metrics passed: those rank 0 logged at that step are linked to the model.
             model_uri = tracker.log_model(
-                os.path.join(directory, CHECKPOINT_FILE), int(best_metrics.get("step", 0) or 0), {}
+                os.path.join(directory, CHECKPOINT_FILE),
+                int(best_metrics.get("step", 0) or 0),
+                {},
+                serving_profile(train_tasks, held_out),  # requests checked, answers cut
             )
         model_checkpoint, model_metrics = _uri(best_checkpoint), best_metrics
     return TrainingOutcome(

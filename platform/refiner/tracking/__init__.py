@@ -22,6 +22,7 @@ from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH
 
 from refiner.provenance import TaskDataset, run_provenance
 from refiner.run_tracker import flatten
+from refiner.serving import ServingProfile
 from refiner.tracking.provenance import dataset_input, system_metrics
 from refiner.tracking_store import (  # noqa: F401  (re-exported: the jobs' names)
     TrackingError,
@@ -127,7 +128,11 @@ class MlflowTracker:
         return system_metrics(self.tracking_uri, self.run_id)
 
     def log_model(
-        self, checkpoint_path: str, step: int, metrics: Mapping[str, float]
+        self,
+        checkpoint_path: str,
+        step: int,
+        metrics: Mapping[str, float],
+        profile: ServingProfile | None = None,
     ) -> str | None:
         """The checkpoint as this run's pyfunc model (``refiner.tracking.model``), linked
         to the run and its metrics at ``step``; registered when ``register_name`` is set.
@@ -141,6 +146,7 @@ class MlflowTracker:
             step,
             {k: v for k, v in metrics.items() if _scalar(v) is not None},
             self.register_name,
+            profile,
         )
         tags = {"refiner.model_uri": logged.model_uri}
         if logged.registered_uri:
