@@ -21,6 +21,7 @@ import ray.train
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 
 from refiner.augment.budget import MIB, check_budget, tasks_per_call
+from refiner.canvas_pictures import picture_rows
 from refiner.distributed.console import train_logging_config
 from refiner.distributed.data import (
     CALIBRATION,
@@ -155,6 +156,7 @@ def run_training(
         local_mode=training.num_workers == 0,
         field_rows=held_out if field_kind(held_out) else None,
         puzzles=puzzles,
+        picture_rows=picture_rows(held_out),  # drawn at every validation checkpoint
     )
     trainer = FailFastTorchTrainer(
         train_loop_per_worker,

@@ -18,6 +18,12 @@ import torch
 
 from refiner.batches import batch_from_table
 from refiner.calibration import CalibrationResult, calibrate_orchestrator, describe_stopping
+from refiner.canvas_pictures import (
+    PICTURE_ROWS,
+    CanvasTrace,
+    draw_canvas_trace,
+    trace_canvases,
+)
 from refiner.checkpoint import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -122,6 +128,32 @@ def calibrate_checkpoint(
     calibration = calibrate_orchestrator(orchestrator, rows, task_type, max_steps=max_steps)
     after = evaluate_refiner(orchestrator, batch, task_type, max_steps_infer=max_steps)
     return CalibratedEvaluation(before, after, calibration, calibration_split, split)
+
+
+def trace_checkpoint(
+    path: str | Path,
+    tasks: pa.Table,
+    rows: int,
+    out: str | Path,
+    split: str | None = "val",
+    max_steps: int | None = None,
+) -> tuple[CanvasTrace, Path]:
+    """The canvas after every step on ``rows`` of the ``split`` rows (``jobs/evaluate.py
+    --trace``): the trace (for ``describe_step_counts``) and its picture of the first
+    PICTURE_ROWS examples at ``out``, as a run draws them at its checkpoints."""
+    path = local_checkpoint_file(path)
+    check_step_budget(max_steps, "--max-steps")
+    chosen = _split_rows(tasks, split, rows)
+    task_type, num_symbols = describe_tasks(chosen)
+    orchestrator = UnifiedRefinerOrchestrator.from_checkpoint(
+        path, task_type=task_type, num_symbols=num_symbols
+    )
+    trace = trace_canvases(orchestrator, chosen, orchestrator.core.config.seq_len, max_steps)
+    drawn = trace_canvases(
+        orchestrator, chosen.slice(0, PICTURE_ROWS), orchestrator.core.config.seq_len, max_steps
+    )
+    picture = draw_canvas_trace(drawn, out, f"{drawn.source}: {path.parent.name}/{path.name}")
+    return trace, picture
 
 
 def _load_for_evaluation(
