@@ -56,8 +56,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--kinds", nargs="+", default=["reverse", "sort", "shift"])
     p.add_argument("--count", type=int, default=1200)
+    p.add_argument("--recipes", nargs="+", default=["general", "parity"])
     args = p.parse_args()
     recipes = {"general (chosen)": [], "parity (before)": ["--config", "jobs/configs/parity.yaml"]}
+    recipes = {k: v for k, v in recipes.items() if k.split()[0] in args.recipes}
     lines = [
         "| task | recipe | test rows | test exact | train+eval wall s |",
         "|---|---|---|---|---|",

@@ -4,15 +4,11 @@
     python jobs/evaluate.py --checkpoint models:/refiner-best/1 --task tasks.parquet --max-steps 2
     python jobs/evaluate.py --checkpoint runs:/RUN_ID/checkpoint --task parity \\
         --tracking-uri sqlite:////abs/mlflow.db --experiment refiner-eval
-    python jobs/evaluate.py --checkpoint CKPT --task sudoku --trace 64 --trace-out sudoku.png
 
---checkpoint: a checkpoint.pt file, a Ray checkpoint folder holding one, or an MLflow
-models:/ or runs:/ URI. Prints exact-match accuracy, the refinement curve, how many
-steps inference took, why it stopped and with which settings (the checkpoint's calibration
-or config); --calibrate chooses them anew (before/after); --trace N prints the canvas's
-per-step counts on N rows and draws the first few, step by step, as a training run draws
-them at its checkpoints; --experiment logs to MLflow.
-A local checkpoint without --experiment loads neither MLflow nor Ray.
+--checkpoint: checkpoint.pt, its Ray checkpoint folder or an MLflow models:/ or runs:/ URI.
+Prints exact-match accuracy, the refinement curve, steps taken, why and with which settings
+inference stopped; --calibrate chooses them anew; --trace N draws the canvas step by step (PNG);
+--experiment logs to MLflow. A local checkpoint without --experiment loads no MLflow, no Ray.
 """
 
 from __future__ import annotations
@@ -21,9 +17,8 @@ import argparse
 import sys
 import tempfile
 
-from refiner.canvas_pictures import describe_step_counts
 from refiner.checkpoint import CheckpointError
-from refiner.cli import input_checks, job_main
+from refiner.cli import add_trace_arguments, input_checks, job_main
 from refiner.predictors import benchmark_report
 from refiner.sweep.checkpoints import (
     calibrate_checkpoint,
@@ -40,9 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument(
-        "--checkpoint", required=True, help="checkpoint.pt, its folder, or an MLflow URI"
-    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt, its folder or an MLflow URI")
     p.add_argument("--task", required=True, help="a built-in source (parity, ...) or a task file")
     p.add_argument("--max-steps", type=int, help="inference step budget (default: the model's)")
     p.add_argument("--split", default="val", help="evaluate these rows (all rows if none match)")
@@ -65,14 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="choose the stopping settings on these rows (default val) and report accuracy and"
         " steps before and after; without it the checkpoint's stored settings are used",
     )
-    p.add_argument(
-        "--trace",
-        type=int,
-        metavar="N",
-        help="also the canvas after every step on N rows of the split: per-step counts"
-        " (cells to fill right, wrong cells, exact) and a picture of the first few (--trace-out)",
-    )
-    p.add_argument("--trace-out", default="canvas_trace.png", help="where --trace writes its PNG")
+    add_trace_arguments(p)
     p.add_argument("--tracking-uri", help="MLflow tracking URI (models:/ runs:/ and logging)")
     p.add_argument("--experiment", help="log the evaluation as a run in this MLflow experiment")
     return p.parse_args(argv)
@@ -81,10 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @job_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    uses_mlflow = is_mlflow_uri(args.checkpoint) or bool(args.experiment)
     with tempfile.TemporaryDirectory(prefix="refiner-eval-") as scratch:
         with input_checks(CheckpointError):
-            if uses_mlflow:  # imported only when asked for: a local file needs no MLflow
+            if is_mlflow_uri(args.checkpoint) or args.experiment:  # else no MLflow import
                 from refiner import tracking
                 from refiner.tracking import evaluation as eval_tracking
 
@@ -102,11 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                 report = calibrated.after
             else:
                 report = evaluate_checkpoint(path, tasks, args.max_steps, args.split, args.max_rows)
-            traced = None
             if args.trace is not None:  # the canvas step by step, as runs draw it
-                traced = trace_checkpoint(
-                    path, tasks, args.trace, args.trace_out, args.split, args.max_steps
-                )
+                print(trace_checkpoint(path, tasks, args.trace, args.trace_out, args.split))
             voted = None
             if args.vote is not None:  # the field's metrics: exact per puzzle, ARC pass@k
                 voted = benchmark_report(
@@ -118,11 +100,6 @@ def main(argv: list[str] | None = None) -> int:
             print(calibrated.summary())
         if voted is not None:
             print(voted.summary())
-        if traced is not None:
-            trace, picture = traced
-            print(f"canvas trace, {len(trace.inputs)} rows, no early stopping:")
-            print(describe_step_counts(trace))
-            print(f"picture: {picture}")
         if args.experiment:
             extra = voted.metrics("eval_") if voted is not None else {}
             run_id = eval_tracking.log_evaluation(

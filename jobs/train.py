@@ -64,7 +64,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @job_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from refiner.experiment import prepare_experiment
     from refiner.recipes import choose_recipe
     from refiner.run_plan import TrainingPlan, default_run_name, training_cluster_cpus
     from refiner.storage import check_writable, resolve_storage
@@ -79,26 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     with input_checks():  # bad input stops here: "error: ...", exit status 2
         recipe = choose_recipe(args.config, args.task, CONFIGS)
-        config, tasks = prepare_experiment(
-            recipe.path,
-            set_overrides(args.set, shorthands),
-            task=recipe.task,
-            fit_to_data=recipe.fits_the_data,
-        )
+        config, tasks = recipe.prepare(set_overrides(args.set, shorthands))
         tracking_uri = resolve_tracking_uri(args.tracking_uri)
         check_tracking_store(tracking_uri)
         storage = resolve_storage(args.storage)
         check_writable(storage)
         run_name = args.run_name or default_run_name(config)
+        why = recipe.explain(config, tasks)  # the run's first line: which recipe and why
         plan = TrainingPlan(
-            config,
-            tasks,
-            run_name,
-            args.address,
-            tracking_uri,
-            args.experiment,
-            storage,
-            recipe=recipe.explain(config, tasks),
+            config, tasks, run_name, args.address, tracking_uri, args.experiment, storage, why
         )
         if args.dry_run:  # no Ray, no MLflow: prints what would run
             print(plan.describe(), flush=True)
@@ -110,12 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         tags = check_resume(
             tracking_uri, args.experiment, run_name, config.to_dict(), args.allow_config_change
         )
-    from refiner.distributed.cluster import init_ray
+    from refiner.distributed.cluster import init_ray, session_logs
     from refiner.distributed.trainer import run_training
+    from refiner.tracking.console import quiet_mlflow_console
 
-    if plan.recipe:  # the first line: which recipe trains these tasks, and why
-        print(f"[refiner] {plan.recipe}", flush=True)
+    print(f"[refiner] {plan.recipe}", flush=True)
     print(f"[refiner] {init_ray(args.address, training_cluster_cpus(config.training))}")
+    logs = quiet_mlflow_console(session_logs())  # MLflow's INFO lines, bars: beside Ray's
+    print(f"[refiner] Ray's and MLflow's other lines: {logs.parent}", flush=True)
     stop_on_sigterm()  # `ray job stop`: the MLflow run ends KILLED (after init_ray)
     print(f"[refiner] {plan.start_line()}", flush=True)
     # Diverged training (a RunFailedError) ends the run FAILED, exit status 1; the

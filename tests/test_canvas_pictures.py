@@ -100,4 +100,4 @@ def test_a_checkpoint_is_traced_through_inference_and_evaluate_draws_it(tmp_path
     code = job("evaluate").main([*args, "--count", "80", "--trace", "8", "--trace-out", str(out)])
     assert code == 0 and out.is_file()
     printed = capsys.readouterr().out
-    assert "canvas trace, 8 rows" in printed and "to fill, right" in printed
+    assert "canvas trace on 8 rows" in printed and "to fill, right" in printed

@@ -131,3 +131,18 @@ def test_console_shows_the_project_not_rays_info_lines(ddp_run) -> None:
         "RayDeprecationWarning",
     ):
         assert chatter not in console, chatter
+
+
+def test_canvas_pictures_at_every_validation_checkpoint_and_the_recipe_line(ddp_run) -> None:
+    """Each validation checkpoint logs canvas/update_N/canvas.png and what it cost; the
+    run's first line says which recipe trained it and why."""
+    tmp, done, client, (run,) = ddp_run
+    run_id = run.info.run_id
+    folders = {a.path for a in client.list_artifacts(run_id, "canvas")}
+    assert folders == {f"canvas/update_{s:06d}" for s in (10, 20, 30)}
+    png = Path(client.download_artifacts(run_id, "canvas/update_000030/canvas.png", str(tmp)))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cost = client.get_metric_history(run_id, "canvas_pictures_s")
+    assert [m.step for m in cost] == [10, 20, 30] and all(m.value > 0 for m in cost)
+    first = done.stdout.splitlines()[0]
+    assert first.startswith("[refiner] recipe parity (") and "no --task" in first

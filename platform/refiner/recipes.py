@@ -47,6 +47,14 @@ class Recipe:
         """The general recipe sizes its model from the tasks (``fit_general_recipe``)."""
         return self.name == GENERAL
 
+    def prepare(self, overrides: Sequence[str] = ()) -> tuple[ExperimentConfig, pa.Table]:
+        """The config and tasks (``refiner.experiment.prepare_experiment``) of this recipe."""
+        from refiner.experiment import prepare_experiment
+
+        return prepare_experiment(
+            self.path, overrides, task=self.task, fit_to_data=self.fits_the_data
+        )
+
     def explain(self, config: ExperimentConfig, tasks: pa.Table) -> str:
         """One line: which recipe, why, and (general recipe) the sizes it took from the data."""
         line = f"recipe {self.name} ({self.path}): {self.reason}"

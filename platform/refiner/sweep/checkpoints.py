@@ -20,7 +20,7 @@ from refiner.batches import batch_from_table
 from refiner.calibration import CalibrationResult, calibrate_orchestrator, describe_stopping
 from refiner.canvas_pictures import (
     PICTURE_ROWS,
-    CanvasTrace,
+    describe_step_counts,
     draw_canvas_trace,
     trace_canvases,
 )
@@ -137,10 +137,10 @@ def trace_checkpoint(
     out: str | Path,
     split: str | None = "val",
     max_steps: int | None = None,
-) -> tuple[CanvasTrace, Path]:
+) -> str:
     """The canvas after every step on ``rows`` of the ``split`` rows (``jobs/evaluate.py
-    --trace``): the trace (for ``describe_step_counts``) and its picture of the first
-    PICTURE_ROWS examples at ``out``, as a run draws them at its checkpoints."""
+    --trace``), to the model's step limit: the per-step counts over them, and a picture
+    of the first PICTURE_ROWS at ``out``, as a run draws them at its checkpoints."""
     path = local_checkpoint_file(path)
     check_step_budget(max_steps, "--max-steps")
     chosen = _split_rows(tasks, split, rows)
@@ -153,7 +153,13 @@ def trace_checkpoint(
         orchestrator, chosen.slice(0, PICTURE_ROWS), orchestrator.core.config.seq_len, max_steps
     )
     picture = draw_canvas_trace(drawn, out, f"{drawn.source}: {path.parent.name}/{path.name}")
-    return trace, picture
+    return "\n".join(
+        [
+            f"canvas trace on {len(trace.inputs)} rows, {trace.steps} steps, no early stopping:",
+            describe_step_counts(trace),
+            f"picture of the first {len(drawn.inputs)}: {picture}",
+        ]
+    )
 
 
 def _load_for_evaluation(
