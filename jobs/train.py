@@ -108,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[refiner] Ray's and MLflow's other lines: {logs.parent}", flush=True)
     stop_on_sigterm()  # `ray job stop`: the MLflow run ends KILLED (after init_ray)
     print(f"[refiner] {plan.start_line()}", flush=True)
-    # Diverged training (a RunFailedError) ends the run FAILED, exit status 1; the
-    # earlier checkpoints stay.
+    # Diverged training (RunFailedError) ends the run FAILED, exit 1; earlier checkpoints stay.
     with tracked_run(tracking_uri, args.experiment, run_name, tags) as tracker:
         tracker.register_name = args.register_name
         outcome = run_training(config, tasks, run_name, storage, tracker)
