@@ -146,3 +146,21 @@ def test_canvas_pictures_at_every_validation_checkpoint_and_the_recipe_line(ddp_
     assert [m.step for m in cost] == [10, 20, 30] and all(m.value > 0 for m in cost)
     first = done.stdout.splitlines()[0]
     assert first.startswith("[refiner] recipe parity (") and "no --task" in first
+
+
+def test_a_logged_model_per_kept_checkpoint_with_its_metrics(ddp_run) -> None:
+    """Every checkpoint Ray Train kept is a logged model linked to its step's metrics
+    (mlflow.search_logged_models finds them); the run's model is the best one."""
+    import mlflow
+
+    tmp, _, client, (run,) = ddp_run
+    mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
+    models = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id], output_format="list"
+    )
+    steps = sorted(int(m.tags["refiner.step"]) for m in models)
+    assert steps == [20, 30]  # training.num_to_keep: 2
+    for model in models:
+        linked = {m.key: m.step for m in model.metrics}
+        assert linked["val_acc_infer"] == int(model.tags["refiner.step"])
+    assert run.data.tags["refiner.model_uri"] in {f"models:/{m.model_id}" for m in models}

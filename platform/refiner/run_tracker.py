@@ -44,9 +44,11 @@ class RunTracker(Protocol):
         step: int,
         metrics: Mapping[str, float],
         profile: ServingProfile | None = None,
+        register: bool = True,
     ) -> str | None:
         """Log a kept checkpoint as the run's model at ``step`` (with the training rows'
-        ``ServingProfile`` for serving); its URI (or None)."""
+        ``ServingProfile`` for serving); ``register``: this is the run's model (registered
+        under the run's name, tagged); its URI (or None)."""
         ...
 
 
@@ -79,6 +81,7 @@ class NullTracker:
         step: int,
         metrics: Mapping[str, float],
         profile: ServingProfile | None = None,
+        register: bool = True,
     ) -> str | None:
         return None
 

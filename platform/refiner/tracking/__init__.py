@@ -133,9 +133,11 @@ class MlflowTracker:
         step: int,
         metrics: Mapping[str, float],
         profile: ServingProfile | None = None,
+        register: bool = True,
     ) -> str | None:
         """The checkpoint as this run's pyfunc model (``refiner.tracking.model``), linked
-        to the run and its metrics at ``step``; registered when ``register_name`` is set.
+        to the run and its metrics at ``step``; with ``register``, the run's model: tagged and
+        registered when ``register_name`` is set.
         Returns ``models:/NAME/VERSION`` when registered, else ``models:/<model_id>``."""
         from refiner.tracking.model import log_refiner_model
 
@@ -145,13 +147,14 @@ class MlflowTracker:
             checkpoint_path,
             step,
             {k: v for k, v in metrics.items() if _scalar(v) is not None},
-            self.register_name,
+            self.register_name if register else None,
             profile,
         )
-        tags = {"refiner.model_uri": logged.model_uri}
-        if logged.registered_uri:
-            tags["refiner.registered_model"] = logged.registered_uri
-        self.set_tags(tags)
+        if register:  # the run's model: the one registered (or that would be)
+            tags = {"refiner.model_uri": logged.model_uri}
+            if logged.registered_uri:
+                tags["refiner.registered_model"] = logged.registered_uri
+            self.set_tags(tags)
         return logged.registered_uri or logged.model_uri
 
     def finish(self, status: str = "FINISHED") -> None:
