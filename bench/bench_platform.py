@@ -41,7 +41,7 @@ from refiner.run_tracker import NullTracker
 from refiner.tasks.schema import describe_tasks, split_validation
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO / "jobs" / "configs" / "default.yaml"
+DEFAULT_CONFIG = REPO / "jobs" / "configs" / "parity.yaml"
 
 
 class StampTracker(NullTracker):
@@ -132,7 +132,7 @@ def main() -> None:
     ray.shutdown()
     bare = min(bare_a, bare_b)
     lines = [
-        f"Config: jobs/configs/default.yaml, {args.steps} updates per Ray run, batch 64/worker",
+        f"Config: jobs/configs/parity.yaml, {args.steps} updates per Ray run, batch 64/worker",
         "",
         "| measurement | value |",
         "|---|---|",

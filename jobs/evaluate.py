@@ -5,11 +5,10 @@
     python jobs/evaluate.py --checkpoint runs:/RUN_ID/checkpoint --task parity \\
         --tracking-uri sqlite:////abs/mlflow.db --experiment refiner-eval
 
---checkpoint: a checkpoint.pt file, a Ray checkpoint folder holding one, or an MLflow
-models:/ or runs:/ URI. Prints exact-match accuracy, the refinement curve, how many
-steps inference took, why it stopped and with which settings (the checkpoint's calibration
-or config); --calibrate chooses them anew (before/after); --experiment logs to MLflow.
-A local checkpoint without --experiment loads neither MLflow nor Ray.
+--checkpoint: checkpoint.pt, its Ray checkpoint folder or an MLflow models:/ or runs:/ URI.
+Prints exact-match accuracy, the refinement curve, steps taken, why and with which settings
+inference stopped; --calibrate chooses them anew; --trace N draws the canvas step by step (PNG);
+--experiment logs to MLflow. A local checkpoint without --experiment loads no MLflow, no Ray.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import sys
 import tempfile
 
 from refiner.checkpoint import CheckpointError
-from refiner.cli import input_checks, job_main
+from refiner.cli import add_trace_arguments, input_checks, job_main
 from refiner.predictors import benchmark_report
 from refiner.sweep.checkpoints import (
     calibrate_checkpoint,
@@ -28,6 +27,7 @@ from refiner.sweep.checkpoints import (
     evaluation_tasks,
     is_mlflow_uri,
     local_checkpoint_file,
+    trace_checkpoint,
 )
 
 
@@ -35,9 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument(
-        "--checkpoint", required=True, help="checkpoint.pt, its folder, or an MLflow URI"
-    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt, its folder or an MLflow URI")
     p.add_argument("--task", required=True, help="a built-in source (parity, ...) or a task file")
     p.add_argument("--max-steps", type=int, help="inference step budget (default: the model's)")
     p.add_argument("--split", default="val", help="evaluate these rows (all rows if none match)")
@@ -60,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="choose the stopping settings on these rows (default val) and report accuracy and"
         " steps before and after; without it the checkpoint's stored settings are used",
     )
+    add_trace_arguments(p)
     p.add_argument("--tracking-uri", help="MLflow tracking URI (models:/ runs:/ and logging)")
     p.add_argument("--experiment", help="log the evaluation as a run in this MLflow experiment")
     return p.parse_args(argv)
@@ -68,10 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @job_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    uses_mlflow = is_mlflow_uri(args.checkpoint) or bool(args.experiment)
     with tempfile.TemporaryDirectory(prefix="refiner-eval-") as scratch:
         with input_checks(CheckpointError):
-            if uses_mlflow:  # imported only when asked for: a local file needs no MLflow
+            if is_mlflow_uri(args.checkpoint) or args.experiment:  # else no MLflow import
                 from refiner import tracking
                 from refiner.tracking import evaluation as eval_tracking
 
@@ -89,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                 report = calibrated.after
             else:
                 report = evaluate_checkpoint(path, tasks, args.max_steps, args.split, args.max_rows)
+            if args.trace is not None:  # the canvas step by step, as runs draw it
+                print(trace_checkpoint(path, tasks, args.trace, args.trace_out, args.split))
             voted = None
             if args.vote is not None:  # the field's metrics: exact per puzzle, ARC pass@k
                 voted = benchmark_report(

@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--config",
         help="run config YAML (default: the --task source's recipe, configs/<source>.yaml,"
-        " where there is one, else configs/default.yaml)",
+        " where there is one; a task file or text: configs/general.yaml; no --task: parity)",
     )
     p.add_argument(
         "--set",
@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @job_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from refiner.experiment import choose_config, prepare_experiment
+    from refiner.recipes import choose_recipe
     from refiner.run_plan import TrainingPlan, default_run_name, training_cluster_cpus
     from refiner.storage import check_writable, resolve_storage
     from refiner.tracking_store import check_tracking_store, resolve_tracking_uri
@@ -77,17 +77,16 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
     }
     with input_checks():  # bad input stops here: "error: ...", exit status 2
-        config_path, task = choose_config(args.config, args.task, CONFIGS)
-        config, tasks = prepare_experiment(
-            config_path, set_overrides(args.set, shorthands), task=task
-        )
+        recipe = choose_recipe(args.config, args.task, CONFIGS)
+        config, tasks = recipe.prepare(set_overrides(args.set, shorthands))
         tracking_uri = resolve_tracking_uri(args.tracking_uri)
         check_tracking_store(tracking_uri)
         storage = resolve_storage(args.storage)
         check_writable(storage)
         run_name = args.run_name or default_run_name(config)
+        why = recipe.explain(config, tasks)  # the run's first line: which recipe and why
         plan = TrainingPlan(
-            config, tasks, run_name, args.address, tracking_uri, args.experiment, storage
+            config, tasks, run_name, args.address, tracking_uri, args.experiment, storage, why
         )
         if args.dry_run:  # no Ray, no MLflow: prints what would run
             print(plan.describe(), flush=True)
@@ -99,14 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         tags = check_resume(
             tracking_uri, args.experiment, run_name, config.to_dict(), args.allow_config_change
         )
-    from refiner.distributed.cluster import init_ray
+    from refiner.distributed.cluster import init_ray, session_logs
     from refiner.distributed.trainer import run_training
+    from refiner.tracking.console import quiet_mlflow_console
 
+    print(f"[refiner] {plan.recipe}", flush=True)
     print(f"[refiner] {init_ray(args.address, training_cluster_cpus(config.training))}")
+    logs = quiet_mlflow_console(session_logs())  # MLflow's INFO lines, bars: beside Ray's
+    print(f"[refiner] Ray's and MLflow's other lines: {logs.parent}", flush=True)
     stop_on_sigterm()  # `ray job stop`: the MLflow run ends KILLED (after init_ray)
     print(f"[refiner] {plan.start_line()}", flush=True)
-    # Diverged training (a RunFailedError) ends the run FAILED, exit status 1; the
-    # earlier checkpoints stay.
+    # Diverged training (RunFailedError) ends the run FAILED, exit 1; earlier checkpoints stay.
     with tracked_run(tracking_uri, args.experiment, run_name, tags) as tracker:
         tracker.register_name = args.register_name
         outcome = run_training(config, tasks, run_name, storage, tracker)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from refiner.batches import batch_from_table
+from refiner.canvas_pictures import CanvasTrace, step_counts
 from refiner.checkpoint import save_checkpoint
 from refiner.experiment import build_optimizer, build_orchestrator, prepare_experiment
 from refiner.tasks.schema import describe_tasks, split_validation
@@ -102,14 +104,17 @@ def test_a_corrupt_checkpoint_is_refused_by_name(tmp_path, capsys):
 
 
 def test_step_counts_count_cells_to_fill_wrong_cells_and_exact_rows():
-    inputs = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 1]])
-    target = torch.tensor([[1, 2, 2, 1], [1, 1, 2, 1]])  # 3 cells to fill in all
+    inputs = np.array([[1, 1, 1, 1], [1, 1, 1, 1]])
+    target = np.array([[1, 2, 2, 1], [1, 1, 2, 1]])  # 3 cells to fill in all
     canvases = [
-        torch.tensor([[1, 3, 1, 1], [4, 1, 1, 1]]),  # nothing filled; a wrong cell in each row
-        torch.tensor([[1, 2, 1, 1], [1, 1, 2, 1]]),  # 2 of 3 filled, no wrong cell, row 2 exact
-        torch.tensor([[1, 2, 2, 1], [1, 1, 2, 3]]),  # all filled; row 2 now has a wrong cell
+        [[1, 3, 1, 1], [4, 1, 1, 1]],  # nothing filled; a wrong cell in each row
+        [[1, 2, 1, 1], [1, 1, 2, 1]],  # 2 of 3 filled, no wrong cell, row 2 exact
+        [[1, 2, 2, 1], [1, 1, 2, 3]],  # all filled; row 2 now has a wrong cell
     ]
-    rows = canvas_trace.step_counts(canvases, {"input": inputs, "target": target})
+    trace = CanvasTrace(
+        "sequence", "x", inputs, target, np.array(canvases), [3, 3], ["max_steps"] * 2, [None] * 2
+    )
+    rows = step_counts(trace)
     assert rows == [
         pytest.approx((0.0, 1.0, 0.0)),
         pytest.approx((2 / 3, 0.0, 0.5)),

@@ -21,6 +21,7 @@ from prediction_fixtures import TRAIN_STEPS, parity_tasks, trained_checkpoint
 
 from refiner.checkpoint import CheckpointError
 from refiner.prediction import Predictor, prediction_inputs
+from refiner.serving import serving_profile
 from refiner.sweep.checkpoints import evaluate_checkpoint
 from refiner.tracking import tracked_run
 from refiner.tracking.model import download_model_checkpoint, log_refiner_model
@@ -38,7 +39,13 @@ def registered(tmp_path_factory) -> dict:
     with tracked_run(uri, "refiner", "tiny") as run:
         run.log_metrics({"val_acc_infer": 0.25}, step=TRAIN_STEPS)
         logged = log_refiner_model(
-            uri, run.run_id, checkpoint, TRAIN_STEPS, {"val_mean_steps": 4.0}, register_name=NAME
+            uri,
+            run.run_id,
+            checkpoint,
+            TRAIN_STEPS,
+            {"val_mean_steps": 4.0},
+            register_name=NAME,
+            profile=serving_profile(parity_tasks(256, seed=0), inputs()),
         )
     return {"uri": uri, "run_id": run.run_id, "checkpoint": checkpoint, "logged": logged}
 
@@ -83,6 +90,24 @@ def test_logged_model_is_linked_registered_and_holds_no_pickle(registered: dict)
     assert not [f for f in files if f.endswith((".pkl", ".pickle", ".cloudpickle"))], files
     mlmodel = (folder / "MLmodel").read_text()
     assert "signature:" in mlmodel and "max_steps" in mlmodel and "early_stopping" in mlmodel
+    assert "saved_input_example_info" in mlmodel  # rows in the task format beside the schema
+    example = json.loads((folder / "serving_input_example.json").read_text())
+    assert example["dataframe_split"]["data"][0][2] == inputs().column("input")[0].as_py()
+    assert "artifacts/profile.json" in files
+
+
+def test_logging_the_model_raises_no_mlflow_warning(registered: dict, recwarn) -> None:
+    """MLflow warns at logging about a missing input example and untyped predict: neither."""
+    with tracked_run(registered["uri"], "refiner", "tiny-again") as run:
+        log_refiner_model(
+            registered["uri"],
+            run.run_id,
+            registered["checkpoint"],
+            TRAIN_STEPS,
+            profile=serving_profile(parity_tasks(256, seed=0), inputs()),
+        )
+    mlflow_warnings = [str(w.message) for w in recwarn if "mlflow" in w.filename]
+    assert not [m for m in mlflow_warnings if "input example" in m or "type hint" in m.lower()]
 
 
 def test_download_model_checkpoint_gives_the_logged_file(registered: dict, tmp_path: Path) -> None:
@@ -210,9 +235,37 @@ def test_served_model_answers_http_like_evaluate(registered: dict, tmp_path: Pat
         short = post(f"{base}/invocations", lists)["predictions"]
         assert [r["steps_taken"] <= 2 for r in short] == [True, True]
         assert [r["task_id"] for r in short] == ["row-0", "row-1"]
+        # Answers are cut to the input; a length never trained on says so.
+        assert [len(r["prediction"]) for r in short] == [4, 3]
+        assert all("never seen in training" in r["warning"] for r in short)
+        assert all(r["warning"] is None for r in rows)  # the trained length
+
+        # Bad requests: HTTP 400 naming the row and column, never a stack trace.
+        too_long = [4, 5] * 20
+        for body, expected in (
+            ({"dataframe_records": [{"input": [4, 5]}, {"input": [4, 5, 999]}]}, "row 1"),
+            ({"dataframe_records": [{"input": [4, 5]}, {"input": too_long}]}, "row 1"),
+            ({"dataframe_records": [{"inputs": [4, 5]}]}, "input"),
+        ):
+            status, error = post_error(f"{base}/invocations", body)
+            assert 400 <= status < 500, (status, error)
+            assert "stack_trace" not in error and "Traceback" not in error["message"], error
+            assert expected in error["message"] and "input" in error["message"], error
     finally:
         stop_group(server)
         log.close()
+
+
+def post_error(url: str, body: dict) -> tuple[int, dict]:
+    """The status and JSON body of a request that must fail."""
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            raise AssertionError(f"{url}: accepted {body}: {response.read()[:500]!r}")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
 
 
 def stop_group(process: subprocess.Popen) -> None:

@@ -11,10 +11,10 @@ from refiner.checkpoint import save_checkpoint
 from refiner.config_loader import ConfigError
 from refiner.experiment import (
     build_orchestrator,
-    choose_config,
     load_experiment_config,
     prepare_experiment,
 )
+from refiner.recipes import choose_recipe
 from refiner.sweep.checkpoints import evaluation_tasks
 from refiner.tasks.schema import describe_tasks
 from refiner.tasks.validation import TaskFileError
@@ -52,16 +52,41 @@ def test_gpu_recipe_without_the_downloaded_file_names_it(name, tmp_path, monkeyp
         prepare_experiment(CONFIGS / f"{name}.yaml")
 
 
-def test_task_without_config_picks_the_source_recipe():
-    for source in ("sudoku", "maze", "arc"):
-        assert choose_config(None, source, CONFIGS) == (CONFIGS / f"{source}.yaml", None)
-    default = CONFIGS / "default.yaml"  # the default config is parity's
-    assert choose_config(None, "parity", CONFIGS) == (default, "parity")
-    assert choose_config(None, "text", CONFIGS) == (default, "text")
-    assert choose_config(None, "data/sudoku.parquet", CONFIGS) == (default, "data/sudoku.parquet")
-    assert choose_config(None, None, CONFIGS) == (default, None)
+def test_task_without_config_picks_the_source_recipe_and_says_why():
+    pick = lambda config, task: choose_recipe(config, task, CONFIGS)  # noqa: E731
+    for source in ("sudoku", "maze", "arc", "parity"):
+        recipe = pick(None, source)
+        assert (recipe.path, recipe.task) == (CONFIGS / f"{source}.yaml", None)
+        assert f"{source}'s own recipe" in recipe.reason and not recipe.fits_the_data
+    demo = pick(None, None)  # `make run`: the parity demo, as before
+    assert (demo.path, demo.task, demo.reason) == (
+        CONFIGS / "parity.yaml",
+        None,
+        "no --task: the built-in parity demo",
+    )
+    general = CONFIGS / "general.yaml"  # what no recipe was written for
+    for task in ("text", "data/sudoku.parquet", "my_tasks.jsonl"):
+        recipe = pick(None, task)
+        assert (recipe.path, recipe.task) == (general, task) and recipe.fits_the_data
+        assert "no recipe written for" in recipe.reason
     mine = CONFIGS / "sudoku.yaml"  # an explicit --config wins, --task applies to it
-    assert choose_config(mine, "maze", CONFIGS) == (mine, "maze")
+    assert (pick(mine, "maze").path, pick(mine, "maze").task) == (mine, "maze")
+    assert pick(mine, "maze").reason == "given with --config"
+
+
+def test_general_recipe_attends_to_the_whole_sequence_and_sizes_to_the_data(tmp_path):
+    """Short digit rows get the small width, long text rows the large one; a width given
+    with --set stays; the explanation names what it was fitted from."""
+    general = CONFIGS / "general.yaml"
+    short, tasks = prepare_experiment(general, ["task.count=40"], task="parity", fit_to_data=True)
+    assert short.model.attention_window is None and not short.task.augment
+    assert short.model.d_model == 64 and short.model.seq_len == 16
+    line = choose_recipe(None, "text", CONFIGS).explain(short, tasks)
+    assert "rows up to 16 tokens over 2 distinct symbols: d_model 64" in line
+    text, _ = prepare_experiment(general, [], task="text", fit_to_data=True)
+    assert text.model.d_model == 128  # bytes: a wide alphabet
+    given, _ = prepare_experiment(general, ["model.d_model=32"], task="text", fit_to_data=True)
+    assert given.model.d_model == 32
 
 
 def test_grid_layout_takes_its_width_from_the_task_file():
@@ -69,7 +94,7 @@ def test_grid_layout_takes_its_width_from_the_task_file():
     config, _ = prepare_experiment(CONFIGS / "maze.yaml", [*grid, "task.size=9"])
     assert config.model.grid_width == 9 and config.model.seq_len == 81
     with pytest.raises(ConfigError, match="attention_layout: grid needs grid tasks; task "):
-        prepare_experiment(CONFIGS / "default.yaml", grid)  # parity: sequences, no grid
+        prepare_experiment(CONFIGS / "parity.yaml", grid)  # parity: sequences, no grid
     with pytest.raises(ConfigError, match="grid_width: 7 does not match the tasks' grids"):
         prepare_experiment(CONFIGS / "maze.yaml", [*grid, "task.size=9", "model.grid_width=7"])
 

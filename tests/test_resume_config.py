@@ -58,7 +58,7 @@ def test_changed_keys_are_listed_and_an_unchanged_config_passes(tmp_path: Path) 
 @pytest.mark.slow
 @pytest.mark.ray
 def test_the_job_refuses_a_changed_config_unless_allowed(tmp_path: Path) -> None:
-    uri, run_id = existing_run(tmp_path, steps=10, base=REPO / "jobs" / "configs" / "default.yaml")
+    uri, run_id = existing_run(tmp_path, steps=10, base=REPO / "jobs" / "configs" / "parity.yaml")
     client = MlflowClient(uri)
     before = client.get_run(run_id)
     args = [*set_args(LOCAL), "--steps", "20", "--run-name", "again"]

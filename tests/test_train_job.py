@@ -84,7 +84,7 @@ def test_summary_shows_acc_table_stopping_and_locations(ddp_run) -> None:
     _, done, _, (run,) = ddp_run
     summary = done.stdout.split("=== summary ===", 1)[1]
     assert "step t   acc@t" in summary
-    assert "mean steps" in summary and "stopped by" in summary
+    assert "mean steps" in summary and "why rows stopped: " in summary
     assert run.info.run_id in summary and run.data.tags["refiner.checkpoint"] in summary
     model_line = next(line for line in summary.splitlines() if line.startswith("model: "))
     assert model_line.startswith(f"model: {run.data.tags['refiner.model_uri']}, from ")
@@ -131,3 +131,36 @@ def test_console_shows_the_project_not_rays_info_lines(ddp_run) -> None:
         "RayDeprecationWarning",
     ):
         assert chatter not in console, chatter
+
+
+def test_canvas_pictures_at_every_validation_checkpoint_and_the_recipe_line(ddp_run) -> None:
+    """Each validation checkpoint logs canvas/update_N/canvas.png and what it cost; the
+    run's first line says which recipe trained it and why."""
+    tmp, done, client, (run,) = ddp_run
+    run_id = run.info.run_id
+    folders = {a.path for a in client.list_artifacts(run_id, "canvas")}
+    assert folders == {f"canvas/update_{s:06d}" for s in (10, 20, 30)}
+    png = Path(client.download_artifacts(run_id, "canvas/update_000030/canvas.png", str(tmp)))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cost = client.get_metric_history(run_id, "canvas_pictures_s")
+    assert [m.step for m in cost] == [10, 20, 30] and all(m.value > 0 for m in cost)
+    first = done.stdout.splitlines()[0]
+    assert first.startswith("[refiner] recipe parity (") and "no --task" in first
+
+
+def test_a_logged_model_per_kept_checkpoint_with_its_metrics(ddp_run) -> None:
+    """Every checkpoint Ray Train kept is a logged model linked to its step's metrics
+    (mlflow.search_logged_models finds them); the run's model is the best one."""
+    import mlflow
+
+    tmp, _, client, (run,) = ddp_run
+    mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
+    models = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id], output_format="list"
+    )
+    steps = sorted(int(m.tags["refiner.step"]) for m in models)
+    assert len(steps) == 2 and set(steps) <= {10, 20, 30} and 30 in steps  # num_to_keep 2
+    for model in models:
+        linked = {m.key: m.step for m in model.metrics}
+        assert linked["val_acc_infer"] == int(model.tags["refiner.step"])
+    assert run.data.tags["refiner.model_uri"] in {f"models:/{m.model_id}" for m in models}

@@ -9,7 +9,7 @@ No imports, so benchmarks can use it too.
 # The network: 16 wide, one layer of two heads.
 TINY_MODEL = ["model.d_model=16", "model.n_heads=2", "model.n_layers=1"]
 
-# A whole training run on jobs/configs/default.yaml: parity, the tiny model, a short unroll.
+# A whole training run on jobs/configs/parity.yaml: parity, the tiny model, a short unroll.
 # (The first three entries pick the task; tests that bring their own task skip them.)
 TINY = [
     "task.source=parity",

@@ -20,6 +20,7 @@ No Ray and no MLflow here: the layers above mark their errors by subclassing
 
 from __future__ import annotations
 
+import argparse
 import functools
 import signal
 import sys
@@ -113,6 +114,20 @@ def set_overrides(sets: Sequence[str], shorthands: Mapping[str, object]) -> list
             continue
         out.append(f"{key}={'true' if value is True else value}")
     return out
+
+
+def add_trace_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--trace N`` and ``--trace-out PNG``: the canvas step by step (refiner.canvas_pictures)."""
+    parser.add_argument(
+        "--trace",
+        type=int,
+        metavar="N",
+        help="also the canvas after every step on N rows of the split: per-step counts (cells"
+        " to fill right, wrong cells, exact) and a picture of the first few (--trace-out)",
+    )
+    parser.add_argument(
+        "--trace-out", default="canvas_trace.png", help="where --trace writes its PNG"
+    )
 
 
 def parse_options(pairs: Sequence[str], flag: str = "--option") -> dict[str, object]:

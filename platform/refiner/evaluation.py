@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from refiner.halting import describe_stopping
+from refiner.halting import describe_stop_counts, describe_stopping
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.plots import plot_halting_histogram, plot_refinement_curve
 from refiner.puzzles import BATCH_KEY
@@ -58,11 +58,12 @@ class EvaluationReport:
         lines = [f"held-out rows: {self.rows}", "  step t   acc@t   token acc@t"]
         for t, (a, ta) in enumerate(zip(self.acc_at, self.token_acc_at, strict=True), start=1):
             lines.append(f"  {t:6d}   {a:5.3f}   {ta:5.3f}")
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.stopping_reasons.items()))
-        lines.append(
-            f"inference (max {self.max_steps_infer} steps, early stopping): "
-            f"acc {self.acc_infer:.3f} (tokens {self.token_acc_infer:.3f}), mean steps {self.mean_steps:.2f}; stopped by {reasons}"
-        )
+        lines += [
+            f"inference (step limit {self.max_steps_infer}, early stopping): "
+            f"acc {self.acc_infer:.3f} (tokens {self.token_acc_infer:.3f}),"
+            f" mean steps {self.mean_steps:.2f}",
+            f"why rows stopped: {describe_stop_counts(self.stopping_reasons)}",
+        ]
         if self.stopping:
             lines.append(f"stopping: {describe_stopping(self.stopping)}")
         return "\n".join(lines)

@@ -43,6 +43,7 @@ from refiner.config_loader import (
 from refiner.optim import make_optimizer, warmup_cosine
 from refiner.orchestrator import CompileSetting, UnifiedRefinerOrchestrator
 from refiner.puzzles import PuzzleIndex
+from refiner.recipes import fit_general_recipe
 from refiner.tasks.sources import SOURCES, load_tasks
 from refiner.tokenizers import NUM_SPECIAL
 
@@ -184,31 +185,16 @@ def load_experiment_config(
         raise ConfigError(f"{origin}: {err}") from None
 
 
-def choose_config(
-    config: str | Path | None, task: str | None, configs_dir: str | Path
-) -> tuple[Path, str | None]:
-    """The run config to read and the ``--task`` to apply to it.
-
-    An explicit ``--config`` wins. Otherwise a built-in source with its own recipe
-    (``configs_dir/<source>.yaml``: sudoku, maze, arc) uses that recipe, whose task section
-    already names the source, its count, size and options; anything else starts from
-    ``configs_dir/default.yaml`` (the parity default).
-    """
-    configs_dir = Path(configs_dir)
-    if config is not None:
-        return Path(config), task
-    recipe = configs_dir / f"{task}.yaml"
-    if task in SOURCES and recipe.is_file():
-        return recipe, None
-    return configs_dir / "default.yaml", task
-
-
 def prepare_experiment(
     config_path: str | Path | None = None,
     overrides: Sequence[str] = (),
     task: str | None = None,
+    fit_to_data: bool = False,
 ) -> tuple[ExperimentConfig, pa.Table]:
     """Config file, then ``--task``, then ``--set`` overrides; load and validate the tasks.
+
+    ``fit_to_data`` (the general recipe, ``refiner.recipes``): the model's width follows the
+    tasks' lengths and alphabet too, unless an override gives it.
 
     ``task`` (``--task SOURCE_OR_FILE``) replaces the config's task source and drops its
     source-specific count/size/options, so ``--task sudoku`` means sudoku with its own
@@ -261,6 +247,8 @@ def prepare_experiment(
                 f" tasks' grids ({width} wide); leave it unset to follow the data"
             )
         config.model.grid_width = width
+    if fit_to_data:
+        fit_general_recipe(config, tasks, overrides)
     if config.task.augment:
         _refuse_label_breaking(config, tasks, origin)
     _check_target_symbols(config, tasks, origin)

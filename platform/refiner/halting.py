@@ -26,6 +26,26 @@ from refiner.config import PatienceSignal, StoppingConfig
 
 STOP_REASONS = ("act_confidence", "quality_threshold", "patience", "max_steps")
 CONTINUE = -1
+# How a summary names the reasons: words, not the config keys (a "max_steps: 4" count
+# reads as if the step limit were 4).
+STOP_REASON_WORDS = {
+    "act_confidence": "halting head confident",
+    "quality_threshold": "quality head satisfied",
+    "patience": "no improvement (patience)",
+    "max_steps": "reached the step limit",
+}
+
+
+def describe_stop_counts(counts: dict[str, int]) -> str:
+    """``{"act_confidence": 406, "max_steps": 4}`` -> "406 rows halting head confident,
+    4 rows reached the step limit" (most common first)."""
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return (
+        ", ".join(
+            f"{n} row{'s' if n != 1 else ''} {STOP_REASON_WORDS.get(k, k)}" for k, n in ordered
+        )
+        or "no rows"
+    )
 
 
 class StoppingRule:

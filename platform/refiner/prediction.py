@@ -32,7 +32,7 @@ import torch
 
 from refiner.batches import batch_from_arrays
 from refiner.config import ModelConfig, check_step_budget
-from refiner.halting import describe_stopping, stopping_in_use
+from refiner.halting import describe_stop_counts, describe_stopping, stopping_in_use
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.tasks.validation import MAX_REPORTED_PROBLEMS, Problem, TaskFileError, validate
 from refiner.tokenizers import ByteTokenizer, SymbolTokenizer, tokenizer_for
@@ -138,7 +138,9 @@ class Predictor:
         widths = tasks.column("width").to_pylist()
         symbols = tasks.column("num_symbols").to_pylist()
         done = [row if row is not None else [] for row in ids]  # every row was predicted
-        decoded = [_decode(done[i], types[i], symbols[i], heights[i], widths[i]) for i in range(n)]
+        decoded = [
+            decode_canvas(done[i], types[i], symbols[i], heights[i], widths[i]) for i in range(n)
+        ]
         correct = [
             None if targets[i] is None else _exact(done[i], targets[i], self.seq_len)
             for i in range(n)
@@ -223,7 +225,7 @@ class PredictionSummary:
     stopping: dict[str, Any] | None = None  # Predictor.stopping(): settings and origin
 
     def lines(self) -> list[str]:
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.stopping_reasons.items()))
+        reasons = describe_stop_counts(self.stopping_reasons)
         acc = (
             f"{self.accuracy:.4f} on {self.labelled} rows with a target"
             if self.accuracy is not None
@@ -258,7 +260,7 @@ def _exact(prediction: list[int], target: list[int], seq_len: int) -> bool:
     return bool(np.array_equal(np.asarray(prediction), padded))
 
 
-def _decode(
+def decode_canvas(
     ids: list[int], task_type: str, num_symbols: int, height: int | None, width: int | None
 ) -> str:
     tokenizer = tokenizer_for(task_type, num_symbols)

@@ -86,6 +86,7 @@ class TrainingPlan:
     tracking_uri: str
     experiment: str
     storage: str
+    recipe: str = ""  # which recipe and why (refiner.recipes.Recipe.explain)
 
     def describe(self) -> str:
         """The ``--dry-run`` report: config, tasks, resources, where results go."""
@@ -93,6 +94,7 @@ class TrainingPlan:
         return "\n".join(
             [
                 f"[refiner] {DRY_RUN_BANNER}",
+                *([f"[refiner] {self.recipe}"] if self.recipe else []),
                 "--- resolved config ---",
                 self.config.to_yaml().rstrip(),
                 "--- tasks ---",

@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol, runtime_checkable
 
 from refiner.provenance import TaskDataset
+from refiner.serving import ServingProfile
 
 
 @runtime_checkable
@@ -38,9 +39,16 @@ class RunTracker(Protocol):
         ...
 
     def log_model(
-        self, checkpoint_path: str, step: int, metrics: Mapping[str, float]
+        self,
+        checkpoint_path: str,
+        step: int,
+        metrics: Mapping[str, float],
+        profile: ServingProfile | None = None,
+        register: bool = True,
     ) -> str | None:
-        """Log a kept checkpoint as the run's model at ``step``; its URI (or None)."""
+        """Log a kept checkpoint as the run's model at ``step`` (with the training rows'
+        ``ServingProfile`` for serving); ``register``: this is the run's model (registered
+        under the run's name, tagged); its URI (or None)."""
         ...
 
 
@@ -68,7 +76,12 @@ class NullTracker:
         return nullcontext()
 
     def log_model(
-        self, checkpoint_path: str, step: int, metrics: Mapping[str, float]
+        self,
+        checkpoint_path: str,
+        step: int,
+        metrics: Mapping[str, float],
+        profile: ServingProfile | None = None,
+        register: bool = True,
     ) -> str | None:
         return None
 

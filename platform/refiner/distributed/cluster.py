@@ -7,9 +7,24 @@ import os
 
 import ray
 
-from refiner.distributed.compat import disable_auto_init, init_local_on_loopback
-from refiner.distributed.console import quiet_driver_console, quiet_runtime_env
+from refiner.distributed.compat import (
+    disable_auto_init,
+    init_local_on_loopback,
+    session_logs_dir,
+)
+from refiner.distributed.console import (
+    quiet_driver_console,
+    quiet_runtime_env,
+    quiet_token_auth_notice,
+)
 from refiner.run_plan import local_ray_cpus
+
+FALLBACK_LOGS = "outputs/logs"
+
+
+def session_logs() -> str:
+    """Where this driver's Ray session keeps its logs (a local folder when unknown)."""
+    return session_logs_dir() or FALLBACK_LOGS
 
 
 def init_ray(address: str | None = None, min_logical_cpus: float = 0) -> str:
@@ -30,6 +45,7 @@ def init_ray(address: str | None = None, min_logical_cpus: float = 0) -> str:
         quiet_driver_console()
         return f"attached to {address}"
     cpus = local_ray_cpus(min_logical_cpus)
+    quiet_token_auth_notice()  # Ray's default (token auth on) is no news to the user
     context = init_local_on_loopback(
         num_cpus=cpus,
         include_dashboard=True,

@@ -11,6 +11,7 @@ Left out of the console (all of it stays in the Ray session's log files,
   (``logs/train/ray-train-sys-*.log``) keep every level;
 - Ray Data's INFO lines ("Starting execution of Dataset", execution plans): its console
   handler at WARNING through ``RAY_DATA_LOGGING_CONFIG``; ``logs/ray-data/`` keeps them;
+- Ray's notice that a new local cluster has token authentication on (its default);
 - Ray Data's hint that progress bars are off (the trainer turns them off on purpose
   where stdout is not a terminal);
 - deprecation warnings raised inside Ray's own modules: written to
@@ -40,6 +41,7 @@ CONSOLE_LEVEL = "WARNING"
 RAY_DATA_LOGGING_ENV = "RAY_DATA_LOGGING_CONFIG"
 WORKER_SETUP_HOOK = "refiner.distributed.console.quiet_worker_console"
 DEPRECATIONS_LOG = "refiner-ray-deprecations.log"
+TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 _RAY_DIR = str(Path(ray.__file__).resolve().parent)
 _DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 
@@ -60,6 +62,24 @@ class ProgressHintFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("Progress bars disabled")
+
+
+class TokenAuthNoticeFilter(logging.Filter):
+    """Drops Ray's "Token authentication is enabled for this Ray cluster" WARNING.
+
+    A new local cluster turns token authentication on by default and says so at every
+    start; nothing is wrong and nothing is asked of the user. (Setting RAY_AUTH_MODE
+    ourselves would silence it too, but Ray reads its config before: the head then fails.)
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Token authentication is enabled")
+
+
+def quiet_token_auth_notice() -> None:
+    logger = logging.getLogger(TOKEN_AUTH_LOGGER)
+    if not any(isinstance(f, TokenAuthNoticeFilter) for f in logger.filters):
+        logger.addFilter(TokenAuthNoticeFilter())
 
 
 def quiet_runtime_env() -> dict[str, Any]:

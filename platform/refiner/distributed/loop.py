@@ -30,6 +30,7 @@ import torch
 
 from refiner.calibration import calibrate_orchestrator
 from refiner.calibration_log import log_calibration
+from refiner.canvas_pictures import log_canvas_pictures
 from refiner.checkpoint import CHECKPOINT_FILE, CONFIG_FILE, load_checkpoint, save_checkpoint
 from refiner.cli import RunFailedError
 from refiner.config import ConfigError
@@ -69,6 +70,7 @@ class WorkerJob:
     local_mode: bool = False  # num_workers=0: Ray keeps no checkpoints, we persist them
     field_rows: pa.Table | None = None  # held-out benchmark rows (sudoku/maze/ARC), see predictors
     puzzles: PuzzleIndex | None = None  # puzzle identities (model.puzzle_embedding)
+    picture_rows: pa.Table | None = None  # held-out rows drawn at checkpoints (canvas_pictures)
 
 
 @dataclass
@@ -303,6 +305,7 @@ class WorkerReports:
                 _calibrate(orchestrator, rows, self.job.task_type, self.tracker, step)
             report = evaluate_refiner(orchestrator, self.validation, self.job.task_type)
             field = _field_report(orchestrator, self.job, config)
+            log_canvas_pictures(orchestrator, self.job.picture_rows, config, self.tracker, step)
         metrics.update(report.metrics("val_"))
         if field is not None:
             metrics.update(field.metrics("val_"))

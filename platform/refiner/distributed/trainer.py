@@ -21,6 +21,7 @@ import ray.train
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 
 from refiner.augment.budget import MIB, check_budget, tasks_per_call
+from refiner.canvas_pictures import picture_rows
 from refiner.distributed.console import train_logging_config
 from refiner.distributed.data import (
     CALIBRATION,
@@ -46,6 +47,7 @@ from refiner.failures import DeterministicError
 from refiner.predictors import field_kind
 from refiner.provenance import describe_task_dataset
 from refiner.run_tracker import NullTracker, RunTracker
+from refiner.serving import serving_profile
 from refiner.storage import check_writable, resolve_storage
 from refiner.tasks.schema import describe_tasks, split_validation
 
@@ -154,6 +156,7 @@ def run_training(
         local_mode=training.num_workers == 0,
         field_rows=held_out if field_kind(held_out) else None,
         puzzles=puzzles,
+        picture_rows=picture_rows(held_out),  # drawn at every validation checkpoint
     )
     trainer = FailFastTorchTrainer(
         train_loop_per_worker,
@@ -198,14 +201,20 @@ def run_training(
         raise TrainingDiverged(result.return_value["diverged"])
     model_uri, model_checkpoint, model_metrics = None, None, {}
     best = _best_checkpoint(result, training.checkpoint_score)
-    if best is not None:  # the kept "best" checkpoint becomes the run's MLflow model
-        best_checkpoint, best_metrics = best
-        with best_checkpoint.as_directory() as directory:
+    profile = serving_profile(train_tasks, held_out)  # requests checked, answers cut
+    for kept, kept_metrics in _kept_checkpoints(result):  # a logged model per checkpoint
+        is_best = best is not None and kept.path == best[0].path
+        with kept.as_directory() as directory:
             # No metrics passed: those rank 0 logged at that step are linked to the model.
-            model_uri = tracker.log_model(
-                os.path.join(directory, CHECKPOINT_FILE), int(best_metrics.get("step", 0) or 0), {}
+            uri = tracker.log_model(
+                os.path.join(directory, CHECKPOINT_FILE),
+                int(kept_metrics.get("step", 0) or 0),
+                {},
+                profile,
+                register=is_best,  # the registry gets the best, as before
             )
-        model_checkpoint, model_metrics = _uri(best_checkpoint), best_metrics
+        if is_best:
+            model_uri, model_checkpoint, model_metrics = uri, _uri(kept), kept_metrics
     return TrainingOutcome(
         run_name=run_name,
         run_dir=run_dir,
@@ -217,6 +226,15 @@ def run_training(
         model_checkpoint=model_checkpoint,
         model_metrics=model_metrics,
     )
+
+
+def _kept_checkpoints(result: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """Every checkpoint Ray Train kept (training.num_to_keep), oldest first, with its
+    metrics; the latest alone when none was scored."""
+    kept = [(c, dict(m or {})) for c, m in (result.best_checkpoints or [])]
+    if not kept and result.checkpoint is not None:
+        kept = [(result.checkpoint, dict(result.metrics or {}))]
+    return sorted(kept, key=lambda cm: int(cm[1].get("step", 0) or 0))
 
 
 def _best_checkpoint(result: Any, score: str) -> tuple[Any, dict[str, Any]] | None:

@@ -18,6 +18,12 @@ import torch
 
 from refiner.batches import batch_from_table
 from refiner.calibration import CalibrationResult, calibrate_orchestrator, describe_stopping
+from refiner.canvas_pictures import (
+    PICTURE_ROWS,
+    describe_step_counts,
+    draw_canvas_trace,
+    trace_canvases,
+)
 from refiner.checkpoint import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -38,6 +44,7 @@ from refiner.experiment import (
     load_task_table,
     prepare_experiment,
 )
+from refiner.halting import describe_stop_counts
 from refiner.orchestrator import UnifiedRefinerOrchestrator
 from refiner.prediction import check_readable
 from refiner.tasks.schema import describe_tasks, split_validation
@@ -123,6 +130,38 @@ def calibrate_checkpoint(
     return CalibratedEvaluation(before, after, calibration, calibration_split, split)
 
 
+def trace_checkpoint(
+    path: str | Path,
+    tasks: pa.Table,
+    rows: int,
+    out: str | Path,
+    split: str | None = "val",
+    max_steps: int | None = None,
+) -> str:
+    """The canvas after every step on ``rows`` of the ``split`` rows (``jobs/evaluate.py
+    --trace``), to the model's step limit: the per-step counts over them, and a picture
+    of the first PICTURE_ROWS at ``out``, as a run draws them at its checkpoints."""
+    path = local_checkpoint_file(path)
+    check_step_budget(max_steps, "--max-steps")
+    chosen = _split_rows(tasks, split, rows)
+    task_type, num_symbols = describe_tasks(chosen)
+    orchestrator = UnifiedRefinerOrchestrator.from_checkpoint(
+        path, task_type=task_type, num_symbols=num_symbols
+    )
+    trace = trace_canvases(orchestrator, chosen, orchestrator.core.config.seq_len, max_steps)
+    drawn = trace_canvases(
+        orchestrator, chosen.slice(0, PICTURE_ROWS), orchestrator.core.config.seq_len, max_steps
+    )
+    picture = draw_canvas_trace(drawn, out, f"{drawn.source}: {path.parent.name}/{path.name}")
+    return "\n".join(
+        [
+            f"canvas trace on {len(trace.inputs)} rows, {trace.steps} steps, no early stopping:",
+            describe_step_counts(trace),
+            f"picture of the first {len(drawn.inputs)}: {picture}",
+        ]
+    )
+
+
 def _load_for_evaluation(
     path: str | Path,
     tasks: pa.Table,
@@ -197,7 +236,6 @@ def evaluation_tasks(
 
 def describe_evaluation(report: EvaluationReport, checkpoint: str, task: str) -> str:
     """What ``jobs/evaluate.py`` prints: accuracy, the curve, steps taken, why it stopped."""
-    reasons = sorted(report.stopping_reasons.items())
     return "\n".join(
         [
             f"checkpoint: {checkpoint}",
@@ -205,7 +243,7 @@ def describe_evaluation(report: EvaluationReport, checkpoint: str, task: str) ->
             report.summary(),
             f"accuracy (infer-few, max {report.max_steps_infer} steps): {report.acc_infer:.4f}",
             "steps taken: " + ", ".join(f"{k}: {v}" for k, v in steps_histogram(report).items()),
-            "stopping reasons: " + ", ".join(f"{k}: {v}" for k, v in reasons),
+            f"stopping reasons: {describe_stop_counts(report.stopping_reasons)}",
         ]
     )
 

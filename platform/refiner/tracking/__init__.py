@@ -22,6 +22,7 @@ from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH
 
 from refiner.provenance import TaskDataset, run_provenance
 from refiner.run_tracker import flatten
+from refiner.serving import ServingProfile
 from refiner.tracking.provenance import dataset_input, system_metrics
 from refiner.tracking_store import (  # noqa: F401  (re-exported: the jobs' names)
     TrackingError,
@@ -127,10 +128,16 @@ class MlflowTracker:
         return system_metrics(self.tracking_uri, self.run_id)
 
     def log_model(
-        self, checkpoint_path: str, step: int, metrics: Mapping[str, float]
+        self,
+        checkpoint_path: str,
+        step: int,
+        metrics: Mapping[str, float],
+        profile: ServingProfile | None = None,
+        register: bool = True,
     ) -> str | None:
         """The checkpoint as this run's pyfunc model (``refiner.tracking.model``), linked
-        to the run and its metrics at ``step``; registered when ``register_name`` is set.
+        to the run and its metrics at ``step``; with ``register``, the run's model: tagged and
+        registered when ``register_name`` is set.
         Returns ``models:/NAME/VERSION`` when registered, else ``models:/<model_id>``."""
         from refiner.tracking.model import log_refiner_model
 
@@ -140,12 +147,14 @@ class MlflowTracker:
             checkpoint_path,
             step,
             {k: v for k, v in metrics.items() if _scalar(v) is not None},
-            self.register_name,
+            self.register_name if register else None,
+            profile,
         )
-        tags = {"refiner.model_uri": logged.model_uri}
-        if logged.registered_uri:
-            tags["refiner.registered_model"] = logged.registered_uri
-        self.set_tags(tags)
+        if register:  # the run's model: the one registered (or that would be)
+            tags = {"refiner.model_uri": logged.model_uri}
+            if logged.registered_uri:
+                tags["refiner.registered_model"] = logged.registered_uri
+            self.set_tags(tags)
         return logged.registered_uri or logged.model_uri
 
     def finish(self, status: str = "FINISHED") -> None:

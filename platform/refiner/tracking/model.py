@@ -22,15 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.models import Model, ModelSignature
 from mlflow.types.schema import Array, ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
 from refiner.checkpoint import CHECKPOINT_FILE, CheckpointError, read_checkpoint
+from refiner.serving import ServingProfile
 
 MODEL_CODE = Path(__file__).with_name("refiner_pyfunc.py")
 CHECKPOINT_ARTIFACT = "checkpoint"  # the key of the checkpoint in the model's artifacts
+PROFILE_ARTIFACT = "profile"  # refiner.serving.ServingProfile of the training rows (json)
 MODEL_NAME = "refiner"  # the logged model's name inside its run
 MLFLOW_SCHEMES = ("models:/", "runs:/")
 # Written out so that logging never spends a subprocess inferring them (and never
@@ -58,6 +61,7 @@ SIGNATURE = ModelSignature(
             ColSpec(DataType.string, "stopping_reason"),
             ColSpec(DataType.double, "score"),
             ColSpec(DataType.boolean, "correct", required=False),
+            ColSpec(DataType.string, "warning", required=False),
         ]
     ),
     params=ParamSchema(
@@ -84,12 +88,16 @@ def log_refiner_model(
     step: int,
     metrics: Mapping[str, float] | None = None,
     register_name: str | None = None,
+    profile: ServingProfile | None = None,
 ) -> LoggedRefinerModel:
     """Log ``checkpoint_path`` as the run's pyfunc model at ``step``; register it if named.
 
     Metrics the run already logged at ``step`` are linked to the model by MLflow;
     ``metrics`` (e.g. the checkpoint's validation results) are logged at ``step`` and
     linked too. The run's status is left as it is (no run is started or ended).
+    ``profile`` (the training rows' ``ServingProfile``) goes with the model: the served
+    model checks requests and cuts answers with it, and its example rows become the
+    model's input example.
     """
     checkpoint = Path(checkpoint_path)
     if checkpoint.is_dir():
@@ -112,6 +120,12 @@ def log_refiner_model(
         # The artifact is always named checkpoint.pt, whatever the source file was called.
         staged = Path(scratch) / CHECKPOINT_FILE
         shutil.copyfile(checkpoint, staged)
+        artifacts = {CHECKPOINT_ARTIFACT: str(staged)}
+        example = None
+        if profile is not None:
+            (Path(scratch) / "profile.json").write_text(profile.to_json())
+            artifacts[PROFILE_ARTIFACT] = str(Path(scratch) / "profile.json")
+            example = pd.DataFrame(profile.example) if profile.example else None
         info = Model.log(
             artifact_path=None,
             name=MODEL_NAME,
@@ -119,8 +133,9 @@ def log_refiner_model(
             run_id=run_id,
             step=int(step),
             python_model=str(MODEL_CODE),
-            artifacts={CHECKPOINT_ARTIFACT: str(staged)},
+            artifacts=artifacts,
             signature=SIGNATURE,
+            input_example=example,
             pip_requirements=PIP_REQUIREMENTS,
             registered_model_name=register_name,
             model_id=model.model_id,

@@ -10,38 +10,94 @@ predict(model_input, params): model_input is a table of tasks (a pandas DataFram
 the task format; only ``input`` is required; a list of token-id lists is the frame
 ``{"input": lists}``); params
 ``max_steps`` and ``early_stopping`` (default: the model's own settings). Returns a
-DataFrame with the columns of ``refiner.prediction.PREDICTION_SCHEMA``.
+DataFrame with the columns of ``refiner.prediction.PREDICTION_SCHEMA``, ``prediction``
+cut to the answer (``refiner.serving``), and ``warning`` (null, or why the row's length
+or grid shape is outside what the model trained on). A request the model cannot read
+(a token outside its alphabet, an input longer than its canvas, a malformed column)
+is an HTTP 400 whose message names the row and column.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from refiner.prediction import Predictor, prediction_inputs
-from refiner.tracking.model import CHECKPOINT_ARTIFACT
+from refiner.checkpoint import CheckpointError
+from refiner.prediction import Predictor, decode_canvas, prediction_inputs
+from refiner.serving import ServingProfile, answer_lengths, cut_answer
+from refiner.tracking.model import CHECKPOINT_ARTIFACT, PROFILE_ARTIFACT
+
+_DECODE_COLUMNS = ["task_type", "num_symbols", "height", "width"]
+
+
+class RequestError(MlflowException):
+    """A bad request: served as HTTP 400 with this message and no stack trace.
+
+    The scoring server prefixes a predict error's message with the whole request; the
+    message here stays what we wrote, so a client reads which row and column are wrong.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+        self._own = message
+
+    @property
+    def message(self) -> str:
+        return self._own
+
+    @message.setter
+    def message(self, _value: str) -> None:
+        pass
 
 
 class RefinerPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.predictor = Predictor.from_checkpoint(context.artifacts[CHECKPOINT_ARTIFACT])
+        profile = context.artifacts.get(PROFILE_ARTIFACT)
+        self.profile = ServingProfile.read(profile) if profile and Path(profile).is_file() else None
 
-    # No type hints on predict: MLflow would read them as a second, conflicting schema.
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+    def predict(
+        self,
+        context: mlflow.pyfunc.PythonModelContext | None,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
         params = params or {}
         max_steps = params.get("max_steps")
         early_stopping = params.get("early_stopping")
-        tasks = self._tasks(model_input)
-        predictions = self.predictor.predict(
-            tasks,
-            max_steps=int(max_steps) if max_steps is not None else None,
-            early_stopping=bool(early_stopping) if early_stopping is not None else None,
-        )
-        return predictions.to_pandas()
+        try:
+            tasks = self._tasks(model_input)
+            if self.profile is not None:
+                self.profile.check_tokens(tasks)
+            predictions = self.predictor.predict(
+                tasks,
+                max_steps=int(max_steps) if max_steps is not None else None,
+                early_stopping=bool(early_stopping) if early_stopping is not None else None,
+            )
+        except (CheckpointError, ValueError, TypeError, pa.ArrowException) as err:
+            raise RequestError(str(err)) from None
+        frame = predictions.to_pandas()
+        answers = [
+            cut_answer([int(t) for t in canvas], n)
+            for canvas, n in zip(
+                frame["prediction"], answer_lengths(tasks, self.profile), strict=True
+            )
+        ]
+        frame["prediction"] = answers
+        frame["decoded"] = [
+            decode_canvas(a, row["task_type"], row["num_symbols"], row["height"], row["width"])
+            for a, row in zip(answers, tasks.select(_DECODE_COLUMNS).to_pylist(), strict=True)
+        ]
+        warnings = self.profile.warnings(tasks) if self.profile else [None] * len(answers)
+        frame["warning"] = pd.Series(warnings, dtype=object)
+        return frame
 
     def _tasks(self, model_input: Any) -> pa.Table:
         # MLflow's schema enforcement hands over a DataFrame (records, a column dict of
@@ -51,7 +107,7 @@ class RefinerPyfunc(mlflow.pyfunc.PythonModel):
             if name in frame.columns:
                 frame[name] = frame[name].map(_ids)
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        return prediction_inputs(table, self.predictor.default_task_type)
+        return prediction_inputs(table, self.predictor.default_task_type, origin="request")
 
 
 def _ids(value: Any) -> list[int] | None:
