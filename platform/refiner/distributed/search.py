@@ -13,17 +13,24 @@ from typing import Any
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
+from refiner.distributed.optuna_search import optuna_searcher
 from refiner.run_tracker import flatten
-from refiner.sweep.space import Sampler, SchedulerSettings, SearchSpace
+from refiner.sweep.space import Sampler, SchedulerSettings, SearchSpace, SweepSettings
 
 
 def param_space(
     space: SearchSpace, seed: int, base: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """Tune domains per key. Constrained choices draw from their own seeded RNG, made
-    fresh per call, so two sweeps over the same space and seed see the same trials."""
+    fresh per call, so two sweeps over the same space and seed see the same trials.
+
+    Empty under Optuna: its searcher holds the space (``refiner.distributed.optuna_search``).
+    """
+    if space.settings.search.type == "optuna":
+        return {}
     out: dict[str, Any] = {}
     fixed = flatten(base or {})
     for index, (key, sampler) in enumerate(space.params.items()):
@@ -101,6 +108,12 @@ def resolved_budget(settings: SchedulerSettings, steps: int, report_every: int) 
     return max_t, min(grace, max_t)
 
 
-def search_algorithm(seed: int, max_concurrent: int) -> BasicVariantGenerator:
-    """Seeded sampling (same seed, same trials) that runs at most ``max_concurrent`` at once."""
-    return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent)
+def search_algorithm(
+    space: SearchSpace, max_concurrent: int, base: Mapping[str, Any]
+) -> BasicVariantGenerator | Searcher:
+    """The space's searcher, running at most ``max_concurrent`` trials at once: seeded
+    random sampling (same seed, same trials), or Optuna (proposals from earlier trials)."""
+    settings: SweepSettings = space.settings
+    if settings.search.type == "optuna":
+        return ConcurrencyLimiter(optuna_searcher(space, base), max_concurrent=max_concurrent)
+    return BasicVariantGenerator(random_state=settings.search_seed, max_concurrent=max_concurrent)

@@ -108,6 +108,12 @@ def plan_sweep(
         space.settings.scheduler.metric = metric
     if mode:
         space.settings.scheduler.mode = mode
+    objectives = space.settings.objectives
+    if objectives and space.settings.scheduler.metric not in objectives:
+        raise ConfigError(
+            f"--metric: {space_path} has objectives {list(objectives)}; the scheduler ranks "
+            f"by one of them, got {space.settings.scheduler.metric!r}"
+        )
     merged = [f"{k}={json.dumps(v)}" for k, v in space.fixed.items()] + list(overrides)
     if steps is not None:
         merged.append(f"training.steps={steps}")
@@ -172,10 +178,18 @@ def max_concurrent(settings: SweepSettings, training: TrainingConfig, cluster_cp
 def describe_start(plan: SweepPlan, resume: bool) -> str:
     """The line a sweep job prints before its first trial."""
     space, training = plan.search_space(), plan.config().training
+    search = space.settings.search
+    searcher = "random" if search.type == "random" else f"optuna ({search.sampler})"
+    goal = (
+        "objectives " + ", ".join(f"{m} {d}" for m, d in space.settings.objectives.items())
+        if space.settings.objectives
+        else f"{space.settings.scheduler.metric} {space.settings.scheduler.mode}"
+    )
     return (
         f"{'resuming' if resume else 'starting'} {plan.name!r}: space {plan.space_origin} "
         f"({', '.join(space.params)}), {space.settings.num_samples} sample(s), "
         f"{training.steps} updates per trial on {plan.config().task.source}, "
-        f"scheduler {space.settings.scheduler.type}; MLflow {plan.tracking_uri} "
+        f"scheduler {space.settings.scheduler.type}, search {searcher}, {goal}; "
+        f"MLflow {plan.tracking_uri} "
         f"(experiment {plan.experiment!r})"
     )
