@@ -174,3 +174,111 @@ def test_objectives_set_the_scheduler_metric() -> None:
         "max",
     )
     assert parse_space(space.to_dict(), "again").settings == space.settings  # --resume
+
+
+def pbt_space(space: dict, **scheduler: object) -> dict:
+    return {
+        "sweep": {"scheduler": {"type": "pbt", "metric": "loss", "mode": "min", **scheduler}},
+        "space": space,
+    }
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            pbt_space({"model.d_model": {"choice": [16, 32]}, "training.lr": {"choice": [0.1]}}),
+            r"space.yaml: space.model.d_model: PBT cannot change it during a run",
+        ),
+        (
+            pbt_space({"task.size": {"choice": [4, 6]}}),
+            r"space.task.size: PBT cannot change it during a run",
+        ),
+        (pbt_space({"training.lr": {"grid": [0.1, 0.01]}}), "space.training.lr: PBT mutates"),
+        (
+            pbt_space(
+                {
+                    "orchestration.truncated_backprop": {"choice": [True]},
+                    "orchestration.backprop_truncate_steps": {
+                        "choice": [1, 2],
+                        "at_most": "orchestration.grokfast.window",
+                    },
+                    "orchestration.grokfast.window": {"choice": [4, 8]},
+                }
+            ),
+            "backprop_truncate_steps.at_most: PBT mutates keys one by one",
+        ),
+        (
+            {
+                **pbt_space({"training.lr": {"choice": [0.1]}}),
+                "sweep": {"search": {"type": "optuna"}, "scheduler": {"type": "pbt"}},
+            },
+            "sweep.scheduler.type: pbt draws its first population at random",
+        ),
+        (
+            pbt_space({"training.lr": {"choice": [0.1]}}, quantile_fraction=0.8),
+            "quantile_fraction: must be in",
+        ),
+    ],
+)
+def test_pbt_refuses_what_it_cannot_mutate(tmp_path: Path, data: dict, message: str) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpaceError, match=message):
+        load_space(path)
+
+
+def test_pbt_interval_must_land_on_checkpoints(tmp_path: Path) -> None:
+    from refiner.config import ConfigError
+    from refiner.sweep.plan import plan_sweep
+
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        yaml.safe_dump(pbt_space({"training.lr": {"choice": [0.1]}}, perturbation_interval=30))
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"perturbation_interval: 30 is not a multiple of "
+        r"training.checkpoint_every=20",
+    ):
+        plan_sweep(
+            path,
+            ROOT / "jobs" / "configs" / "sweep.yaml",
+            tracking_uri="x",
+            experiment="x",
+            storage=str(tmp_path),
+        )
+
+
+def test_shipped_pbt_space_mutates_only_mutable_keys() -> None:
+    space = load_space(ROOT / "tune_spaces" / "pbt.yaml")
+    assert space.settings.scheduler.type == "pbt" and space.params
+
+
+def test_restored_optimizer_follows_the_configs_learning_rate() -> None:
+    # A PBT exploit restores a peer's optimizer (its rate) under a mutated config rate.
+    import torch
+
+    from refiner.distributed.loop import _follow_config_lr
+    from refiner.optim import warmup_cosine
+
+    def make(lr: float):
+        weight = torch.nn.Parameter(torch.ones(2))
+        optimizer = torch.optim.AdamW([weight], lr=lr)
+        return weight, optimizer, warmup_cosine(optimizer, 2, 20)
+
+    weight, peer_opt, peer_sched = make(1e-2)
+    for _ in range(5):
+        weight.sum().backward()
+        peer_opt.step()
+        peer_sched.step()
+    _, mine, my_sched = make(1e-3)
+    mine.load_state_dict(peer_opt.state_dict())
+    my_sched.load_state_dict(peer_sched.state_dict())
+    assert mine.param_groups[0]["lr"] == pytest.approx(peer_opt.param_groups[0]["lr"])
+    _follow_config_lr(mine, my_sched, 1e-3)
+    factor = peer_opt.param_groups[0]["lr"] / 1e-2
+    assert mine.param_groups[0]["lr"] == pytest.approx(1e-3 * factor)
+    my_sched.step()  # the schedule goes on from the new base rate
+    peer_sched.step()
+    assert mine.param_groups[0]["lr"] == pytest.approx(peer_opt.param_groups[0]["lr"] / 10)

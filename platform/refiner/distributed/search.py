@@ -12,7 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    PopulationBasedTraining,
+    TrialScheduler,
+)
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -83,10 +88,33 @@ class _ConstrainedChoice:
         return rng.choice(self.sampler.allowed(config[target]))
 
 
-def scheduler(settings: SchedulerSettings, steps: int, report_every: int) -> TrialScheduler:
-    """ASHA over the update counter (``step``); FIFO runs every trial to the end."""
+def scheduler(
+    settings: SchedulerSettings,
+    steps: int,
+    report_every: int,
+    space: SearchSpace | None = None,
+    base: Mapping[str, Any] | None = None,
+) -> TrialScheduler:
+    """ASHA over the update counter (``step``); FIFO runs every trial to the end; PBT
+    mutates every swept key (``space``) every ``perturbation_interval`` updates."""
     if settings.type == "fifo":
         return FIFOScheduler()
+    if settings.type == "pbt":
+        assert space is not None and base is not None, "PBT mutates the space's keys"
+        checkpoint_every = int(base["training"]["checkpoint_every"])
+        return PopulationBasedTraining(
+            time_attr=settings.time_attr,
+            metric=settings.metric,
+            mode=settings.mode,
+            perturbation_interval=settings.perturbation_interval or checkpoint_every,
+            hyperparam_mutations={
+                key: _domain(sampler, 0) for key, sampler in _mutable(space, base).items()
+            },
+            quantile_fraction=settings.quantile_fraction,
+            resample_probability=settings.resample_probability,
+            # Reports between checkpoints carry no validation metric: PBT waits for one.
+            require_attrs=False,
+        )
     max_t, grace = resolved_budget(settings, steps, report_every)
     return ASHAScheduler(
         time_attr=settings.time_attr,
@@ -99,6 +127,18 @@ def scheduler(settings: SchedulerSettings, steps: int, report_every: int) -> Tri
         # before run_training logs the final evaluation and the checkpoint artifact.
         stop_last_trials=False,
     )
+
+
+def _mutable(space: SearchSpace, base: Mapping[str, Any]) -> dict[str, Sampler]:
+    """The swept keys (the space check refused any that PBT cannot change); a key
+    constrained by a fixed value mutates within the values that value allows."""
+    fixed = flatten(dict(base))
+    return {
+        key: Sampler("choice", tuple(s.allowed(fixed[s.constraint[1]])))
+        if s.constraint is not None
+        else s
+        for key, s in space.params.items()
+    }
 
 
 def resolved_budget(settings: SchedulerSettings, steps: int, report_every: int) -> tuple[int, int]:

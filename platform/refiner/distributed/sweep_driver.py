@@ -84,7 +84,13 @@ def run_sweep(
     children = tracking.ChildRuns(
         plan.tracking_uri, plan.experiment, plan.name, parent.run_id, swept
     )
-    context = TrialContext(plan.name, plan.base, plan.trials_storage, open_tracker=children.open)
+    context = TrialContext(
+        plan.name,
+        plan.base,
+        plan.trials_storage,
+        open_tracker=children.open,
+        population=sched.type == "pbt",
+    )
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context, tasks=tasks),
         {"CPU": trial_cpus(settings, training)},
@@ -105,7 +111,7 @@ def run_sweep(
                 param_space=param_space(space, settings.search_seed, plan.base),
                 tune_config=tune.TuneConfig(
                     num_samples=num_samples or settings.num_samples,
-                    scheduler=scheduler(sched, steps, training.report_every),
+                    scheduler=scheduler(sched, steps, training.report_every, space, plan.base),
                     # The generator limits concurrency itself (Tune ignores
                     # max_concurrent_trials beside a generator instance).
                     search_alg=search_algorithm(space, concurrency, plan.base),

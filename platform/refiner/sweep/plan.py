@@ -119,6 +119,7 @@ def plan_sweep(
         merged.append(f"training.steps={steps}")
     config, _ = prepare_experiment(config_path, merged, task=task)
     check_trial_training(config.training)
+    check_pbt_interval(space, config.training, str(space_path))
     validate_combinations(space, config.to_dict())
     return SweepPlan(
         name=name or f"{Path(space_path).stem}-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -131,6 +132,19 @@ def plan_sweep(
         register_name=register_name,
         out_dir=str(Path(out_dir).resolve()),
     )
+
+
+def check_pbt_interval(space: SearchSpace, training: TrainingConfig, origin: str) -> None:
+    """PBT compares and exploits trials at checkpoints: its interval must land on them."""
+    sched = space.settings.scheduler
+    if sched.type != "pbt" or sched.perturbation_interval is None:
+        return
+    if sched.perturbation_interval % training.checkpoint_every:
+        raise ConfigError(
+            f"{origin}: sweep.scheduler.perturbation_interval: {sched.perturbation_interval} "
+            f"is not a multiple of training.checkpoint_every={training.checkpoint_every} "
+            "(an exploit restores the peer's checkpoint at that update)"
+        )
 
 
 def trial_run_name(sweep_name: str, trial_id: str) -> str:

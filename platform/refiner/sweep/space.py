@@ -43,7 +43,21 @@ from refiner.experiment import ExperimentConfig
 
 SAMPLERS = ("choice", "grid", "uniform", "loguniform", "randint")
 CONSTRAINTS = ("at_most", "at_least")  # restrict a choice to values <= / >= another key
-SCHEDULERS = ("asha", "fifo")
+SCHEDULERS = ("asha", "fifo", "pbt")
+# What population-based training may change while a trial runs: a trial that exploits a
+# peer restores the peer's checkpoint (model, optimizer, schedule, EMA, calibration)
+# and goes on with its own mutated values of these. Model shape, task, unroll length
+# and data settings are fixed for the run (a peer's weights would not fit, or the data
+# stream would no longer be the one the checkpoint's position refers to).
+PBT_MUTABLE = (
+    "training.lr",
+    "orchestration.truncated_backprop",
+    "orchestration.backprop_truncate_steps",
+    "orchestration.backprop_window",
+    "orchestration.step_loss_weights.",  # every key inside
+    "orchestration.gradient_clip_threshold",
+    "orchestration.grokfast.",
+)
 SEARCHERS = ("random", "optuna")
 # Optuna's samplers we offer by name: TPE (single and multi-objective), NSGA-II (multi-
 # objective), and Optuna's own random sampler (the baseline at the same code path).
@@ -100,8 +114,25 @@ class SchedulerSettings:
     grace_period: int | None = None  # null: a quarter of max_t (at least one report)
     reduction_factor: float = 2.0
     time_attr: str = "step"  # the loop's update counter survives a resumed trial
+    # pbt: every swept key is mutated; trials are compared every perturbation_interval
+    # updates (null: training.checkpoint_every; a multiple of it: exploits need a checkpoint)
+    perturbation_interval: int | None = None
+    quantile_fraction: float = 0.25  # the bottom fraction exploits the top fraction
+    resample_probability: float = 0.25  # a mutated value is redrawn, else scaled 0.8/1.2
 
     def __post_init__(self) -> None:
+        _need(
+            self.perturbation_interval is None or self.perturbation_interval >= 1,
+            f"perturbation_interval: must be >= 1, got {self.perturbation_interval}",
+        )
+        _need(
+            0 < self.quantile_fraction <= 0.5,
+            f"quantile_fraction: must be in (0, 0.5], got {self.quantile_fraction}",
+        )
+        _need(
+            0 <= self.resample_probability <= 1,
+            f"resample_probability: must be in [0, 1], got {self.resample_probability}",
+        )
         _need(
             self.type in SCHEDULERS, f"type: must be one of {list(SCHEDULERS)}, got {self.type!r}"
         )
@@ -248,11 +279,21 @@ def parse_space(data: Any, origin: str = "<space>") -> SearchSpace:
         params[key] = _parse_sampler(value, f"{origin}: space.{key}")
     for key, sampler in params.items():
         _check_constraint(key, sampler, params, fixed, origin)
+        if settings.scheduler.type == "pbt":
+            _check_pbt_key(key, sampler, params, origin)
         if settings.search.type == "optuna" and sampler.kind == "grid":
             raise SpaceError(
                 f"{origin}: space.{key}: grid is not searched by sweep.search.type optuna "
                 "(a model proposes every value); use choice"
             )
+    if settings.scheduler.type == "pbt" and (
+        settings.search.type != "random" or settings.objectives
+    ):
+        raise SpaceError(
+            f"{origin}: sweep.scheduler.type: pbt draws its first population at random and "
+            "ranks by one metric; it does not combine with sweep.search.type optuna or "
+            "sweep.objectives"
+        )
     description = data.get("description") or ""
     return SearchSpace(origin, params, fixed, settings, str(description).strip())
 
@@ -368,6 +409,24 @@ def _check_constraint(
         raise SpaceError(f"{where}: {target} is itself constrained; chains are not supported")
     if other is not None and other.kind not in ("choice", "grid", "randint"):
         raise SpaceError(f"{where}: {target} must be a discrete sampler (choice, grid, randint)")
+
+
+def _check_pbt_key(key: str, sampler: Sampler, params: Mapping[str, Sampler], origin: str) -> None:
+    """Under PBT every swept key is mutated during the run: it must be one that can change."""
+    if not any(key == m or (m.endswith(".") and key.startswith(m)) for m in PBT_MUTABLE):
+        allowed = ", ".join(m + ("*" if m.endswith(".") else "") for m in PBT_MUTABLE)
+        raise SpaceError(
+            f"{origin}: space.{key}: PBT cannot change it during a run (a peer's checkpoint "
+            f"would not fit, or the run's data or shape would change); keys PBT can mutate: "
+            f"{allowed}. Sweep it with asha or fifo, or move it to fixed:"
+        )
+    if sampler.kind == "grid":
+        raise SpaceError(f"{origin}: space.{key}: PBT mutates from a distribution; use choice")
+    if sampler.constraint is not None and sampler.constraint[1] in params:
+        raise SpaceError(
+            f"{origin}: space.{key}.{sampler.constraint[0]}: PBT mutates keys one by one, so a "
+            f"constraint on another swept key ({sampler.constraint[1]}) cannot be kept"
+        )
 
 
 def _check_key(key: str, origin: str, prefix: str) -> None:
