@@ -120,3 +120,74 @@ def test_optuna_two_objective_sweep(tmp_path: Path, local_ray, capsys) -> None:
             t.metrics["val_acc_infer"],
             t.metrics["val_mean_steps"],
         ]
+
+
+def test_pbt_exploit_restores_the_peer_checkpoint(tmp_path: Path, local_ray) -> None:
+    # Two trials: lr 1e-7 cannot lower the loss, so at a perturbation (every checkpoint,
+    # 10 updates) it is the bottom half and takes over the other trial's checkpoint.
+    space_file = tmp_path / "pbt.yaml"
+    space_file.write_text(
+        yaml.safe_dump(
+            {
+                "sweep": {
+                    "num_samples": 1,
+                    "max_concurrent_trials": 2,
+                    "scheduler": {
+                        "type": "pbt",
+                        "metric": "loss",
+                        "mode": "min",
+                        "perturbation_interval": 10,
+                        "quantile_fraction": 0.5,
+                        "resample_probability": 0.0,
+                    },
+                },
+                "space": {"training.lr": {"choice": [1e-2, 1e-7]}},
+            }
+        )
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    storage = str(tmp_path / "store")
+    plan = plan_sweep(
+        space_file,
+        job("sweep").DEFAULT_CONFIG,
+        TINY_SWEEP,
+        steps=40,
+        num_samples=2,
+        name="pbt",
+        storage=storage,
+        tracking_uri=uri,
+        experiment="sweeps",
+        out_dir=tmp_path / "out",
+    )
+    config = plan.config()
+    outcome = run_sweep(plan, load_task_table(config.task, config.seed), tracking=sweep_tracking)
+    assert len(outcome.trials) == 2 and not outcome.errored
+    assert {t.steps for t in outcome.trials} == {40}  # an exploit continues, never restarts
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("sweeps").experiment_id])
+    children = {c.data.tags["refiner.trial_id"]: c for c in runs if c.data.tags.get(PARENT_TAG)}
+    assert len(children) == 2
+    exploited = {
+        trial_id: run
+        for trial_id, run in children.items()
+        if run.data.tags.get("refiner.pbt.restored_from_trial") not in (None, trial_id)
+    }
+    assert exploited, {k: r.data.tags for k, r in children.items()}
+    for trial_id, run in exploited.items():
+        tags = run.data.tags
+        peer = tags["refiner.pbt.restored_from_trial"]
+        assert peer in children and peer != trial_id
+        step = int(tags["refiner.pbt.restored_from_step"])
+        assert step % 10 == 0 and 0 < step < 40
+        # The training loop restored the whole checkpoint at that update (optimizer,
+        # schedule, EMA and calibration travel in it) and went on from there.
+        assert tags["refiner.resumed_from_step"] == str(step)
+        generation = tags["refiner.pbt.generation"]
+        assert "exploited trial " + peer in tags[f"refiner.pbt.g{generation}"]
+        seeded = Path(storage) / f"pbt.trials/pbt-{trial_id}-g{generation}"
+        assert seeded.is_dir()
+        history = sorted(
+            (m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")
+        )
+        assert history[-1][0] == 40
