@@ -194,7 +194,6 @@ def pbt_space(space: dict, **scheduler: object) -> dict:
             pbt_space({"task.size": {"choice": [4, 6]}}),
             r"space.task.size: PBT cannot change it during a run",
         ),
-        (pbt_space({"training.lr": {"grid": [0.1, 0.01]}}), "space.training.lr: PBT mutates"),
         (
             pbt_space(
                 {

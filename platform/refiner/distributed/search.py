@@ -131,14 +131,17 @@ def scheduler(
 
 def _mutable(space: SearchSpace, base: Mapping[str, Any]) -> dict[str, Sampler]:
     """The swept keys (the space check refused any that PBT cannot change); a key
-    constrained by a fixed value mutates within the values that value allows."""
+    constrained by a fixed value mutates within the values that value allows, a grid key
+    among its grid values."""
     fixed = flatten(dict(base))
-    return {
-        key: Sampler("choice", tuple(s.allowed(fixed[s.constraint[1]])))
-        if s.constraint is not None
-        else s
-        for key, s in space.params.items()
-    }
+    out = {}
+    for key, s in space.params.items():
+        if s.constraint is not None:
+            s = Sampler("choice", tuple(s.allowed(fixed[s.constraint[1]])))
+        elif s.kind == "grid":  # the grid is the first population; mutations pick from it
+            s = Sampler("choice", s.values)
+        out[key] = s
+    return out
 
 
 def resolved_budget(settings: SchedulerSettings, steps: int, report_every: int) -> tuple[int, int]:

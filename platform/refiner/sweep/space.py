@@ -420,8 +420,6 @@ def _check_pbt_key(key: str, sampler: Sampler, params: Mapping[str, Sampler], or
             f"would not fit, or the run's data or shape would change); keys PBT can mutate: "
             f"{allowed}. Sweep it with asha or fifo, or move it to fixed:"
         )
-    if sampler.kind == "grid":
-        raise SpaceError(f"{origin}: space.{key}: PBT mutates from a distribution; use choice")
     if sampler.constraint is not None and sampler.constraint[1] in params:
         raise SpaceError(
             f"{origin}: space.{key}.{sampler.constraint[0]}: PBT mutates keys one by one, so a "
