@@ -14,6 +14,9 @@ over three decades, the truncation window down to one step). Per sweep seed:
 - front: random sampling against Optuna's multi-objective TPE on (val_acc_infer max,
   val_mean_steps min): the hypervolume of each front at equal trials, against a reference
   point every trial beats (accuracy 0, max_steps_infer + 1 steps).
+- pbt: ASHA (random search, ``--num-samples`` trials) against PBT over the same space's
+  mutable keys with a population sized to ASHA's total updates (equal compute): the best
+  ``--metric`` each reached and the updates each spent.
 
 Medians and the spread (min..max over seeds) are printed as a markdown table and written
 to ``--out``. Timings are not compared (the machine is shared); compute is trial-updates.
@@ -74,7 +77,7 @@ def main() -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--part", choices=("searchers", "front", "all"), default="searchers")
+    p.add_argument("--part", choices=("searchers", "front", "pbt", "all"), default="searchers")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--num-samples", type=int, default=10)
     p.add_argument("--steps", type=int, default=40)
@@ -109,6 +112,8 @@ def main() -> int:
             for kind in ("random", "optuna")
         }
         lines += front_table(runs, config.orchestration.max_steps_infer, args)
+    if args.part in ("pbt", "all"):
+        lines += pbt_table(work, config.to_dict(), tasks, args)
     ray.shutdown()
     lines.append(f"\nWall time of the whole benchmark: {time.perf_counter() - started:.0f} s.")
     text = "\n".join(lines) + "\n"
@@ -128,19 +133,23 @@ def sweep(
     args: argparse.Namespace,
     space: dict[str, Any],
     two_objectives: bool = False,
+    scheduler: dict[str, Any] | None = None,
+    num_samples: int | None = None,
 ) -> SweepOutcome:
-    """One sweep: ``kind`` random or optuna, FIFO, the same trial count and budget."""
+    """One sweep: ``kind`` random or optuna, FIFO (unless told), the same trial count and
+    budget."""
     settings: dict[str, Any] = {
-        "num_samples": args.num_samples,
+        "num_samples": num_samples or args.num_samples,
         "seed": seed,
         "max_concurrent_trials": args.concurrent,
         "search": {"type": kind, "n_startup_trials": args.startup},
-        "scheduler": {"type": "fifo", "metric": args.metric, "mode": "max"},
+        "scheduler": scheduler or {"type": "fifo", "metric": args.metric, "mode": "max"},
     }
     if two_objectives:
         settings["objectives"] = OBJECTIVES
         settings["scheduler"] = {"type": "fifo", "metric": "val_acc_infer", "mode": "max"}
-    name = f"{'front' if two_objectives else 'search'}-{kind}-{seed}"
+    label = (scheduler or {}).get("type", "front" if two_objectives else "search")
+    name = f"{label}-{kind}-{seed}"
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump({"sweep": settings, "space": space}))
     plan = SweepPlan(
@@ -185,6 +194,10 @@ def curve(outcome: SweepOutcome, metric: str) -> list[float]:
     ]
 
 
+def top(values: list[float]) -> float:
+    return max((v for v in values if v == v), default=float("nan"))
+
+
 def trials_to_reach(values: list[float], target: float) -> int | None:
     for index, value in enumerate(values, start=1):
         if value == value and value >= target:
@@ -204,14 +217,14 @@ def searcher_table(runs: dict, args: argparse.Namespace) -> list[str]:
     ratios = []
     for seed in args.seeds:
         r, o = curve(runs["random", seed], args.metric), curve(runs["optuna", seed], args.metric)
-        best = max(v for v in r + o if v == v)
+        best = top(r + o)
         nr, no = (trials_to_reach(c, best - args.within) for c in (r, o))
         # Not reached within the budget counts as budget + 1 (a lower bound on the cost).
         cr, co = (n if n is not None else args.num_samples + 1 for n in (nr, no))
         ratios.append(co / cr)
         lines.append(
-            f"| {seed} | {best:.3f} | {max(r):.3f}, {nr or '>' + str(args.num_samples)} | "
-            f"{max(o):.3f}, {no or '>' + str(args.num_samples)} | {co / cr:.2f} |"
+            f"| {seed} | {best:.3f} | {top(r):.3f}, {nr or '>' + str(args.num_samples)} | "
+            f"{top(o):.3f}, {no or '>' + str(args.num_samples)} | {co / cr:.2f} |"
         )
     lines += [
         "",
@@ -249,6 +262,71 @@ def front_table(runs: dict, max_steps_infer_base: int, args: argparse.Namespace)
             f"Median optuna/random hypervolume {statistics.median(finite_ratios):.2f} "
             f"(min {min(finite_ratios):.2f}, max {max(finite_ratios):.2f}).",
         ]
+    return lines
+
+
+PBT_SPACE = {  # the mutable part of SPACE (PBT refuses max_steps_train: the unroll is fixed)
+    "training": {"lr": {"loguniform": [1.0e-5, 3.0e-2]}},
+    "orchestration": {
+        "truncated_backprop": {"choice": [True]},
+        "backprop_truncate_steps": {
+            "choice": [1, 2, 4, 8],
+            "at_most": "orchestration.max_steps_train",
+        },
+        "step_loss_weights": {"schedule": {"choice": ["uniform", "linear", "exponential"]}},
+    },
+}
+
+
+def pbt_table(work: Path, base: dict[str, Any], tasks: Any, args: argparse.Namespace) -> list[str]:
+    """ASHA first; PBT's population then spends about the updates ASHA spent."""
+    lines = [
+        "",
+        f"## PBT vs ASHA at equal total updates: best `{args.metric}`",
+        "",
+        "| seed | ASHA: trials, updates, best | PBT: population, updates, best |",
+        "|---|---|---|",
+    ]
+    interval = int(base["training"]["checkpoint_every"])
+    for seed in args.seeds:
+        asha = sweep(
+            work,
+            base,
+            tasks,
+            "random",
+            seed,
+            args,
+            PBT_SPACE,
+            scheduler={
+                "type": "asha",
+                "metric": args.metric,
+                "mode": "max",
+                "grace_period": interval,
+                "reduction_factor": 2,
+            },
+        )
+        population = max(2, round(asha.total_steps / args.steps))
+        pbt = sweep(
+            work,
+            base,
+            tasks,
+            "random",
+            seed,
+            args,
+            PBT_SPACE,
+            scheduler={
+                "type": "pbt",
+                "metric": args.metric,
+                "mode": "max",
+                "perturbation_interval": interval,
+            },
+            num_samples=population,
+        )
+        best = [top(curve(o, args.metric)) for o in (asha, pbt)]
+        lines.append(
+            f"| {seed} | {len(asha.trials)}, {asha.total_steps}, {best[0]:.3f} | "
+            f"{population}, {pbt.total_steps}, {best[1]:.3f} |"
+        )
     return lines
 
 
