@@ -6,7 +6,8 @@
 Prints the swept params against the key metrics (final loss, acc@t at the inference
 step budget, exact match of early-stopped inference, mean inference steps, and the
 field's numbers where the trials logged them: puzzle_exact, cell_acc, pass_at_1/2), sorted by
-the sweep's metric (best first; * marks the trial the sweep tagged best), and writes a
+the sweep's metric (best first; * marks the trial the sweep tagged best, F the Pareto
+front of a two-objective sweep, listed below the table), and writes a
 PNG overlaying the trials' refinement curves (and a CSV with --csv) to --out.
 """
 
@@ -18,7 +19,13 @@ from pathlib import Path
 
 from refiner.cli import BadInputError, input_checks, job_main
 from refiner.tracking import resolve_tracking_uri
-from refiner.tracking.compare import format_table, plot_curves, trial_rows, write_csv
+from refiner.tracking.compare import (
+    format_front,
+    format_table,
+    plot_curves,
+    trial_rows,
+    write_csv,
+)
 from refiner.tracking.sweeps import load_sweep, run_name
 
 
@@ -50,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         f"sweep {name} (run {sweep.parent.info.run_id}): {len(rows)} trials, by {metric} ({mode})"
     )
     print(format_table(rows, metric))
+    if sweep.objectives:  # a two-objective sweep: its front (the plot is on the parent run)
+        print(format_front(rows, sweep.objectives))
 
     out = Path(args.out) / name
     out.mkdir(parents=True, exist_ok=True)

@@ -169,7 +169,7 @@ def test_unconstrained_k_above_t_is_reported(tmp_path: Path) -> None:
 
 def test_bad_scheduler_settings(tmp_path: Path) -> None:
     data = {
-        "sweep": {"scheduler": {"type": "pbt"}},
+        "sweep": {"scheduler": {"type": "hyperband"}},
         "space": {"training": {"lr": {"choice": [0.1]}}},
     }
     with pytest.raises(SpaceError, match=r"space.yaml: sweep.scheduler.type: must be one of"):

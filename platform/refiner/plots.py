@@ -78,6 +78,32 @@ def plot_stopping_frontier(
     return _save(fig, path)
 
 
+def plot_pareto_front(
+    points: Sequence[tuple[float, float]],
+    front: Sequence[tuple[float, float]],
+    names: tuple[str, str],
+    path: str | Path,
+    chosen: tuple[float, float] | None = None,
+    title: str = "Sweep trials and their Pareto front",
+) -> Path:
+    """Every trial as a dot (x: first objective, y: second), the front joined in order,
+    the chosen point circled."""
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.add_subplot()
+    if points:
+        ax.scatter(*zip(*points, strict=True), color="0.6", label="trials")
+    if front:
+        ax.plot(*zip(*front, strict=True), color="C3", marker="o", label="Pareto front")
+    if chosen is not None:
+        ax.scatter(
+            [chosen[0]], [chosen[1]], s=200, facecolors="none", edgecolors="C0", label="chosen"
+        )
+    ax.set(xlabel=names[0], ylabel=names[1], title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -185,7 +185,20 @@ def describe_sweep_plan(
             "--- search space ---",
             f"{plan.space_origin}: {', '.join(space.params)}; "
             f"{settings.num_samples} sample(s), scheduler {settings.scheduler.type} on "
-            f"{settings.scheduler.metric} ({settings.scheduler.mode})",
+            f"{settings.scheduler.metric} ({settings.scheduler.mode}), search "
+            + (
+                f"optuna ({settings.search.sampler}, seed {settings.search_seed}, "
+                f"{settings.search.n_startup_trials} startup trials)"
+                if settings.search.type == "optuna"
+                else f"random (seed {settings.search_seed})"
+            )
+            + (
+                "; Pareto front over "
+                + ", ".join(f"{m} ({d})" for m, d in settings.objectives.items())
+                + f", best: within {settings.choose_within:g} of the top first objective"
+                if settings.objectives
+                else ""
+            ),
             "--- tasks ---",
             describe_tasks(config, tasks),
             "--- resources ---",

@@ -153,6 +153,7 @@ def _train(job: WorkerJob) -> dict[str, Any] | None:
     if restored is not None:
         with restored.as_directory() as directory:
             load_checkpoint(Path(directory) / CHECKPOINT_FILE, orchestrator, optimizer, scheduler)
+        _follow_config_lr(optimizer, scheduler, training.lr)
     step = orchestrator.step_count
     tracker = job.tracker if rank == 0 else NullTracker()
     if rank == 0:
@@ -399,6 +400,20 @@ def _report(
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint(kept))
         else:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+
+def _follow_config_lr(optimizer: torch.optim.Optimizer, scheduler: Any, lr: float) -> None:
+    """Keep the config's learning rate over the one restored with the optimizer.
+
+    A resumed run has the same one (nothing changes); a PBT trial that exploited a peer
+    restores the peer's optimizer, but its own config may hold a mutated rate.
+    """
+    if all(base == lr for base in scheduler.base_lrs):
+        return
+    scheduler.base_lrs = [lr for _ in scheduler.base_lrs]
+    for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas, strict=True):
+        group["initial_lr"] = lr
+        group["lr"] = lr * factor(scheduler.last_epoch)
 
 
 def _checkpoint_to_restore(job: WorkerJob) -> ray.train.Checkpoint | None:

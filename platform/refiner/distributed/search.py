@@ -12,18 +12,30 @@ from collections.abc import Mapping
 from typing import Any
 
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    PopulationBasedTraining,
+    TrialScheduler,
+)
+from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
+from refiner.distributed.optuna_search import optuna_searcher
 from refiner.run_tracker import flatten
-from refiner.sweep.space import Sampler, SchedulerSettings, SearchSpace
+from refiner.sweep.space import Sampler, SchedulerSettings, SearchSpace, SweepSettings
 
 
 def param_space(
     space: SearchSpace, seed: int, base: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """Tune domains per key. Constrained choices draw from their own seeded RNG, made
-    fresh per call, so two sweeps over the same space and seed see the same trials."""
+    fresh per call, so two sweeps over the same space and seed see the same trials.
+
+    Empty under Optuna: its searcher holds the space (``refiner.distributed.optuna_search``).
+    """
+    if space.settings.search.type == "optuna":
+        return {}
     out: dict[str, Any] = {}
     fixed = flatten(base or {})
     for index, (key, sampler) in enumerate(space.params.items()):
@@ -76,10 +88,33 @@ class _ConstrainedChoice:
         return rng.choice(self.sampler.allowed(config[target]))
 
 
-def scheduler(settings: SchedulerSettings, steps: int, report_every: int) -> TrialScheduler:
-    """ASHA over the update counter (``step``); FIFO runs every trial to the end."""
+def scheduler(
+    settings: SchedulerSettings,
+    steps: int,
+    report_every: int,
+    space: SearchSpace | None = None,
+    base: Mapping[str, Any] | None = None,
+) -> TrialScheduler:
+    """ASHA over the update counter (``step``); FIFO runs every trial to the end; PBT
+    mutates every swept key (``space``) every ``perturbation_interval`` updates."""
     if settings.type == "fifo":
         return FIFOScheduler()
+    if settings.type == "pbt":
+        assert space is not None and base is not None, "PBT mutates the space's keys"
+        checkpoint_every = int(base["training"]["checkpoint_every"])
+        return PopulationBasedTraining(
+            time_attr=settings.time_attr,
+            metric=settings.metric,
+            mode=settings.mode,
+            perturbation_interval=settings.perturbation_interval or checkpoint_every,
+            hyperparam_mutations={
+                key: _domain(sampler, 0) for key, sampler in _mutable(space, base).items()
+            },
+            quantile_fraction=settings.quantile_fraction,
+            resample_probability=settings.resample_probability,
+            # Reports between checkpoints carry no validation metric: PBT waits for one.
+            require_attrs=False,
+        )
     max_t, grace = resolved_budget(settings, steps, report_every)
     return ASHAScheduler(
         time_attr=settings.time_attr,
@@ -94,6 +129,21 @@ def scheduler(settings: SchedulerSettings, steps: int, report_every: int) -> Tri
     )
 
 
+def _mutable(space: SearchSpace, base: Mapping[str, Any]) -> dict[str, Sampler]:
+    """The swept keys (the space check refused any that PBT cannot change); a key
+    constrained by a fixed value mutates within the values that value allows, a grid key
+    among its grid values."""
+    fixed = flatten(dict(base))
+    out = {}
+    for key, s in space.params.items():
+        if s.constraint is not None:
+            s = Sampler("choice", tuple(s.allowed(fixed[s.constraint[1]])))
+        elif s.kind == "grid":  # the grid is the first population; mutations pick from it
+            s = Sampler("choice", s.values)
+        out[key] = s
+    return out
+
+
 def resolved_budget(settings: SchedulerSettings, steps: int, report_every: int) -> tuple[int, int]:
     """(max_t, grace_period) in updates, filling the defaults from the trial's steps."""
     max_t = settings.max_t or steps
@@ -101,6 +151,12 @@ def resolved_budget(settings: SchedulerSettings, steps: int, report_every: int) 
     return max_t, min(grace, max_t)
 
 
-def search_algorithm(seed: int, max_concurrent: int) -> BasicVariantGenerator:
-    """Seeded sampling (same seed, same trials) that runs at most ``max_concurrent`` at once."""
-    return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent)
+def search_algorithm(
+    space: SearchSpace, max_concurrent: int, base: Mapping[str, Any]
+) -> BasicVariantGenerator | Searcher:
+    """The space's searcher, running at most ``max_concurrent`` trials at once: seeded
+    random sampling (same seed, same trials), or Optuna (proposals from earlier trials)."""
+    settings: SweepSettings = space.settings
+    if settings.search.type == "optuna":
+        return ConcurrencyLimiter(optuna_searcher(space, base), max_concurrent=max_concurrent)
+    return BasicVariantGenerator(random_state=settings.search_seed, max_concurrent=max_concurrent)

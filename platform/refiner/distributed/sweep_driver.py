@@ -9,6 +9,7 @@ nothing else.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -24,6 +25,7 @@ from refiner.distributed.trial import TrialContext, run_trial
 from refiner.storage import list_checkpoints
 from refiner.sweep.export import export_config
 from refiner.sweep.outcome import SweepOutcome, TrialSummary, best_trial, finite
+from refiner.sweep.pareto import choose, pareto_front, write_front_artifacts
 from refiner.sweep.plan import (
     SweepPlan,
     check_trial_training,
@@ -47,6 +49,8 @@ class SweepTracking(Protocol):
     def open_parent_run(self, *args: Any, **kwargs: Any) -> Any: ...
 
     def record_best(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def record_front(self, *args: Any, **kwargs: Any) -> None: ...
 
     def register_checkpoint(self, *args: Any, **kwargs: Any) -> str: ...
 
@@ -80,7 +84,13 @@ def run_sweep(
     children = tracking.ChildRuns(
         plan.tracking_uri, plan.experiment, plan.name, parent.run_id, swept
     )
-    context = TrialContext(plan.name, plan.base, plan.trials_storage, open_tracker=children.open)
+    context = TrialContext(
+        plan.name,
+        plan.base,
+        plan.trials_storage,
+        open_tracker=children.open,
+        population=sched.type == "pbt",
+    )
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context, tasks=tasks),
         {"CPU": trial_cpus(settings, training)},
@@ -98,13 +108,13 @@ def run_sweep(
             concurrency = max_concurrent(settings, training, ray.cluster_resources().get("CPU", 1))
             tuner = tune.Tuner(
                 trainable,
-                param_space=param_space(space, settings.seed, plan.base),
+                param_space=param_space(space, settings.search_seed, plan.base),
                 tune_config=tune.TuneConfig(
                     num_samples=num_samples or settings.num_samples,
-                    scheduler=scheduler(sched, steps, training.report_every),
+                    scheduler=scheduler(sched, steps, training.report_every, space, plan.base),
                     # The generator limits concurrency itself (Tune ignores
                     # max_concurrent_trials beside a generator instance).
-                    search_alg=search_algorithm(settings.seed, concurrency),
+                    search_alg=search_algorithm(space, concurrency, plan.base),
                     trial_dirname_creator=trial_dirname,
                 ),
                 run_config=tune.RunConfig(
@@ -133,6 +143,9 @@ def run_sweep(
         )
     best = best_trial(trials, sched.metric, sched.mode)
     outcome = SweepOutcome(plan.name, sched.metric, sched.mode, trials, best, parent.run_id)
+    if settings.objectives:
+        _record_front(plan, outcome, children, parent, tracking, settings.objectives, swept)
+    best = outcome.best
     if best is not None:
         _finish_best(plan, outcome, best, children, parent, tracking)
     outcome.elapsed_s = time.perf_counter() - started
@@ -142,6 +155,37 @@ def run_sweep(
     # An errored trial leaves the sweep incomplete until `--resume` finishes it.
     parent.finish("FAILED" if outcome.errored else "FINISHED")
     return outcome
+
+
+def _record_front(
+    plan: SweepPlan,
+    outcome: SweepOutcome,
+    children: Any,
+    parent: Any,
+    tracking: SweepTracking,
+    objectives: dict[str, str],
+    swept: tuple[str, ...],
+) -> None:
+    """Two objectives: the front's trials tagged, its table and plot on the parent run,
+    and the best trial replaced by the one the space's rule picks from the front."""
+    settings = plan.search_space().settings
+    outcome.objectives = dict(objectives)
+    outcome.front = pareto_front(outcome.trials, objectives)
+    picked = choose(outcome.front, objectives, settings.choose_within)
+    if picked is not None:
+        outcome.best, outcome.choice_reason = picked.trial, picked.reason
+    with tempfile.TemporaryDirectory(prefix="refiner-front-") as directory:
+        files = write_front_artifacts(
+            outcome.trials, outcome.front, objectives, swept, directory, outcome.best
+        )
+        front_ids = [children.run_id(t.run_name) for t in outcome.front]
+        tracking.record_front(
+            parent,
+            objectives,
+            [r for r in front_ids if r],
+            [str(f) for f in files],
+            outcome.choice_reason,
+        )
 
 
 def _finish_best(

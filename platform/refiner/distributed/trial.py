@@ -17,6 +17,7 @@ import pyarrow as pa
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from refiner.distributed.pbt import train_population_member
 from refiner.distributed.trainer import run_training
 from refiner.run_tracker import NullTracker, RunTracker
 from refiner.sweep.plan import trial_run_name
@@ -35,6 +36,7 @@ class TrialContext:
     storage: str  # where the trials' Train runs keep checkpoints
     open_tracker: TrackerFactory | None = None
     extra_tags: dict[str, str] = field(default_factory=dict)
+    population: bool = False  # PBT: checkpoints go to Tune, a peer's may come back
 
 
 def run_trial(params: Mapping[str, Any], context: TrialContext, tasks: pa.Table) -> None:
@@ -44,9 +46,12 @@ def run_trial(params: Mapping[str, Any], context: TrialContext, tasks: pa.Table)
     config = trial_config(context.base, params)
     tracker = context.open_tracker(name, trial_id) if context.open_tracker else NullTracker()
     try:
-        run_training(
-            config, tasks, name, context.storage, tracker, callbacks=[TuneReportCallback()]
-        )
+        if context.population:
+            train_population_member(config, tasks, name, context.storage, tracker, params)
+        else:
+            run_training(
+                config, tasks, name, context.storage, tracker, callbacks=[TuneReportCallback()]
+            )
     except SystemExit:
         # Tune stopping the trial (ASHA) exits this actor, possibly after the sweep driver
         # has settled the run's status: the driver owns the status of a stopped trial.

@@ -41,6 +41,9 @@ class SweepOutcome:
     model_uri: str | None = None
     elapsed_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    objectives: dict[str, str] = field(default_factory=dict)  # a two-objective sweep's
+    front: list[TrialSummary] = field(default_factory=list)  # its Pareto front
+    choice_reason: str = ""  # why the best trial was chosen from the front
 
     @property
     def total_steps(self) -> int:
@@ -97,6 +100,14 @@ def format_summary(outcome: SweepOutcome, keys: Sequence[str], plan: SweepPlan) 
             f"{len(outcome.errored)} trial(s) errored (exit status 1); the finished trials "
             f"are kept, finish the others with: {resume}"
         )
+    if outcome.objectives:
+        shown = ", ".join(f"{m} ({mode})" for m, mode in outcome.objectives.items())
+        lines.append(f"Pareto front over {shown}: {len(outcome.front)} trial(s)")
+        for t in outcome.front:
+            values = "  ".join(f"{m} {float(t.metrics[m]):.4g}" for m in outcome.objectives)
+            lines.append(f"  {t.trial_id:<13} {values}  {describe_params(t.params, keys)}")
+        if outcome.choice_reason:
+            lines.append(f"chosen from the front: {outcome.choice_reason}")
     if outcome.best is not None:
         lines.append(f"best trial (*): {outcome.best.trial_id}, MLflow run {outcome.best_run_id}")
         lines.append(f"best config: {outcome.best_config}  (python jobs/train.py --config ...)")

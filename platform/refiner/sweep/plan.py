@@ -108,11 +108,18 @@ def plan_sweep(
         space.settings.scheduler.metric = metric
     if mode:
         space.settings.scheduler.mode = mode
+    objectives = space.settings.objectives
+    if objectives and space.settings.scheduler.metric not in objectives:
+        raise ConfigError(
+            f"--metric: {space_path} has objectives {list(objectives)}; the scheduler ranks "
+            f"by one of them, got {space.settings.scheduler.metric!r}"
+        )
     merged = [f"{k}={json.dumps(v)}" for k, v in space.fixed.items()] + list(overrides)
     if steps is not None:
         merged.append(f"training.steps={steps}")
     config, _ = prepare_experiment(config_path, merged, task=task)
     check_trial_training(config.training)
+    check_pbt_interval(space, config.training, str(space_path))
     validate_combinations(space, config.to_dict())
     return SweepPlan(
         name=name or f"{Path(space_path).stem}-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -125,6 +132,19 @@ def plan_sweep(
         register_name=register_name,
         out_dir=str(Path(out_dir).resolve()),
     )
+
+
+def check_pbt_interval(space: SearchSpace, training: TrainingConfig, origin: str) -> None:
+    """PBT compares and exploits trials at checkpoints: its interval must land on them."""
+    sched = space.settings.scheduler
+    if sched.type != "pbt" or sched.perturbation_interval is None:
+        return
+    if sched.perturbation_interval % training.checkpoint_every:
+        raise ConfigError(
+            f"{origin}: sweep.scheduler.perturbation_interval: {sched.perturbation_interval} "
+            f"is not a multiple of training.checkpoint_every={training.checkpoint_every} "
+            "(an exploit restores the peer's checkpoint at that update)"
+        )
 
 
 def trial_run_name(sweep_name: str, trial_id: str) -> str:
@@ -172,10 +192,18 @@ def max_concurrent(settings: SweepSettings, training: TrainingConfig, cluster_cp
 def describe_start(plan: SweepPlan, resume: bool) -> str:
     """The line a sweep job prints before its first trial."""
     space, training = plan.search_space(), plan.config().training
+    search = space.settings.search
+    searcher = "random" if search.type == "random" else f"optuna ({search.sampler})"
+    goal = (
+        "objectives " + ", ".join(f"{m} {d}" for m, d in space.settings.objectives.items())
+        if space.settings.objectives
+        else f"{space.settings.scheduler.metric} {space.settings.scheduler.mode}"
+    )
     return (
         f"{'resuming' if resume else 'starting'} {plan.name!r}: space {plan.space_origin} "
         f"({', '.join(space.params)}), {space.settings.num_samples} sample(s), "
         f"{training.steps} updates per trial on {plan.config().task.source}, "
-        f"scheduler {space.settings.scheduler.type}; MLflow {plan.tracking_uri} "
+        f"scheduler {space.settings.scheduler.type}, search {searcher}, {goal}; "
+        f"MLflow {plan.tracking_uri} "
         f"(experiment {plan.experiment!r})"
     )

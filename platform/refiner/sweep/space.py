@@ -43,7 +43,26 @@ from refiner.experiment import ExperimentConfig
 
 SAMPLERS = ("choice", "grid", "uniform", "loguniform", "randint")
 CONSTRAINTS = ("at_most", "at_least")  # restrict a choice to values <= / >= another key
-SCHEDULERS = ("asha", "fifo")
+SCHEDULERS = ("asha", "fifo", "pbt")
+# What population-based training may change while a trial runs: a trial that exploits a
+# peer restores the peer's checkpoint (model, optimizer, schedule, EMA, calibration)
+# and goes on with its own mutated values of these. Model shape, task, unroll length
+# and data settings are fixed for the run (a peer's weights would not fit, or the data
+# stream would no longer be the one the checkpoint's position refers to).
+PBT_MUTABLE = (
+    "training.lr",
+    "orchestration.truncated_backprop",
+    "orchestration.backprop_truncate_steps",
+    "orchestration.backprop_window",
+    "orchestration.step_loss_weights.",  # every key inside
+    "orchestration.gradient_clip_threshold",
+    "orchestration.grokfast.",
+)
+SEARCHERS = ("random", "optuna")
+# Optuna's samplers we offer by name: TPE (single and multi-objective), NSGA-II (multi-
+# objective), and Optuna's own random sampler (the baseline at the same code path).
+OPTUNA_SAMPLERS = ("tpe", "nsga2", "random")
+OBJECTIVE_COUNT = 2  # a front of two metrics: accuracy against inference steps
 TOP_LEVEL = ("description", "sweep", "fixed", "space")
 MAX_COMBINATIONS_CHECKED = 4096
 
@@ -95,8 +114,25 @@ class SchedulerSettings:
     grace_period: int | None = None  # null: a quarter of max_t (at least one report)
     reduction_factor: float = 2.0
     time_attr: str = "step"  # the loop's update counter survives a resumed trial
+    # pbt: every swept key is mutated; trials are compared every perturbation_interval
+    # updates (null: training.checkpoint_every; a multiple of it: exploits need a checkpoint)
+    perturbation_interval: int | None = None
+    quantile_fraction: float = 0.25  # the bottom fraction exploits the top fraction
+    resample_probability: float = 0.25  # a mutated value is redrawn, else scaled 0.8/1.2
 
     def __post_init__(self) -> None:
+        _need(
+            self.perturbation_interval is None or self.perturbation_interval >= 1,
+            f"perturbation_interval: must be >= 1, got {self.perturbation_interval}",
+        )
+        _need(
+            0 < self.quantile_fraction <= 0.5,
+            f"quantile_fraction: must be in (0, 0.5], got {self.quantile_fraction}",
+        )
+        _need(
+            0 <= self.resample_probability <= 1,
+            f"resample_probability: must be in [0, 1], got {self.resample_probability}",
+        )
         _need(
             self.type in SCHEDULERS, f"type: must be one of {list(SCHEDULERS)}, got {self.type!r}"
         )
@@ -118,14 +154,69 @@ class SchedulerSettings:
 
 
 @dataclass
+class SearchSettings:
+    """Who proposes the next trial: seeded random sampling, or Optuna (model-based)."""
+
+    type: str = "random"
+    sampler: str = "tpe"  # optuna only: tpe | nsga2 | random
+    seed: int | None = None  # null: sweep.seed
+    n_startup_trials: int = 4  # optuna's tpe: random trials before the model proposes
+
+    def __post_init__(self) -> None:
+        _need(self.type in SEARCHERS, f"type: must be one of {list(SEARCHERS)}, got {self.type!r}")
+        _need(
+            self.sampler in OPTUNA_SAMPLERS,
+            f"sampler: must be one of {list(OPTUNA_SAMPLERS)}, got {self.sampler!r}",
+        )
+        _need(
+            self.n_startup_trials >= 0,
+            f"n_startup_trials: must be >= 0, got {self.n_startup_trials}",
+        )
+
+
+@dataclass
 class SweepSettings:
     num_samples: int = 1  # with grid samplers: repeats of the full grid
     seed: int = 0  # random samplers draw from this seed: same seed, same trials
     cpus_per_trial: float | None = None  # null: derived from training.num_workers/cpus
     max_concurrent_trials: int | None = None  # null: what the cluster's CPUs allow
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    # Two objectives ({metric: max|min}, in order): the sweep keeps a Pareto front, and
+    # the trial it calls best is the front's point best on the second objective among
+    # those within `choose_within` (first objective's units) of the best first objective.
+    objectives: dict[str, str] = field(default_factory=dict)
+    choose_within: float = 0.0
+
+    @property
+    def search_seed(self) -> int:
+        return self.seed if self.search.seed is None else self.search.seed
 
     def __post_init__(self) -> None:
+        if self.objectives:
+            _need(
+                len(self.objectives) == OBJECTIVE_COUNT,
+                f"objectives: name exactly {OBJECTIVE_COUNT} metrics "
+                f"({{val_acc_infer: max, val_mean_steps: min}}), got {list(self.objectives)}",
+            )
+            for name, mode in self.objectives.items():
+                _need(
+                    mode in ("max", "min"),
+                    f"objectives.{name}: must be 'max' or 'min', got {mode!r}",
+                )
+            _need(
+                self.scheduler.metric in self.objectives,
+                f"scheduler.metric: with objectives the scheduler ranks by one of them "
+                f"({', '.join(self.objectives)}), got {self.scheduler.metric!r}",
+            )
+        _need(
+            _is_number(self.choose_within) and self.choose_within >= 0,
+            f"choose_within: must be a number >= 0, got {self.choose_within!r}",
+        )
+        _need(
+            bool(self.objectives) or not self.choose_within,
+            "choose_within: applies to a sweep with objectives (a Pareto front)",
+        )
         _need(self.num_samples >= 1, f"num_samples: must be >= 1, got {self.num_samples}")
         _need(
             self.cpus_per_trial is None or self.cpus_per_trial > 0,
@@ -175,7 +266,7 @@ def parse_space(data: Any, origin: str = "<space>") -> SearchSpace:
     if not isinstance(data.get("space"), Mapping) or not data["space"]:
         raise SpaceError(f"{origin}: space: needs at least one swept key")
     try:
-        settings = load_dataclass(SweepSettings, data.get("sweep"), "sweep")
+        settings = load_dataclass(SweepSettings, _objective_defaults(data.get("sweep")), "sweep")
     except ConfigError as err:
         raise SpaceError(f"{origin}: {err}") from None
     fixed = {}
@@ -188,8 +279,39 @@ def parse_space(data: Any, origin: str = "<space>") -> SearchSpace:
         params[key] = _parse_sampler(value, f"{origin}: space.{key}")
     for key, sampler in params.items():
         _check_constraint(key, sampler, params, fixed, origin)
+        if settings.scheduler.type == "pbt":
+            _check_pbt_key(key, sampler, params, origin)
+        if settings.search.type == "optuna" and sampler.kind == "grid":
+            raise SpaceError(
+                f"{origin}: space.{key}: grid is not searched by sweep.search.type optuna "
+                "(a model proposes every value); use choice"
+            )
+    if settings.scheduler.type == "pbt" and (
+        settings.search.type != "random" or settings.objectives
+    ):
+        raise SpaceError(
+            f"{origin}: sweep.scheduler.type: pbt draws its first population at random and "
+            "ranks by one metric; it does not combine with sweep.search.type optuna or "
+            "sweep.objectives"
+        )
     description = data.get("description") or ""
     return SearchSpace(origin, params, fixed, settings, str(description).strip())
+
+
+def _objective_defaults(sweep: Any) -> Any:
+    """With objectives and no scheduler metric named, the scheduler ranks by the first."""
+    if not isinstance(sweep, Mapping) or not isinstance(sweep.get("objectives"), Mapping):
+        return sweep
+    objectives = sweep["objectives"]
+    scheduler = sweep.get("scheduler")
+    if not objectives or (isinstance(scheduler, Mapping) and "metric" in scheduler):
+        return sweep
+    if scheduler is not None and not isinstance(scheduler, Mapping):
+        return sweep  # reported by load_dataclass
+    first, mode = next(iter(objectives.items()))
+    if mode not in ("max", "min"):
+        return sweep  # reported as the objective's own error
+    return {**sweep, "scheduler": {**(scheduler or {}), "metric": first, "mode": mode}}
 
 
 def _leaves(
@@ -287,6 +409,22 @@ def _check_constraint(
         raise SpaceError(f"{where}: {target} is itself constrained; chains are not supported")
     if other is not None and other.kind not in ("choice", "grid", "randint"):
         raise SpaceError(f"{where}: {target} must be a discrete sampler (choice, grid, randint)")
+
+
+def _check_pbt_key(key: str, sampler: Sampler, params: Mapping[str, Sampler], origin: str) -> None:
+    """Under PBT every swept key is mutated during the run: it must be one that can change."""
+    if not any(key == m or (m.endswith(".") and key.startswith(m)) for m in PBT_MUTABLE):
+        allowed = ", ".join(m + ("*" if m.endswith(".") else "") for m in PBT_MUTABLE)
+        raise SpaceError(
+            f"{origin}: space.{key}: PBT cannot change it during a run (a peer's checkpoint "
+            f"would not fit, or the run's data or shape would change); keys PBT can mutate: "
+            f"{allowed}. Sweep it with asha or fifo, or move it to fixed:"
+        )
+    if sampler.constraint is not None and sampler.constraint[1] in params:
+        raise SpaceError(
+            f"{origin}: space.{key}.{sampler.constraint[0]}: PBT mutates keys one by one, so a "
+            f"constraint on another swept key ({sampler.constraint[1]}) cannot be kept"
+        )
 
 
 def _check_key(key: str, origin: str, prefix: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from refiner.plots import plot_refinement_curve
-from refiner.tracking.sweeps import BEST_TAG, STOPPED_TAG, SweepRuns, run_name
+from refiner.tracking.sweeps import BEST_TAG, FRONT_TAG, STOPPED_TAG, SweepRuns, run_name
 
 
 @dataclass
@@ -29,6 +29,7 @@ class TrialRow:
     metrics: dict[str, float]  # final_loss, acc_at_budget, acc_infer, mean_steps, the sweep metric
     curve: list[float]  # acc@t, t = 1..T
     best: bool
+    on_front: bool = False  # a two-objective sweep's Pareto front (tagged by the sweep)
 
 
 KEY_METRICS = ("final_loss", "acc_at_budget", "acc_infer", "mean_steps")
@@ -58,10 +59,12 @@ def trial_rows(sweep: SweepRuns) -> list[TrialRow]:
                     "acc_infer": m.get("val_acc_infer", math.nan),
                     "mean_steps": m.get("val_mean_steps", math.nan),
                     **_field_metrics(m),
+                    **{k: m.get(k, math.nan) for k in sweep.objectives},
                     metric: m.get(metric, math.nan),
                 },
                 curve=curve,
                 best=run.data.tags.get(BEST_TAG) == "true",
+                on_front=run.data.tags.get(FRONT_TAG) == "true",
             )
         )
     sign = -1.0 if mode == "max" else 1.0
@@ -71,6 +74,19 @@ def trial_rows(sweep: SweepRuns) -> list[TrialRow]:
         return (math.inf if math.isnan(value) else sign * value, row.metrics["final_loss"])
 
     return sorted(rows, key=order)
+
+
+def format_front(rows: list[TrialRow], objectives: dict[str, str]) -> str:
+    """A two-objective sweep's front, in the order of the first objective (best first)."""
+    first = next(iter(objectives))
+    sign = -1.0 if objectives[first] == "max" else 1.0
+    front = sorted((r for r in rows if r.on_front), key=lambda r: sign * r.metrics[first])
+    shown = ", ".join(f"{m} ({mode})" for m, mode in objectives.items())
+    lines = [f"Pareto front over {shown}: {len(front)} trial(s) (F in the table)"]
+    for r in front:
+        values = "  ".join(f"{m} {_num(r.metrics.get(m, math.nan))}" for m in objectives)
+        lines.append(f"  {r.name}{' *' if r.best else ''}  {values}")
+    return "\n".join(lines)
 
 
 def _field_metrics(metrics: dict[str, float]) -> dict[str, float]:
@@ -101,7 +117,7 @@ def format_table(rows: list[TrialRow], metric: str) -> str:
     header = ["run", *columns, *shown, "status"]
     lines = [
         [
-            r.name + (" *" if r.best else ""),
+            r.name + (" *" if r.best else "") + (" F" if r.on_front else ""),
             *(_short(r.params[k]) for k in keys),
             *(_num(r.metrics.get(c, math.nan)) for c in shown),
             r.status,
@@ -120,7 +136,9 @@ def write_csv(rows: list[TrialRow], path: str | Path) -> Path:
     metric_keys = sorted({k for r in rows for k in r.metrics})
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["run_id", "run_name", "status", "best", *keys, *metric_keys])
+        writer.writerow(
+            ["run_id", "run_name", "status", "best", "pareto_front", *keys, *metric_keys]
+        )
         for r in rows:
             writer.writerow(
                 [
@@ -128,6 +146,7 @@ def write_csv(rows: list[TrialRow], path: str | Path) -> Path:
                     r.name,
                     r.status,
                     r.best,
+                    r.on_front,
                     *(r.params[k] for k in keys),
                     *(r.metrics.get(k, "") for k in metric_keys),
                 ]

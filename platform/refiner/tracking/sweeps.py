@@ -37,6 +37,8 @@ TRIAL_TAG = "refiner.trial_id"
 SWEPT_TAG = "refiner.swept_keys"  # comma-separated dotted config keys
 BEST_TAG = "refiner.best_trial"
 STOPPED_TAG = "refiner.stopped_early"
+FRONT_TAG = "refiner.pareto_front"  # "true" on the trials of a two-objective sweep's front
+OBJECTIVES_TAG = "refiner.objectives"  # on the parent: "val_acc_infer:max,val_mean_steps:min"
 CHECKPOINT_ARTIFACT = "checkpoint"  # run_training logs checkpoint.pt under this path
 
 
@@ -121,6 +123,24 @@ def record_best(
         parent.log_artifact(config_path)
 
 
+def record_front(
+    parent: MlflowTracker,
+    objectives: Mapping[str, str],
+    front_run_ids: list[str],
+    artifacts: list[str],
+    reason: str,
+) -> None:
+    """Tag the front's trials; the front's table and plot go under the parent's ``pareto/``."""
+    for run_id in front_run_ids:
+        MlflowTracker(parent.tracking_uri, run_id).set_tags({FRONT_TAG: "true"})
+    order = ",".join(f"{m}:{mode}" for m, mode in objectives.items())
+    parent.set_tags({OBJECTIVES_TAG: order, "refiner.front_size": str(len(front_run_ids))})
+    if reason:
+        parent.set_tags({"refiner.best_reason": reason[:5000]})
+    for path in artifacts:
+        parent.log_artifact(path, "pareto")
+
+
 def register_checkpoint(
     tracking_uri: str, run_id: str, name: str, local_checkpoint: str | None = None
 ) -> str:
@@ -161,6 +181,12 @@ class SweepRuns:
             if keys:
                 return keys.split(",")
         return sorted(k[len("space.") :] for k in self.parent.data.params if k.startswith("space."))
+
+    @property
+    def objectives(self) -> dict[str, str]:
+        """A two-objective sweep's {metric: mode}, in the space's order; {} otherwise."""
+        pairs = self.parent.data.tags.get(OBJECTIVES_TAG, "")
+        return dict(pair.rsplit(":", 1) for pair in pairs.split(",") if ":" in pair)
 
     @property
     def metric(self) -> tuple[str, str]:

@@ -1,0 +1,283 @@
+"""Searchers and two-objective sweeps without starting Ray: the Optuna searcher honours the
+space's constraints and continues (not restarts) after a save and restore; the Pareto
+front, its hypervolume and the rule that picks a point; the new space fields' checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from refiner.distributed.optuna_search import optuna_searcher
+from refiner.experiment import ExperimentConfig
+from refiner.sweep.outcome import TrialSummary
+from refiner.sweep.pareto import choose, hypervolume, pareto_front, write_front_artifacts
+from refiner.sweep.space import SpaceError, load_space, parse_space
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = ExperimentConfig().to_dict()
+
+
+def optuna_space(**sweep: object) -> dict:
+    return {
+        "sweep": {"seed": 3, "search": {"type": "optuna", "n_startup_trials": 2}, **sweep},
+        "space": {
+            "training.lr": {"loguniform": [1e-4, 1e-2]},
+            "orchestration.max_steps_train": {"choice": [4, 8]},
+            "orchestration.backprop_truncate_steps": {
+                "choice": [2, 4, 8],
+                "at_most": "orchestration.max_steps_train",
+            },
+            "orchestration.canvas_edit_strategies": {"choice": [["replace"], ["replace", "patch"]]},
+        },
+    }
+
+
+def run_trials(searcher, ids: list[str], score) -> list[dict]:
+    """Suggest, report one result and complete each trial, as Tune would."""
+    configs = []
+    for trial_id in ids:
+        config = searcher.suggest(trial_id)
+        searcher.on_trial_result(trial_id, {"step": 10, "loss": 1.0})  # no validation yet
+        searcher.on_trial_result(trial_id, {"step": 20, "val_token_acc_infer": score(config)})
+        searcher.on_trial_complete(trial_id, {"step": 25, "loss": 0.5})  # last report: no metric
+        configs.append(config)
+    return configs
+
+
+def test_optuna_proposals_honour_the_space() -> None:
+    space = parse_space(optuna_space(), "x.yaml")
+    searcher = optuna_searcher(space, BASE)
+    configs = run_trials(searcher, [f"t{i}" for i in range(12)], lambda c: c["training.lr"])
+    for config in configs:
+        assert set(config) == set(space.params)  # only the space's keys reach the trial
+        t, k = (
+            config["orchestration.max_steps_train"],
+            config["orchestration.backprop_truncate_steps"],
+        )
+        assert k <= t
+        assert config["orchestration.canvas_edit_strategies"] in (["replace"], ["replace", "patch"])
+        assert 1e-4 <= config["training.lr"] <= 1e-2
+    study = searcher._ot_study
+    # Every trial was scored by its last validation, though the final report had none.
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 12
+    assert study.best_value == max(c["training.lr"] for c in configs)
+
+
+def test_optuna_searcher_continues_after_restore(tmp_path: Path) -> None:
+    space = parse_space(optuna_space(), "x.yaml")
+    first = optuna_searcher(space, BASE)
+    before = run_trials(first, ["a", "b", "c"], lambda c: c["training.lr"])
+    first.save(str(tmp_path / "searcher.pkl"))  # what Tune writes beside the experiment
+
+    restored = optuna_searcher(space, BASE)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    after = run_trials(restored, ["d"], lambda c: c["training.lr"])
+    assert len(restored._ot_study.trials) == 4
+    # A restarted search with the same seed repeats the first proposal; a restored one goes on.
+    fresh = optuna_searcher(space, BASE).suggest("a")
+    assert fresh == before[0] and after[0] not in before
+
+
+def test_two_objective_searcher_gets_both_values() -> None:
+    data = optuna_space(objectives={"val_acc_infer": "max", "val_mean_steps": "min"})
+    searcher = optuna_searcher(parse_space(data, "x.yaml"), BASE)
+    searcher.suggest("t0")
+    searcher.on_trial_result("t0", {"val_acc_infer": 0.5, "val_mean_steps": 3.0})
+    searcher.on_trial_complete("t0", {"step": 30})
+    assert searcher._ot_study.trials[0].values == [0.5, 3.0]
+
+
+def trial(i: int, acc: float, steps: float, status: str = "done") -> TrialSummary:
+    metrics = {"val_acc_infer": acc, "val_mean_steps": steps, "step": 10}
+    return TrialSummary(f"t{i}", f"s-t{i}", {"training.lr": 0.001 * i}, metrics, status)
+
+
+OBJECTIVES = {"val_acc_infer": "max", "val_mean_steps": "min"}
+TRIALS = [
+    trial(0, 0.90, 4.0),
+    trial(1, 0.897, 2.5),  # within 0.005 of the best, fewer steps
+    trial(2, 0.80, 1.5),
+    trial(3, 0.85, 3.0),  # dominated by t1
+    trial(4, 0.99, 1.0, status="error"),  # errored: never on the front
+]
+
+
+def test_pareto_front_and_choice(tmp_path: Path) -> None:
+    front = pareto_front(TRIALS, OBJECTIVES)
+    assert [t.trial_id for t in front] == ["t0", "t1", "t2"]
+    picked = choose(front, OBJECTIVES, within=0.005)
+    assert picked is not None and picked.trial.trial_id == "t1"
+    assert "lowest val_mean_steps (2.5)" in picked.reason and "within 0.005" in picked.reason
+    exact = choose(front, OBJECTIVES, within=0.0)
+    assert exact is not None and exact.trial.trial_id == "t0"
+    files = write_front_artifacts(TRIALS, front, OBJECTIVES, ["training.lr"], tmp_path, front[1])
+    table = files[0].read_text().splitlines()
+    assert table[0] == "trial_id,run_name,val_acc_infer,val_mean_steps,training.lr"
+    assert len(table) == 4 and files[1].stat().st_size > 1000
+
+
+def test_hypervolume() -> None:
+    # Reference (0.7 accuracy, 5 steps): t0 0.2 x 1.0, t1 adds 0.197 x 1.5, t2 adds 0.1 x 1.0.
+    area = hypervolume(TRIALS, OBJECTIVES, (0.7, 5.0))
+    assert area == pytest.approx(0.2 * 1.0 + 0.197 * 1.5 + 0.1 * 1.0)
+    assert hypervolume(TRIALS[:1], OBJECTIVES, (0.7, 5.0)) < area
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        (
+            {"search": {"type": "bayes"}},
+            r"sweep.search.type: must be one of \['random', 'optuna'\]",
+        ),
+        ({"search": {"type": "optuna", "sampler": "cma"}}, "sweep.search.sampler: must be one of"),
+        ({"search": {"tpye": "optuna"}}, r"sweep.search.tpye: unknown key .*'type'"),
+        ({"search": {"n_startup_trials": -1}}, "n_startup_trials: must be >= 0"),
+        ({"objectives": {"val_acc_infer": "max"}}, "objectives: name exactly 2 metrics"),
+        (
+            {"objectives": {"val_acc_infer": "up", "val_mean_steps": "min"}},
+            "objectives.val_acc_infer: must be 'max' or 'min'",
+        ),
+        (
+            {
+                "objectives": {"val_acc_infer": "max", "val_mean_steps": "min"},
+                "scheduler": {"metric": "loss", "mode": "min"},
+            },
+            "sweep.scheduler.metric: with objectives the scheduler ranks by one of them",
+        ),
+        ({"choose_within": 0.5}, "choose_within: applies to a sweep with objectives"),
+    ],
+)
+def test_bad_search_settings_are_named(tmp_path: Path, sweep: dict, message: str) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({"sweep": sweep, "space": {"training.lr": {"choice": [0.1]}}}))
+    with pytest.raises(SpaceError, match=message) as err:
+        load_space(path)
+    assert str(err.value).startswith(f"{path}: sweep.")
+
+
+def test_grid_under_optuna_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "space.yaml"
+    data = {"sweep": {"search": {"type": "optuna"}}, "space": {"seed": {"grid": [0, 1]}}}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpaceError, match=r"space.yaml: space.seed: grid is not searched by"):
+        load_space(path)
+
+
+def test_objectives_set_the_scheduler_metric() -> None:
+    space = load_space(ROOT / "tune_spaces" / "pareto.yaml")
+    assert space.settings.objectives == OBJECTIVES
+    assert (space.settings.scheduler.metric, space.settings.scheduler.mode) == (
+        "val_acc_infer",
+        "max",
+    )
+    assert parse_space(space.to_dict(), "again").settings == space.settings  # --resume
+
+
+def pbt_space(space: dict, **scheduler: object) -> dict:
+    return {
+        "sweep": {"scheduler": {"type": "pbt", "metric": "loss", "mode": "min", **scheduler}},
+        "space": space,
+    }
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            pbt_space({"model.d_model": {"choice": [16, 32]}, "training.lr": {"choice": [0.1]}}),
+            r"space.yaml: space.model.d_model: PBT cannot change it during a run",
+        ),
+        (
+            pbt_space({"task.size": {"choice": [4, 6]}}),
+            r"space.task.size: PBT cannot change it during a run",
+        ),
+        (
+            pbt_space(
+                {
+                    "orchestration.truncated_backprop": {"choice": [True]},
+                    "orchestration.backprop_truncate_steps": {
+                        "choice": [1, 2],
+                        "at_most": "orchestration.grokfast.window",
+                    },
+                    "orchestration.grokfast.window": {"choice": [4, 8]},
+                }
+            ),
+            "backprop_truncate_steps.at_most: PBT mutates keys one by one",
+        ),
+        (
+            {
+                **pbt_space({"training.lr": {"choice": [0.1]}}),
+                "sweep": {"search": {"type": "optuna"}, "scheduler": {"type": "pbt"}},
+            },
+            "sweep.scheduler.type: pbt draws its first population at random",
+        ),
+        (
+            pbt_space({"training.lr": {"choice": [0.1]}}, quantile_fraction=0.8),
+            "quantile_fraction: must be in",
+        ),
+    ],
+)
+def test_pbt_refuses_what_it_cannot_mutate(tmp_path: Path, data: dict, message: str) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpaceError, match=message):
+        load_space(path)
+
+
+def test_pbt_interval_must_land_on_checkpoints(tmp_path: Path) -> None:
+    from refiner.config import ConfigError
+    from refiner.sweep.plan import plan_sweep
+
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        yaml.safe_dump(pbt_space({"training.lr": {"choice": [0.1]}}, perturbation_interval=30))
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"perturbation_interval: 30 is not a multiple of "
+        r"training.checkpoint_every=20",
+    ):
+        plan_sweep(
+            path,
+            ROOT / "jobs" / "configs" / "sweep.yaml",
+            tracking_uri="x",
+            experiment="x",
+            storage=str(tmp_path),
+        )
+
+
+def test_shipped_pbt_space_mutates_only_mutable_keys() -> None:
+    space = load_space(ROOT / "tune_spaces" / "pbt.yaml")
+    assert space.settings.scheduler.type == "pbt" and space.params
+
+
+def test_restored_optimizer_follows_the_configs_learning_rate() -> None:
+    # A PBT exploit restores a peer's optimizer (its rate) under a mutated config rate.
+    import torch
+
+    from refiner.distributed.loop import _follow_config_lr
+    from refiner.optim import warmup_cosine
+
+    def make(lr: float):
+        weight = torch.nn.Parameter(torch.ones(2))
+        optimizer = torch.optim.AdamW([weight], lr=lr)
+        return weight, optimizer, warmup_cosine(optimizer, 2, 20)
+
+    weight, peer_opt, peer_sched = make(1e-2)
+    for _ in range(5):
+        weight.sum().backward()
+        peer_opt.step()
+        peer_sched.step()
+    _, mine, my_sched = make(1e-3)
+    mine.load_state_dict(peer_opt.state_dict())
+    my_sched.load_state_dict(peer_sched.state_dict())
+    assert mine.param_groups[0]["lr"] == pytest.approx(peer_opt.param_groups[0]["lr"])
+    _follow_config_lr(mine, my_sched, 1e-3)
+    factor = peer_opt.param_groups[0]["lr"] / 1e-2
+    assert mine.param_groups[0]["lr"] == pytest.approx(1e-3 * factor)
+    my_sched.step()  # the schedule goes on from the new base rate
+    peer_sched.step()
+    assert mine.param_groups[0]["lr"] == pytest.approx(peer_opt.param_groups[0]["lr"] / 10)

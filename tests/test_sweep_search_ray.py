@@ -1,0 +1,193 @@
+"""Model-based and two-objective sweeps on a real local Ray: Optuna (multi-objective TPE)
+proposes the trials, the parent MLflow run holds the Pareto front (table, plot, tags),
+the trial picked by the space's rule is registered, compare shows the front, and Tune
+keeps the searcher's state beside the experiment for ``--resume``."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import mlflow.artifacts
+import pytest
+import yaml
+from mlflow import MlflowClient
+from ray.tune.search import ConcurrencyLimiter
+from ray_cluster import SWEEP_RAY
+from sweep_fixtures import job
+from tiny_runs import TINY_SWEEP
+
+from refiner.distributed.optuna_search import optuna_searcher
+from refiner.distributed.sweep_driver import run_sweep
+from refiner.experiment import load_task_table
+from refiner.sweep.plan import SweepPlan, plan_sweep
+from refiner.tracking import PARENT_TAG
+from refiner.tracking import sweeps as sweep_tracking
+from refiner.tracking.sweeps import BEST_TAG, FRONT_TAG
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray(**SWEEP_RAY), pytest.mark.timeout(600)]
+
+OBJECTIVES = {"val_acc_infer": "max", "val_mean_steps": "min"}
+
+
+def test_optuna_two_objective_sweep(tmp_path: Path, local_ray, capsys) -> None:
+    space_file = tmp_path / "front.yaml"
+    space_file.write_text(
+        yaml.safe_dump(
+            {
+                "sweep": {
+                    "num_samples": 3,
+                    "seed": 1,
+                    "max_concurrent_trials": 2,
+                    "search": {"type": "optuna", "sampler": "tpe", "n_startup_trials": 2},
+                    "objectives": OBJECTIVES,
+                    "choose_within": 0.05,
+                    "scheduler": {"type": "fifo"},
+                },
+                "space": {
+                    "training.lr": {"loguniform": [1e-3, 1e-2]},
+                    "orchestration.max_steps_infer": {"choice": [1, 2, 4]},
+                },
+            }
+        )
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    storage = str(tmp_path / "store")
+    plan = plan_sweep(
+        space_file,
+        job("sweep").DEFAULT_CONFIG,
+        TINY_SWEEP,
+        steps=20,
+        name="front",
+        storage=storage,
+        tracking_uri=uri,
+        experiment="sweeps",
+        register_name="refiner-front",
+        out_dir=tmp_path / "out",
+    )
+    config = plan.config()
+    outcome = run_sweep(plan, load_task_table(config.task, config.seed), tracking=sweep_tracking)
+
+    assert len(outcome.trials) == 3 and not outcome.errored
+    assert {t.status for t in outcome.trials} == {"done"}
+    assert outcome.objectives == OBJECTIVES and outcome.front
+    assert outcome.best in outcome.front and "val_mean_steps" in outcome.choice_reason
+    front_ids = {t.trial_id for t in outcome.front}
+    for t in outcome.trials:  # no trial off the front is as good on both objectives
+        if t.trial_id not in front_ids:
+            assert any(
+                f.metrics["val_acc_infer"] >= t.metrics["val_acc_infer"]
+                and f.metrics["val_mean_steps"] <= t.metrics["val_mean_steps"]
+                for f in outcome.front
+            )
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("sweeps").experiment_id])
+    parent = next(r for r in runs if not r.data.tags.get(PARENT_TAG))
+    children = [r for r in runs if r.data.tags.get(PARENT_TAG)]
+    tagged = {c.data.tags["refiner.trial_id"] for c in children if c.data.tags.get(FRONT_TAG)}
+    assert tagged == front_ids
+    best = [c for c in children if c.data.tags.get(BEST_TAG) == "true"]
+    assert [b.data.tags["refiner.trial_id"] for b in best] == [outcome.best.trial_id]
+    assert parent.data.params["sweep.search.type"] == "optuna"
+    assert parent.data.tags["refiner.best_reason"] == outcome.choice_reason
+    folder = mlflow.artifacts.download_artifacts(
+        run_id=parent.info.run_id, artifact_path="pareto", tracking_uri=uri, dst_path=tmp_path
+    )
+    with open(Path(folder) / "pareto_front.csv", encoding="utf-8") as f:
+        table = list(csv.DictReader(f))
+    assert {row["trial_id"] for row in table} == front_ids
+    assert (Path(folder) / "pareto_front.png").stat().st_size > 1000
+    versions = client.search_model_versions("name='refiner-front'")
+    assert [v.run_id for v in versions] == [outcome.best_run_id]
+
+    capsys.readouterr()
+    args = ["--parent-run", parent.info.run_id, "--tracking-uri", uri, "--out", str(tmp_path)]
+    assert job("compare").main(args) == 0
+    shown = capsys.readouterr().out
+    assert f"Pareto front over val_acc_infer (max), val_mean_steps (min): {len(front_ids)}" in shown
+    assert sum(" F " in line for line in shown.splitlines()) == len(front_ids)
+
+    # --resume: Tune restores the searcher from beside the experiment; it holds the study.
+    plan = SweepPlan.load(storage, "front")
+    searcher = ConcurrencyLimiter(optuna_searcher(plan.search_space(), plan.base), max_concurrent=2)
+    searcher.restore_from_dir(plan.experiment_path)
+    study = searcher.searcher._ot_study
+    assert len(study.trials) == 3 and all(t.state.name == "COMPLETE" for t in study.trials)
+    by_lr = {round(t.params["training.lr"], 12): t.values for t in study.trials}
+    for t in outcome.trials:
+        assert by_lr[round(t.params["training.lr"], 12)] == [
+            t.metrics["val_acc_infer"],
+            t.metrics["val_mean_steps"],
+        ]
+
+
+@pytest.mark.timeout(900)
+def test_pbt_exploit_restores_the_peer_checkpoint(tmp_path: Path, local_ray) -> None:
+    # Two trials: lr 1e-7 cannot lower the loss, so at a perturbation (every checkpoint,
+    # 10 updates) it is the bottom half and takes over the other trial's checkpoint.
+    space_file = tmp_path / "pbt.yaml"
+    space_file.write_text(
+        yaml.safe_dump(
+            {
+                "sweep": {
+                    "num_samples": 1,
+                    "max_concurrent_trials": 2,
+                    "scheduler": {
+                        "type": "pbt",
+                        "metric": "loss",
+                        "mode": "min",
+                        "perturbation_interval": 10,
+                        "quantile_fraction": 0.5,
+                        "resample_probability": 0.0,
+                    },
+                },
+                "space": {"training.lr": {"grid": [1e-2, 1e-7]}},  # one trial each
+            }
+        )
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    storage = str(tmp_path / "store")
+    plan = plan_sweep(
+        space_file,
+        job("sweep").DEFAULT_CONFIG,
+        TINY_SWEEP,
+        steps=30,
+        name="pbt",
+        storage=storage,
+        tracking_uri=uri,
+        experiment="sweeps",
+        out_dir=tmp_path / "out",
+    )
+    config = plan.config()
+    outcome = run_sweep(plan, load_task_table(config.task, config.seed), tracking=sweep_tracking)
+    assert len(outcome.trials) == 2 and not outcome.errored
+    assert {t.steps for t in outcome.trials} == {30}  # an exploit continues, never restarts
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("sweeps").experiment_id])
+    children = {c.data.tags["refiner.trial_id"]: c for c in runs if c.data.tags.get(PARENT_TAG)}
+    assert len(children) == 2
+    exploited = {
+        trial_id: run
+        for trial_id, run in children.items()
+        if run.data.tags.get("refiner.pbt.restored_from_trial") not in (None, trial_id)
+    }
+    assert exploited, {k: r.data.tags for k, r in children.items()}
+    for trial_id, run in exploited.items():
+        tags = run.data.tags
+        peer = tags["refiner.pbt.restored_from_trial"]
+        assert peer in children and peer != trial_id
+        step = int(tags["refiner.pbt.restored_from_step"])
+        assert step % 10 == 0 and 0 < step < 30
+        # The training loop restored the whole checkpoint at that update (optimizer,
+        # schedule, EMA and calibration travel in it) and went on from there.
+        assert tags["refiner.resumed_from_step"] == str(step)
+        generation = tags["refiner.pbt.generation"]
+        assert "exploited trial " + peer in tags[f"refiner.pbt.g{generation}"]
+        seeded = Path(storage) / f"pbt.trials/pbt-{trial_id}-g{generation}"
+        assert seeded.is_dir()
+        history = sorted(
+            (m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")
+        )
+        assert history[-1][0] == 30
