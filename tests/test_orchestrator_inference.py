@@ -116,7 +116,7 @@ def test_result_structure_and_consistency_with_the_unroll():
     assert r["memory"]["capacity"] == 16
     with torch.no_grad():
         with o.exploring(False):
-            out = o.core.eval()(batch["input"], steps=3, edit_fn=o._edit_fn("sequence"))
+            out = o.core.eval()(batch["input"], steps=3, edit_fn=o.edit_policy.edit_fn("sequence"))
     assert out.canvas.tolist() == r["final_canvas_ids"]
     assert "traces" not in r
     single = o.inference(batch["input"][0].tolist(), early_stopping=False, max_steps_override=3)

@@ -31,7 +31,7 @@ import torch.nn as nn
 from refiner.checkpoint import checkpoint_configs, load_checkpoint
 from refiner.checkpoint_upgrades import STATE_VERSION, VERSION_KEY, upgrade_state
 from refiner.config import ModelConfig, OrchestrationConfig
-from refiner.edits import EditFn, EditGains, EditPolicy, EditSelector
+from refiner.edits import EditGains, EditPolicy, EditSelector
 from refiner.grokfast import GrokfastFilter
 from refiner.halting import CalibrationResult
 from refiner.inference import infer_few
@@ -637,16 +637,6 @@ class UnifiedRefinerOrchestrator:
     def _task_type(self, task_type: str | None) -> str:
         """A given task type, else the one trained on, else the default."""
         return task_type or self.task_type or DEFAULT_TASK_TYPE
-
-    def _edit_fn(
-        self,
-        task_type: str,
-        target: torch.Tensor | None = None,
-        gains: EditGains | None = None,
-    ) -> EditFn:
-        """`edit_policy.edit_fn`, under the name bench/canvas_trace.py still calls (it is
-        being replaced by a package module on `inference(..., return_traces=True)`)."""
-        return self.edit_policy.edit_fn(task_type, target, gains)
 
     def _write_memory(
         self, summary: torch.Tensor, latent: torch.Tensor, solved: torch.Tensor
