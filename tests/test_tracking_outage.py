@@ -51,7 +51,7 @@ def report(tracker, step: int) -> None:
     tracker.log_metrics({"loss": 1.0 / step, "step": float(step)}, step)
 
 
-def test_outage_is_buffered_replays_are_not_logged_twice_and_losses_are_named(servers):
+def test_outage_is_buffered_replays_are_not_logged_twice_and_losses_are_named(servers, tmp_path):
     run = open_run(servers.uri, "outage", "buffered")
     client = MlflowClient(servers.uri)
 
@@ -61,6 +61,10 @@ def test_outage_is_buffered_replays_are_not_logged_twice_and_losses_are_named(se
     servers.suspend()  # SIGSTOP: it answers nothing (a restart is the job test's)
     for step in range(6, 11):  # returns without the server: training goes on
         report(first, step)
+    table = tmp_path / "frontier.csv"
+    table.write_text("steps,acc\n1,0.5\n")
+    first.log_artifact(str(table), "calibration/update_000010")
+    table.unlink()  # the loop's files live in temporary folders
     assert len(first._points) == 10  # 5 reports x 2 keys, kept
     servers.resume()
     for step in range(11, 16):
@@ -69,6 +73,8 @@ def test_outage_is_buffered_replays_are_not_logged_twice_and_losses_are_named(se
     assert done["lost_points"] == 0 and done["delivered_late"] >= 10, done
     assert done["outage_s"] > 0
     assert steps_of(client, run.run_id, "loss") == list(range(1, 16))
+    (artifact,) = client.list_artifacts(run.run_id, "calibration/update_000010")
+    assert artifact.path.endswith("frontier.csv")
 
     # A restarted worker group: a fresh tracker replays updates 11-15 from a checkpoint
     # at update 10, then goes on.
@@ -109,7 +115,7 @@ def test_training_outlasts_a_tracking_server_outage(servers, tmp_path):
     run_name = "outage-job"
     overrides = [
         *FAULT_RUN,
-        "training.steps=200",
+        "training.steps=150",
         "training.checkpoint_every=50",
         "training.tracking_retry_s=600",  # a restart takes 10-90 s here, by load
     ]
@@ -139,7 +145,7 @@ def test_training_outlasts_a_tracking_server_outage(servers, tmp_path):
     injector = threading.Thread(target=inject)
     injector.start()
     try:
-        status = job.wait(timeout=480)
+        status = job.wait(timeout=900)  # a loaded 2-core machine: 10 min seen
     finally:
         if job.poll() is None:
             job.kill()
@@ -157,6 +163,6 @@ def test_training_outlasts_a_tracking_server_outage(servers, tmp_path):
     assert run.info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
     assert not [s for s, n in Counter(steps).items() if n > 1], "duplicate steps"
-    assert set(range(5, 201, 5)) <= set(steps), sorted(set(range(5, 201, 5)) - set(steps))
-    assert "refiner.tracking.lost" not in run.data.tags
+    assert set(range(5, 151, 5)) <= set(steps), sorted(set(range(5, 201, 5)) - set(steps))
+    assert "refiner.tracking.lost" not in run.data.tags, run.data.tags  # nothing lost
     assert "metric points were recorded after it returned" in text

@@ -99,7 +99,7 @@ def lost_summary(report: Mapping[str, Any]) -> str | None:
         parts.append(f"{report['lost_points']} metric points ({', '.join(report['lost_keys'])})")
     if report.get("lost_tags"):
         parts.append(f"tags {', '.join(report['lost_tags'])}")
-    if report.get("skipped_artifacts"):
+    if report.get("lost_artifacts"):
         parts.append(f"artifacts {', '.join(report['skipped_artifacts'])}")
     return "not recorded in MLflow: " + "; ".join(parts) if parts else None
 

@@ -5,10 +5,11 @@ Two faults meet here, both on the way from the training loop to the MLflow run:
 - **The server goes down mid-run.** Metric points and tags wait in a bounded buffer;
   while the server is away (a 2 s ``/health`` probe says so) the loop is not held up,
   and the buffer is retried with exponential backoff (1 s, 2 s, ... at most 30 s) at the
-  next reports. ``flush`` at the end of training retries for ``training.tracking_retry_s``;
-  what still could not be sent (or was pushed out of a full buffer, or an artifact the
-  outage made us skip) is counted and named in its return value, which the run's summary
-  and the tag ``refiner.tracking.lost`` carry. Nothing is dropped silently.
+  next reports. Artifacts logged meanwhile (calibration tables, plots: files in temporary
+  folders) wait as copies. ``flush`` at the end of training retries for
+  ``training.tracking_retry_s``; what still could not be sent (or was pushed out of a
+  full buffer) is counted and named in its return value, which the run's summary and the
+  tag ``refiner.tracking.lost`` carry. Nothing is dropped silently.
 - **A restarted worker group replays updates.** Ray Train resumes from the last
   checkpoint, so the updates between it and the failure are trained and reported again.
   Before its first write, this tracker reads the last step the run's history holds for
@@ -22,12 +23,16 @@ been stored all the same.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections import Counter, deque
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, RunTag
@@ -48,12 +53,13 @@ class BufferedTracker(MlflowTracker):
         self._points: deque[Metric] = deque()
         self._capacity = capacity
         self._tags: dict[str, str] = {}
+        self._artifacts: list[tuple[str, str | None]] = []  # copies made during an outage
+        self._holding: str | None = None  # the folder holding those copies
         self._marks: dict[str, int] | None = None  # key -> last step in the run's history
         self._retry_at = 0.0
         self._delay = 1.0
         self._down_since: float | None = None
         self.overflowed: Counter[str] = Counter()
-        self.skipped_artifacts: list[str] = []
         self.replayed = 0  # points not sent: the history already had that key at that step
         self.delivered_late = 0
         self.outage_s = 0.0
@@ -74,15 +80,23 @@ class BufferedTracker(MlflowTracker):
         self._try_send()
 
     def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
-        """Sent at once when the server is there; skipped (and named) during an outage:
-        the files (calibration tables, plots) are temporary and can be made again."""
+        """Sent at once when the server is there; during an outage a copy waits with
+        the metrics (the loop's files live in temporary folders)."""
         if self._down_since is None and self._reachable():
             try:
                 super().log_artifact(local_path, artifact_path)
                 return
             except Exception as err:  # noqa: BLE001  (any failure of the server)
                 self._failed(err)
-        self.skipped_artifacts.append(f"{artifact_path or '.'}/{local_path.rsplit('/', 1)[-1]}")
+        if self._holding is None:
+            self._holding = tempfile.mkdtemp(prefix="refiner-tracking-")
+        copy = Path(self._holding) / f"{len(self._artifacts)}" / Path(local_path).name
+        copy.parent.mkdir()
+        if os.path.isdir(local_path):
+            shutil.copytree(local_path, copy)
+        else:
+            shutil.copy2(local_path, copy)
+        self._artifacts.append((str(copy), artifact_path))
 
     def flush(self, timeout_s: float) -> dict[str, Any]:
         """Retry what is buffered for up to ``timeout_s``; what was not recorded, named."""
@@ -95,7 +109,9 @@ class BufferedTracker(MlflowTracker):
             "lost_points": sum(lost.values()),
             "lost_keys": sorted(lost),
             "lost_tags": sorted(self._tags),
-            "skipped_artifacts": list(self.skipped_artifacts),
+            "lost_artifacts": [
+                f"{where or '.'}/{Path(path).name}" for path, where in self._artifacts
+            ],
             "delivered_late": self.delivered_late,
             "outage_s": round(self.outage_s + self._outage_so_far(), 1),
             "replayed_points_not_logged": self.replayed,
@@ -104,7 +120,7 @@ class BufferedTracker(MlflowTracker):
     # -- sending ---------------------------------------------------------------------
 
     def _pending(self) -> bool:
-        return bool(self._points or self._tags)
+        return bool(self._points or self._tags or self._artifacts)
 
     def _try_send(self) -> bool:
         """One attempt, unless backing off; True when nothing is left to send."""
@@ -123,6 +139,13 @@ class BufferedTracker(MlflowTracker):
                 self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
                 for key in tags:
                     self._tags.pop(key, None)
+            while self._artifacts:
+                path, where = self._artifacts[0]
+                super().log_artifact(path, where)
+                self._artifacts.pop(0)
+            if self._holding is not None:
+                shutil.rmtree(self._holding, ignore_errors=True)
+                self._holding = None
         except Exception as err:  # noqa: BLE001  (any failure of the server: keep and retry)
             self._failed(err)
             return False
