@@ -100,7 +100,7 @@ def lost_summary(report: Mapping[str, Any]) -> str | None:
     if report.get("lost_tags"):
         parts.append(f"tags {', '.join(report['lost_tags'])}")
     if report.get("lost_artifacts"):
-        parts.append(f"artifacts {', '.join(report['skipped_artifacts'])}")
+        parts.append(f"artifacts {', '.join(report['lost_artifacts'])}")
     return "not recorded in MLflow: " + "; ".join(parts) if parts else None
 
 
