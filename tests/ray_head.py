@@ -46,6 +46,7 @@ def port_in_use(port: int) -> bool:
 class LocalHead:
     num_cpus: int = 3
     env: dict[str, str] = field(default_factory=dict)  # extra env for the head's processes
+    extra_args: list[str] = field(default_factory=list)  # more `ray start` options
     temp_dir: Path = field(init=False)
     ports: dict[str, int] = field(init=False)
     process: subprocess.Popen | None = field(init=False, default=None)
@@ -87,8 +88,8 @@ class LocalHead:
         path = os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token"
         return Path(path).read_text().strip()
 
-    def start(self, timeout_s: float = 90) -> None:
-        cmd = [
+    def command(self) -> list[str]:
+        return [
             os.path.join(VENV_BIN, "ray"),
             "start",
             "--head",
@@ -100,13 +101,19 @@ class LocalHead:
             f"--temp-dir={self.temp_dir}",
             "--disable-usage-stats",
             *(f"--{name}={port}" for name, port in self.ports.items()),
+            *self.extra_args,
         ]
+
+    def ready(self) -> bool:
+        return self._dashboard_ready()
+
+    def start(self, timeout_s: float = 90) -> None:
         env = with_venv_path({**os.environ, **TOKEN_AUTH, **self.env})
         env.pop("RAY_ADDRESS", None)
         self.process = subprocess.Popen(
-            cmd,
+            self.command(),
             env=env,
-            stdout=open(self.temp_dir / "head.log", "wb"),  # noqa: SIM115 (closed with the process)
+            stdout=open(self.temp_dir / "ray-start.log", "wb"),  # noqa: SIM115 (closed with the process)
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -116,12 +123,12 @@ class LocalHead:
                 log = self.log_tail()
                 self.stop()  # a failed start leaves nothing behind either
                 raise RuntimeError(f"ray start exited: {log}")
-            if self._dashboard_ready():
+            if self.ready():
                 return
             time.sleep(0.5)
         log = self.log_tail()
         self.stop()
-        raise TimeoutError(f"Ray head not up after {timeout_s} s: {log}")
+        raise TimeoutError(f"Ray node not up after {timeout_s} s: {log}")
 
     def _dashboard_ready(self) -> bool:
         import urllib.request
@@ -133,7 +140,7 @@ class LocalHead:
             return getattr(err, "code", None) in (401, 403)
 
     def log_tail(self, chars: int = 3000) -> str:
-        path = self.temp_dir / "head.log"
+        path = self.temp_dir / "ray-start.log"
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
     def stop(self) -> list[int]:

@@ -72,3 +72,31 @@ def test_a_model_without_a_recorded_source_claims_no_score() -> None:
 def test_without_a_model_only_the_checkpoint_is_named() -> None:
     text = summary(TrainingOutcome("maze", "/runs/maze", None, {}, {"step": 3}, 1.0))
     assert "checkpoint: None\n" in text and "model:" not in text
+
+
+def test_a_tracking_outage_and_what_it_kept_out_are_named() -> None:
+    done = outcome()
+    done.summary["tracking"] = {
+        "outage_s": 31.4,
+        "delivered_late": 84,
+        "lost_points": 3,
+        "lost_keys": ["loss", "step"],
+        "lost_tags": [],
+        "lost_artifacts": ["calibration/update_000750/frontier.png"],
+    }
+    text = summary(done)
+    assert (
+        "MLflow was unreachable for 31 s during training; "
+        "84 metric points were recorded after it returned"
+    ) in text
+    assert (
+        "not recorded in MLflow: 3 metric points (loss, step); "
+        "artifacts calibration/update_000750/frontier.png"
+    ) in text
+
+
+def test_no_outage_adds_no_line() -> None:
+    done = outcome()
+    done.summary["tracking"] = {"outage_s": 0.0, "delivered_late": 0, "lost_points": 0}
+    assert "MLflow was unreachable" not in summary(done)
+    assert "not recorded" not in summary(done)

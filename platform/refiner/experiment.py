@@ -89,6 +89,12 @@ class TrainingConfig(YamlConfig):
     num_to_keep: int = 2  # checkpoints kept (the latest is always kept)
     checkpoint_score: str = "val_acc_infer"  # checkpoints ranked by this metric (max)
     max_failures: int = 2  # worker-group restarts before the run fails
+    # A checkpoint write that fails (object store unreachable) is retried with backoff for
+    # this long; then the run fails with one error naming the storage.
+    storage_retry_s: float = 120.0
+    # Metrics reported while the tracking server is down wait in a bounded buffer; at the
+    # end of training the buffer is retried this long, then what is left is counted.
+    tracking_retry_s: float = 120.0
     shuffle_buffer_rows: int = 4096  # local shuffle of augmented rows before batching
     # The puzzle table (model.puzzle_embedding): sign-SGD on the rows a batch used, LR on
     # the dense schedule (HRM/TRM use 1e-2 and weight decay 0.1)
@@ -130,6 +136,9 @@ class TrainingConfig(YamlConfig):
         require(self.torch_threads >= 1, f"torch_threads: must be >= 1, got {self.torch_threads}")
         require(self.vote_views >= 1, f"vote_views: must be >= 1, got {self.vote_views}")
         require(self.max_failures >= 0, f"max_failures: must be >= 0, got {self.max_failures}")
+        for name in ("storage_retry_s", "tracking_retry_s"):
+            value = getattr(self, name)
+            require(value >= 0, f"{name}: must be >= 0, got {value}")
         require(
             self.max_skipped_updates is None or self.max_skipped_updates >= 1,
             f"max_skipped_updates: must be >= 1 or null, got {self.max_skipped_updates}",

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from refiner.experiment import ExperimentConfig, TrainingConfig
 from refiner.provenance import describe_task_dataset
+from refiner.run_tracker import lost_summary, outage_summary
 from refiner.sweep.plan import (
     DATA_CPUS,
     SweepPlan,
@@ -123,8 +124,10 @@ class TrainingPlan:
         lines = ["", "=== summary ==="]
         if "evaluation_text" in outcome.summary:
             lines.append(outcome.summary["evaluation_text"])
+        tracking = outcome.summary.get("tracking", {})
         lines += [
             f"updates: {outcome.summary.get('step')}  wall time: {outcome.elapsed_s:.0f} s",
+            *[line for line in (outage_summary(tracking), lost_summary(tracking)) if line],
             *self._checkpoint_lines(outcome),
             f"MLflow run: {run_id} in experiment {self.experiment!r} at {self.tracking_uri}",
             f"  browse: mlflow ui --backend-store-uri {self.tracking_uri}",

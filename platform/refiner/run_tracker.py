@@ -51,6 +51,16 @@ class RunTracker(Protocol):
         under the run's name, tagged); its URI (or None)."""
         ...
 
+    def for_training(self) -> RunTracker:
+        """The tracker rank 0 logs through while training: it outlasts an outage of the
+        backend (buffered, retried) and records nothing twice when updates are replayed."""
+        ...
+
+    def flush(self, timeout_s: float) -> dict[str, Any]:
+        """Send what is buffered, trying for up to ``timeout_s``; a report of what could
+        not be recorded (``lost_summary`` reads it). Empty when nothing is buffered."""
+        ...
+
 
 class NullTracker:
     """A tracker that drops everything (tests of the loop logic, --no-tracking)."""
@@ -84,6 +94,37 @@ class NullTracker:
         register: bool = True,
     ) -> str | None:
         return None
+
+    def for_training(self) -> NullTracker:
+        return self
+
+    def flush(self, timeout_s: float) -> dict[str, Any]:
+        return {}
+
+
+LOST_TAG = "refiner.tracking.lost"  # on a run: what an outage kept out of its history
+
+
+def lost_summary(report: Mapping[str, Any]) -> str | None:
+    """One line naming what a tracker's ``flush`` could not record; None if nothing."""
+    parts = []
+    if report.get("lost_points"):
+        parts.append(f"{report['lost_points']} metric points ({', '.join(report['lost_keys'])})")
+    if report.get("lost_tags"):
+        parts.append(f"tags {', '.join(report['lost_tags'])}")
+    if report.get("lost_artifacts"):
+        parts.append(f"artifacts {', '.join(report['lost_artifacts'])}")
+    return "not recorded in MLflow: " + "; ".join(parts) if parts else None
+
+
+def outage_summary(report: Mapping[str, Any]) -> str | None:
+    """One line on a tracking outage that training outlasted; None if there was none."""
+    if not report.get("outage_s"):
+        return None
+    return (
+        f"MLflow was unreachable for {report['outage_s']:.0f} s during training; "
+        f"{report.get('delivered_late', 0)} metric points were recorded after it returned"
+    )
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -68,3 +68,14 @@ def session_logs_dir() -> str | None:
 
     node = ray._private.worker._global_node
     return None if node is None else os.path.join(node.get_session_dir_path(), "logs")
+
+
+def checkpoint_destination(checkpoint_dir_name: str) -> tuple[Any, str]:
+    """(pyarrow filesystem, path) where Ray Train keeps this run's checkpoint of that name.
+
+    Why: a ``checkpoint_upload_fn`` of ``ray.train.report`` must write where Ray Train
+    would; the run's storage is reached through ``TrainContext.get_storage()``, a
+    DeveloperAPI (Ray 2.60: ``storage_filesystem``, ``build_checkpoint_path_from_name``).
+    """
+    storage = ray.train.get_context().get_storage()
+    return storage.storage_filesystem, storage.build_checkpoint_path_from_name(checkpoint_dir_name)

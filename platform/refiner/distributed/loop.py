@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from refiner.canvas_pictures import log_canvas_pictures
 from refiner.checkpoint import CHECKPOINT_FILE, CONFIG_FILE, load_checkpoint, save_checkpoint
 from refiner.cli import RunFailedError
 from refiner.config import ConfigError
-from refiner.distributed.compat import quiet_train_report_logging
+from refiner.distributed.compat import checkpoint_destination, quiet_train_report_logging
 from refiner.distributed.data import CALIBRATION, StreamPlan
 from refiner.evaluation import EvaluationReport, evaluate_refiner
 from refiner.experiment import ExperimentConfig, build_optimizer, build_orchestrator
@@ -44,10 +43,12 @@ from refiner.predictors import field_report
 from refiner.puzzles import BATCH_KEY, PuzzleIndex
 from refiner.run_tracker import NullTracker, RunTracker
 from refiner.storage import (
-    CHECKPOINT_META,
+    StorageUnreachable,
     checkpoint_step,
     list_checkpoints,
     persist_checkpoint,
+    upload_checkpoint,
+    write_checkpoint_meta,
 )
 from refiner.training_loop import Update, fit
 
@@ -155,7 +156,9 @@ def _train(job: WorkerJob) -> dict[str, Any] | None:
             load_checkpoint(Path(directory) / CHECKPOINT_FILE, orchestrator, optimizer, scheduler)
         _follow_config_lr(optimizer, scheduler, training.lr)
     step = orchestrator.step_count
-    tracker = job.tracker if rank == 0 else NullTracker()
+    # Buffered through tracking outages; steps the run's history already holds (updates
+    # replayed after a restart) are not logged again.
+    tracker = job.tracker.for_training() if rank == 0 else NullTracker()
     if rank == 0:
         _say(
             f"[refiner] rank 0/{world} on {device}: "
@@ -200,8 +203,10 @@ def _train(job: WorkerJob) -> dict[str, Any] | None:
         return None
     if reports.diverged:  # no final evaluation or checkpoint of a diverged model
         tracker.set_tags({"refiner.stopped": "diverged"})
-        return {"step": step, "stats": _stats(orchestrator), "diverged": reports.diverged}
-    return _final_summary(orchestrator, validation, job, tracker, config)
+        summary = {"step": step, "stats": _stats(orchestrator), "diverged": reports.diverged}
+    else:
+        summary = _final_summary(orchestrator, validation, job, tracker, config)
+    return _with_tracking_report(summary, tracker, training.tracking_retry_s)
 
 
 def _train_batches(
@@ -313,6 +318,17 @@ class WorkerReports:
         return report
 
 
+def _with_tracking_report(
+    summary: dict[str, Any], tracker: RunTracker, retry_s: float
+) -> dict[str, Any]:
+    """Rank 0, at the end: what a tracking outage left buffered is sent (retried for
+    ``training.tracking_retry_s``); what never got through is named in the summary."""
+    report = tracker.flush(retry_s)
+    if report:
+        summary["tracking"] = report
+    return summary
+
+
 def _ddp_wrapper(device: torch.device) -> Callable[[torch.nn.Module], torch.nn.Module]:
     """Ray Train's `prepare_model` (DDP when there are several workers), with GPU settings
     that fit the unroll: every parameter is used at every step of every update, so the
@@ -394,12 +410,34 @@ def _report(
         )
         config.to_yaml(Path(directory) / CONFIG_FILE)
         meta = {"step": step, "epoch": int(metrics["epoch"]), "metrics": _finite(metrics)}
-        (Path(directory) / CHECKPOINT_META).write_text(json.dumps(meta, indent=1))
+        write_checkpoint_meta(directory, meta)  # last: it marks the folder complete
+        retry_s = config.training.storage_retry_s
         if job.local_mode:
-            kept = persist_checkpoint(directory, job.run_dir, step, config.training.num_to_keep)
+            kept = persist_checkpoint(
+                directory, job.run_dir, step, config.training.num_to_keep, retry_s
+            )
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint(kept))
         else:
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+            ray.train.report(
+                metrics,
+                checkpoint=ray.train.Checkpoint.from_directory(directory),
+                checkpoint_upload_fn=functools.partial(_upload_with_retries, retry_s=retry_s),
+            )
+
+
+def _upload_with_retries(
+    checkpoint: ray.train.Checkpoint, checkpoint_dir_name: str, retry_s: float
+) -> ray.train.Checkpoint:
+    """Ray Train's upload of rank 0's checkpoint, done by ``upload_checkpoint``: meta.json
+    last (an interrupted upload is never taken for a checkpoint) and failed writes retried
+    with backoff for ``training.storage_retry_s``, then one clear error."""
+    fs, destination = checkpoint_destination(checkpoint_dir_name)
+    try:
+        upload_checkpoint(checkpoint.path, fs, destination, retry_s)
+    except StorageUnreachable as err:
+        # Restarting the worker group would only retry the same store: end the run here.
+        raise DeterministicError(str(err)) from err
+    return ray.train.Checkpoint(destination, filesystem=fs)
 
 
 def _follow_config_lr(optimizer: torch.optim.Optimizer, scheduler: Any, lr: float) -> None:

@@ -46,7 +46,7 @@ from refiner.experiment import (
 from refiner.failures import DeterministicError
 from refiner.predictors import field_kind
 from refiner.provenance import describe_task_dataset
-from refiner.run_tracker import NullTracker, RunTracker
+from refiner.run_tracker import LOST_TAG, NullTracker, RunTracker, lost_summary
 from refiner.serving import serving_profile
 from refiner.storage import check_writable, resolve_storage
 from refiner.tasks.schema import describe_tasks, split_validation
@@ -193,6 +193,9 @@ def run_training(
         )
         raise DeterministicError(why) from None
     checkpoint = result.checkpoint
+    lost = lost_summary((result.return_value or {}).get("tracking", {}))
+    if lost:  # what rank 0 could not record during a tracking outage, on the run itself
+        tracker.set_tags({LOST_TAG: lost[:5000]})
     if checkpoint is not None:
         tracker.set_tags({"refiner.checkpoint": _uri(checkpoint)})
         with checkpoint.as_directory() as directory:

@@ -157,6 +157,15 @@ class MlflowTracker:
             self.set_tags(tags)
         return logged.registered_uri or logged.model_uri
 
+    def for_training(self) -> MlflowTracker:
+        """A ``BufferedTracker`` on the same run (``refiner.tracking.buffered``)."""
+        from refiner.tracking.buffered import BufferedTracker
+
+        return BufferedTracker(self.tracking_uri, self.run_id)
+
+    def flush(self, timeout_s: float) -> dict[str, Any]:
+        return {}  # every call above writes at once
+
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status)
 
