@@ -100,9 +100,12 @@ def main(argv: list[str] | None = None) -> int:
             tracking_uri, args.experiment, run_name, config.to_dict(), args.allow_config_change
         )
     from refiner.distributed.cluster import init_ray
+    from refiner.distributed.placement import check_storage_shared
     from refiner.distributed.trainer import run_training
 
     print(f"[refiner] {init_ray(args.address, training_cluster_cpus(config.training))}")
+    with input_checks():  # several nodes: a local --storage path is not shared by them
+        check_storage_shared(storage)
     stop_on_sigterm()  # `ray job stop`: the MLflow run ends KILLED (after init_ray)
     print(f"[refiner] {plan.start_line()}", flush=True)
     # Diverged training (a RunFailedError) ends the run FAILED, exit status 1; the
