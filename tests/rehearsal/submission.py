@@ -130,3 +130,29 @@ def train_command(run_name: str, storage: str, *args: str) -> list[str]:
     """``python jobs/train.py`` as a user submits it: no --tracking-uri (the head exports
     MLFLOW_TRACKING_URI to its drivers, as cluster.yaml does)."""
     return ["python", "jobs/train.py", "--run-name", run_name, "--storage", storage, *args]
+
+
+def checkpoint_steps(rehearsal, name: str) -> list[int]:
+    """Updates of the checkpoints in S3 so far (read from each one's meta.json)."""
+    client = rehearsal.s3.client()
+    steps = []
+    for key in rehearsal.s3.keys(f"checkpoints/{name}/"):
+        if key.endswith("/meta.json"):
+            body = client.get_object(Bucket=rehearsal.bucket, Key=key)["Body"].read()
+            steps.append(int(json.loads(body)["step"]))
+    return sorted(steps)
+
+
+def wait_for_checkpoint_after(
+    rehearsal, submission_id: str, step: int, *, name: str, timeout: float = 600
+) -> int:
+    """The newest complete checkpoint's update, once one newer than ``step`` is in S3."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        steps = checkpoint_steps(rehearsal, name)
+        if steps and steps[-1] > step:
+            return steps[-1]
+        status = rehearsal.job(submission_id)["status"]
+        assert status in {"PENDING", "RUNNING"}, rehearsal.logs(submission_id)[-4000:]
+        time.sleep(1)
+    raise TimeoutError(rehearsal.logs(submission_id)[-4000:])
