@@ -100,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:  # no Ray, no MLflow: prints what would run
             print(describe_sweep_plan(plan, tasks, address=args.address, resume=bool(args.resume)))
             return 0
-    from refiner.distributed.cluster import init_ray
-    from refiner.distributed.placement import check_storage_shared
+    from refiner.distributed.cluster import check_storage_shared, init_ray
     from refiner.distributed.sweep_driver import run_sweep
     from refiner.tracking import sweeps as sweep_tracking
 

@@ -99,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         tags = check_resume(
             tracking_uri, args.experiment, run_name, config.to_dict(), args.allow_config_change
         )
-    from refiner.distributed.cluster import init_ray
-    from refiner.distributed.placement import check_storage_shared
+    from refiner.distributed.cluster import check_storage_shared, init_ray
     from refiner.distributed.trainer import run_training
 
     print(f"[refiner] {init_ray(args.address, training_cluster_cpus(config.training))}")

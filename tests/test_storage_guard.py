@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from refiner.distributed.placement import SHARED_STORAGE_ENV, check_storage_shared
+from refiner.distributed.cluster import SHARED_STORAGE_ENV, check_storage_shared
 from refiner.experiment import TrainingConfig
 from refiner.storage import StorageError
 

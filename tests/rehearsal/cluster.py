@@ -138,11 +138,12 @@ class RehearsalCluster:
             self.stop()
             raise
 
-    def add_node(self, index: int, tries: int = 3) -> WorkerNode:
+    def add_node(self, index: int, tries: int = 5) -> WorkerNode:
         """Start worker node ``index`` (again, after a kill: a fresh node, a new node id).
 
-        Retried: on a loaded machine a raylet can miss ``ray start``'s fixed 30 s
-        registration window ("The current node timed out during startup").
+        Retried: on a loaded machine a raylet can miss ``ray start``'s 30 s registration
+        window ("The current node timed out during startup"; Ray 2.60 hard-codes it in
+        ``ray/_private/node.py``, although the message suggests RAY_raylet_start_wait_time_s).
         """
         for attempt in range(1, tries + 1):
             node = WorkerNode(
