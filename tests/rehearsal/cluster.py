@@ -44,6 +44,18 @@ def node_resource(index: int) -> str:
 
 
 @dataclass
+class HeadNode(LocalHead):
+    """The head, up only once its own raylet is registered (an alive node in the State API).
+
+    Its dashboard answers before that; ``ray start`` still exits if the registration
+    misses the 30 s window, and worker nodes would then join a dead head.
+    """
+
+    def ready(self) -> bool:
+        return self._dashboard_ready() and bool(alive_nodes(self.dashboard, self.auth_token()))
+
+
+@dataclass
 class WorkerNode(LocalHead):
     """``ray start --address=HEAD --block``: a worker node with its own ports and temp dir."""
 
@@ -110,11 +122,14 @@ class RehearsalCluster:
     head_cpus: int = 2
     worker_cpus: int = 2
     env: dict[str, str] = field(default_factory=dict)
-    head: LocalHead = field(init=False)
+    head: HeadNode = field(init=False)
     nodes: list[WorkerNode] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
-        self.head = LocalHead(
+        self.head = self._new_head()
+
+    def _new_head(self) -> HeadNode:
+        return HeadNode(
             num_cpus=self.head_cpus,
             env=self.env,
             extra_args=[f"--object-store-memory={OBJECT_STORE_BYTES}"],
@@ -131,7 +146,14 @@ class RehearsalCluster:
 
     def start(self) -> None:
         try:
-            self.head.start()
+            for attempt in range(3):  # a head that missed its registration window exits
+                try:
+                    self.head.start()
+                    break
+                except (RuntimeError, TimeoutError):
+                    if attempt == 2:
+                        raise
+                    self.head = self._new_head()
             for index in range(1, self.workers + 1):
                 self.add_node(index)
         except BaseException:
@@ -146,6 +168,9 @@ class RehearsalCluster:
         ``ray/_private/node.py``, although the message suggests RAY_raylet_start_wait_time_s).
         """
         for attempt in range(1, tries + 1):
+            assert self.head.process is not None and self.head.process.poll() is None, (
+                f"the Ray head exited:\n{self.head.log_tail()}"
+            )
             node = WorkerNode(
                 num_cpus=self.worker_cpus,
                 env=self.env,
