@@ -106,11 +106,13 @@ class Rehearsal:
         found = []
         for pid in self.cluster.head.own_processes():
             try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
             except OSError:
                 continue
-            if "jobs/train.py" in cmdline and marker in cmdline and "bash -c" not in cmdline:
-                found.append(pid)
+            # the python process itself, not the shell the job supervisor runs it through
+            if os.path.basename(argv[0]).startswith("python") and "jobs/train.py" in argv:
+                if marker in " ".join(argv):
+                    found.append(pid)
         return found
 
     def mlflow(self):  # noqa: ANN201 (an MlflowClient of the tracking server)
