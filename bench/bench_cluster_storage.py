@@ -66,8 +66,10 @@ def upload_seconds(local_checkpoint: str, target: str, env: dict[str, str], reps
     fs, root = (
         pafs.FileSystem.from_uri(target) if "://" in target else (pafs.LocalFileSystem(), target)
     )
+    fs.create_dir(root, recursive=True)
     times = []
     for i in range(reps):
+        fs.create_dir(f"{root}/copy-{i}", recursive=True)
         started = time.perf_counter()
         pafs.copy_files(local_checkpoint, f"{root}/copy-{i}", pafs.LocalFileSystem(), fs)
         times.append(time.perf_counter() - started)
@@ -90,9 +92,11 @@ def main() -> None:
             results["local"].append(
                 train(args, base, str(tmp / "ckpt"), f"sqlite:///{tmp / 'm.db'}", f"local-{r}")
             )
+            print(f"round {r} local: {results['local'][-1]}", flush=True)
             results["cloud"].append(
                 train(args, cloud_env, "s3://bench/ckpt", mlflow_server.uri, f"cloud-{r}")
             )
+            print(f"round {r} cloud: {results['cloud'][-1]}", flush=True)
         newest = results["local"][-1]["checkpoint"]
         local_copy = upload_seconds(newest, str(tmp / "copies"), {})
         s3_copy = upload_seconds(newest, "s3://bench/copies", s3.client_env())

@@ -20,6 +20,7 @@ from collections import Counter
 import pytest
 from submission import (
     ONE_WORKER_PER_NODE,
+    checkpoint_steps,
     train_command,
     wait_for_checkpoint_after,
 )
@@ -66,9 +67,10 @@ def wait_for_train_actors_gone(rehearsal, timeout: float = 120) -> None:
 def test_killed_driver_resumes_from_s3_into_the_same_mlflow_run(rehearsal):
     started = time.monotonic()
     rehearsal.submit("driver-1", command(rehearsal))
-    first = wait_for_checkpoint_after(rehearsal, "driver-1", 0, name=NAME)
+    wait_for_checkpoint_after(rehearsal, "driver-1", 0, name=NAME)
     rehearsal.stop_job("driver-1")
     assert rehearsal.wait("driver-1", timeout=120)["status"] == "STOPPED"
+    first = checkpoint_steps(rehearsal, NAME)[-1]  # the newest when the job ended
     runs = rehearsal.runs_named(NAME)
     assert [r.info.status for r in runs] == ["KILLED"], rehearsal.logs("driver-1")[-3000:]
     run_id = runs[0].info.run_id
@@ -77,7 +79,7 @@ def test_killed_driver_resumes_from_s3_into_the_same_mlflow_run(rehearsal):
     rehearsal.submit("driver-2", command(rehearsal))
     second = wait_for_checkpoint_after(rehearsal, "driver-2", first, name=NAME)
     pids = rehearsal.driver_pids(f"--run-name {NAME}")
-    assert len(pids) == 1, pids
+    assert len(pids) == 1, pids  # job 2's driver, training past job 1's last checkpoint
     os.kill(pids[0], signal.SIGKILL)
     killed_at = time.monotonic()
     assert rehearsal.wait("driver-2", timeout=120)["status"] == "FAILED"
