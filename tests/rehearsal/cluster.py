@@ -63,6 +63,8 @@ class WorkerNode(LocalHead):
     index: int = 1
     dashboard_url: str = ""
     token: str = ""
+    # ids a killed predecessor still holds: the GCS lists a dead node alive for a while
+    stale_ids: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -93,7 +95,8 @@ class WorkerNode(LocalHead):
     def node_id(self) -> str | None:
         for node in alive_nodes(self.dashboard_url, self.token):
             if node_resource(self.index) in node.get("resources_total", {}):
-                return node["node_id"]
+                if node["node_id"] not in self.stale_ids:
+                    return node["node_id"]
         return None
 
     def kill(self) -> list[int]:
@@ -178,6 +181,7 @@ class RehearsalCluster:
                 index=index,
                 dashboard_url=self.dashboard,
                 token=self.head.auth_token(),
+                stale_ids=frozenset(n.node_id() or "" for n in self.nodes if n.index == index),
             )
             _avoid_worker_port_overlap(node, [self.head, *self.nodes])
             try:

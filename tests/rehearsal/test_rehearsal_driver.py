@@ -30,7 +30,7 @@ from train_fixtures import set_args
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.rehearsal]
 
 NAME = "driver-killed"
-STEPS = 40
+STEPS = 80  # job 1 must still be training when its stop takes effect (slow on a busy machine)
 RUN = [
     *TINY,
     "orchestration.augmentation_count=4",
@@ -71,6 +71,7 @@ def test_killed_driver_resumes_from_s3_into_the_same_mlflow_run(rehearsal):
     rehearsal.stop_job("driver-1")
     assert rehearsal.wait("driver-1", timeout=120)["status"] == "STOPPED"
     first = checkpoint_steps(rehearsal, NAME)[-1]  # the newest when the job ended
+    assert first < STEPS, "job 1 finished before its stop took effect"
     runs = rehearsal.runs_named(NAME)
     assert [r.info.status for r in runs] == ["KILLED"], rehearsal.logs("driver-1")[-3000:]
     run_id = runs[0].info.run_id
