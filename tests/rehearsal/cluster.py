@@ -190,6 +190,8 @@ class RehearsalCluster:
                 if attempt == tries:
                     raise
                 continue
+            for old in [n for n in self.nodes if n.index == index]:
+                old.stop()  # a killed predecessor: its stragglers and temp dir
             self.nodes = [n for n in self.nodes if n.index != index] + [node]
             return node
         raise AssertionError("unreachable")
