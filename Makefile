@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU build by default (it lies on the CI disk); on a GPU machine: make setup TORCH_SPEC=torch
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup run test test-fast lint format typecheck ci bench bench-table clean
+.PHONY: setup run test test-fast rehearse rehearse-up lint format typecheck ci bench bench-table clean
 
 setup: $(VENV)/.installed
 
@@ -18,14 +18,25 @@ $(VENV)/.installed: pyproject.toml
 
 # The venv's bin on PATH, as if activated: tests run the `ray` CLI, and submitted jobs
 # run `python`.
-run test test-fast bench: export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+run test test-fast rehearse rehearse-up bench: export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 run: setup
 	$(PY) jobs/train.py
 
-# The full suite, real multi-worker Ray runs included: what CI runs.
+# The full suite, real multi-worker Ray runs included: what CI runs (the cluster
+# rehearsal has its own target, below).
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not rehearsal"
+
+# The cloud cluster rehearsed on this machine (docs/cluster.md, "Rehearse before you
+# rent"): a Ray head and 2 worker nodes, an S3 server and an MLflow server, one of each
+# shared by every scenario in tests/rehearsal.
+rehearse: setup
+	$(PY) -m pytest -q -m rehearsal tests/rehearsal
+
+# The same cluster and servers, left up for trying things by hand (Ctrl-C stops them).
+rehearse-up: setup
+	$(PY) tests/rehearsal/cluster.py up
 
 # The inner loop: everything that starts no Ray and runs in one process (markers: pyproject).
 test-fast: setup
@@ -43,8 +54,8 @@ format: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-# What .ci/run runs: lint, format check, type check, then the full suite.
-ci: lint typecheck test
+# What .ci/run runs: lint, format check, type check, the full suite, the rehearsal.
+ci: lint typecheck test rehearse
 
 # The quick benchmarks (no Ray, a few minutes on 2 cores), at sizes too small to be
 # results: their results files go to $(BENCH_OUT), not bench/results. The others are run

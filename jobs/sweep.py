@@ -103,11 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:  # no Ray, no MLflow: prints what would run
             print(describe_sweep_plan(plan, tasks, address=args.address, resume=bool(args.resume)))
             return 0
-    from refiner.distributed.cluster import init_ray
+    from refiner.distributed.cluster import check_storage_shared, init_ray
     from refiner.distributed.sweep_driver import run_sweep
     from refiner.tracking import sweeps as sweep_tracking
 
     print(f"[sweep] {init_ray(args.address, local_cluster_cpus(space.settings, config.training))}")
+    with input_checks():  # several nodes: a local --storage path is not shared by them
+        check_storage_shared(plan.storage)
     stop_on_sigterm()  # `ray job stop`: the MLflow parent run ends KILLED (after init_ray)
     print(f"[sweep] {describe_start(plan, resume=bool(args.resume))}", flush=True)
     outcome = run_sweep(plan, tasks, resume=bool(args.resume), tracking=sweep_tracking)

@@ -94,11 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         from refiner.tracking import tracked_run
         from refiner.tracking.resume import check_resume
 
-        # Resuming --run-name with a changed config: refused unless --allow-config-change.
-        tags = check_resume(
+        tags = check_resume(  # a resumed run's changed config: refused unless allowed
             tracking_uri, args.experiment, run_name, config.to_dict(), args.allow_config_change
         )
-    from refiner.distributed.cluster import init_ray, session_logs
+    from refiner.distributed.cluster import check_storage_shared, init_ray, session_logs
     from refiner.distributed.trainer import run_training
     from refiner.tracking.console import quiet_mlflow_console
 
@@ -106,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[refiner] {init_ray(args.address, training_cluster_cpus(config.training))}")
     logs = quiet_mlflow_console(session_logs())  # MLflow's INFO lines, bars: beside Ray's
     print(f"[refiner] Ray's and MLflow's other lines: {logs.parent}", flush=True)
+    with input_checks():  # several nodes: a local --storage path is not shared by them
+        check_storage_shared(storage)
     stop_on_sigterm()  # `ray job stop`: the MLflow run ends KILLED (after init_ray)
     print(f"[refiner] {plan.start_line()}", flush=True)
     # Diverged training (RunFailedError) ends the run FAILED, exit 1; earlier checkpoints stay.

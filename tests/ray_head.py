@@ -117,18 +117,22 @@ class LocalHead:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        try:
+            self._wait_until_ready(timeout_s)
+        except BaseException:  # a failed or interrupted start leaves nothing behind either
+            self.stop()
+            raise
+
+    def _wait_until_ready(self, timeout_s: float) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                log = self.log_tail()
-                self.stop()  # a failed start leaves nothing behind either
-                raise RuntimeError(f"ray start exited: {log}")
+                raise RuntimeError(f"ray start exited: {self.log_tail()}")
             if self.ready():
                 return
             time.sleep(0.5)
-        log = self.log_tail()
-        self.stop()
-        raise TimeoutError(f"Ray node not up after {timeout_s} s: {log}")
+        raise TimeoutError(f"Ray node not up after {timeout_s} s: {self.log_tail()}")
 
     def _dashboard_ready(self) -> bool:
         import urllib.request

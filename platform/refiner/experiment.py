@@ -80,6 +80,10 @@ class TrainingConfig(YamlConfig):
     num_workers: int = 2  # Ray Train workers; 0 runs the loop in the driver process
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
+    # Custom Ray resources each worker asks for besides CPU/GPU, e.g. {rehearsal_worker: 1}:
+    # with a node type declaring `resources: {rehearsal_worker: 1}` the workers land one per
+    # such node (docs/cluster.md, "Rehearse before you rent").
+    worker_resources: dict[str, float] = field(default_factory=dict)
     torch_threads: int = 1  # intra-op threads per worker (workers x threads <= cores)
     report_every: int = 10  # metrics to Ray and MLflow every N updates
     checkpoint_every: int = 100  # a full checkpoint (with validation) every N updates
@@ -133,6 +137,11 @@ class TrainingConfig(YamlConfig):
         require(
             self.cpus_per_worker > 0, f"cpus_per_worker: must be > 0, got {self.cpus_per_worker}"
         )
+        for name, amount in self.worker_resources.items():
+            require(
+                isinstance(amount, int | float) and amount > 0,
+                f"worker_resources.{name}: must be a number > 0, got {amount!r}",
+            )
         require(self.torch_threads >= 1, f"torch_threads: must be >= 1, got {self.torch_threads}")
         require(self.vote_views >= 1, f"vote_views: must be >= 1, got {self.vote_views}")
         require(self.max_failures >= 0, f"max_failures: must be >= 0, got {self.max_failures}")

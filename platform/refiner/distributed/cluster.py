@@ -1,4 +1,9 @@
-"""Starting or attaching to Ray for the jobs."""
+"""Starting or attaching to Ray for the jobs, and what a multi-node cluster asks of storage.
+
+``check_storage_shared``: on a cluster of several nodes a local checkpoint path is a
+different, unshared folder on each node: checkpoints Ray Train writes on a worker node
+would not be where the driver (or a resumed run) looks. Refused before any compute.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,11 @@ from refiner.distributed.console import (
     quiet_token_auth_notice,
 )
 from refiner.run_plan import local_ray_cpus
+from refiner.storage import StorageError
+
+# A local --storage path that IS shared (an NFS/EFS/Lustre mount at the same path on every
+# node): say so with this variable set to 1 on the driver.
+SHARED_STORAGE_ENV = "REFINER_SHARED_STORAGE"
 
 FALLBACK_LOGS = "outputs/logs"
 
@@ -57,3 +67,23 @@ def init_ray(address: str | None = None, min_logical_cpus: float = 0) -> str:
     quiet_driver_console()
     dashboard = f", dashboard http://{context.dashboard_url}" if context.dashboard_url else ""
     return f"local Ray on 127.0.0.1 with {cpus} logical CPUs{dashboard}"
+
+
+def alive_node_count() -> int:
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
+
+
+def check_storage_shared(storage: str, nodes: int | None = None) -> None:
+    """Refuse a local checkpoint path on a multi-node cluster (unless declared shared)."""
+    if "://" in storage or os.environ.get(SHARED_STORAGE_ENV) == "1":
+        return
+    nodes = alive_node_count() if nodes is None else nodes
+    if nodes <= 1:
+        return
+    raise StorageError(
+        f"--storage {storage} is a local path, and this Ray cluster has {nodes} nodes: each "
+        "node would write its checkpoints to its own disk, where the driver and a resumed run "
+        "cannot read them. Use object storage (--storage s3://BUCKET/prefix, or gs://...), "
+        f"or a path mounted at the same place on every node (NFS, EFS) and set "
+        f"{SHARED_STORAGE_ENV}=1 in the job's environment."
+    )

@@ -35,6 +35,7 @@ from refiner.cli import RunFailedError
 from refiner.config import ConfigError
 from refiner.distributed.compat import checkpoint_destination, quiet_train_report_logging
 from refiner.distributed.data import CALIBRATION, StreamPlan
+from refiner.distributed.placement import worker_nodes
 from refiner.evaluation import EvaluationReport, evaluate_refiner
 from refiner.experiment import ExperimentConfig, build_optimizer, build_orchestrator
 from refiner.failures import DeterministicError
@@ -130,6 +131,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
         return _train(job)
 
 
+def _record_placement(tracker: RunTracker) -> None:
+    """Tag the run with each rank's Ray node id (every rank calls it: a collective)."""
+    nodes = worker_nodes()
+    tracker.set_tags({"refiner.worker_nodes": ",".join(nodes)})  # rank 0's tracker only
+
+
 def _train(job: WorkerJob) -> dict[str, Any] | None:
     quiet_train_report_logging()  # our progress line says it in one line
     context = ray.train.get_context()
@@ -167,6 +174,7 @@ def _train(job: WorkerJob) -> dict[str, Any] | None:
         )
         if restored is not None:
             tracker.set_tags({"refiner.resumed_from_step": str(step)})
+    _record_placement(tracker)
 
     batches = _train_batches(job, config, device, rank, step)
     validation = _held_out_batch("val", device) if rank == 0 and job.has_validation else None

@@ -263,7 +263,7 @@ def _train_rows(tasks: pa.Table) -> np.ndarray:
 
 
 def _worker_resources(training: Any) -> dict[str, float]:
-    resources = {"CPU": training.cpus_per_worker}
+    resources = {**training.worker_resources, "CPU": training.cpus_per_worker}
     if training.use_gpu:
         resources["GPU"] = 1
     return resources
