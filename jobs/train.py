@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from refiner.storage import check_writable, resolve_storage
     from refiner.tracking_store import check_tracking_store, resolve_tracking_uri
 
-    # The dedicated flags are shorthands for --set overrides (applied after --set).
-    shorthands = {
+    shorthands = {  # the dedicated flags: --set overrides, applied after --set
         "training.num_workers": args.num_workers,
         "training.use_gpu": args.gpu,
         "training.steps": args.steps,
