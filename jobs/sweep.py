@@ -58,11 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--register-name", help="register the best checkpoint as this MLflow model")
     p.add_argument("--out", default="outputs/sweeps", help="where the best config is written")
     p.add_argument("--address", help="Ray cluster to attach to (default: RAY_ADDRESS or local)")
-    p.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="check everything, print the config, tasks and resources; start nothing",
-    )
+    p.add_argument("--dry-run", action="store_true", help="check and print the plan; start nothing")
     return p.parse_args(argv)
 
 
