@@ -43,7 +43,7 @@ from refiner.config_loader import (
 from refiner.optim import make_optimizer, warmup_cosine
 from refiner.orchestrator import CompileSetting, UnifiedRefinerOrchestrator
 from refiner.puzzles import PuzzleIndex
-from refiner.recipes import fit_general_recipe
+from refiner.recipe_sizes import fit_general_recipe
 from refiner.tasks.sources import SOURCES, load_tasks
 from refiner.tokenizers import NUM_SPECIAL
 
@@ -211,7 +211,7 @@ def prepare_experiment(
 ) -> tuple[ExperimentConfig, pa.Table]:
     """Config file, then ``--task``, then ``--set`` overrides; load and validate the tasks.
 
-    ``fit_to_data`` (the general recipe, ``refiner.recipes``): the model's width follows the
+    ``fit_to_data`` (the general recipe, ``refiner.recipe_sizes``): the model's width follows the
     tasks' lengths and alphabet too, unless an override gives it.
 
     ``task`` (``--task SOURCE_OR_FILE``) replaces the config's task source and drops its
@@ -266,7 +266,7 @@ def prepare_experiment(
             )
         config.model.grid_width = width
     if fit_to_data:
-        fit_general_recipe(config, tasks, overrides)
+        fit_general_recipe(config.model, tasks, overrides)
     if config.task.augment:
         _refuse_label_breaking(config, tasks, origin)
     _check_target_symbols(config, tasks, origin)

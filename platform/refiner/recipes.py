@@ -3,7 +3,7 @@
 A recipe is a YAML file in ``jobs/configs/``. The built-in sources with a recipe of their
 own (parity, sudoku, maze, arc) use it; anything else (a user's task file, the ``text``
 source) gets ``general.yaml``: whole-sequence attention, no augmentation, sizes fitted
-to the data's lengths and alphabet by ``fit_general_recipe``. The job prints the choice
+to the data's lengths and alphabet by ``refiner.recipe_sizes``. The job prints the choice
 and its reason on ``--dry-run`` and in the run's first line, so nobody trains a task file
 with the parity recipe without knowing it.
 """
@@ -16,18 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from refiner.tokenizers import NUM_SPECIAL
+from refiner.recipe_sizes import distinct_symbols
 
 if TYPE_CHECKING:  # experiment imports this module
     from refiner.experiment import ExperimentConfig
 
 DEMO_SOURCE = "parity"  # what a run without --task trains (`make run`)
 GENERAL = "general"
-# d_model for short sequences over a small alphabet, and for anything larger.
-SMALL_D_MODEL, LARGE_D_MODEL = 64, 128
-SMALL_MAX_LENGTH, SMALL_MAX_SYMBOLS = 48, 64
 
 
 @dataclass(frozen=True)
@@ -44,7 +40,7 @@ class Recipe:
 
     @property
     def fits_the_data(self) -> bool:
-        """The general recipe sizes its model from the tasks (``fit_general_recipe``)."""
+        """The general recipe sizes its model from the tasks (``refiner.recipe_sizes``)."""
         return self.name == GENERAL
 
     def prepare(self, overrides: Sequence[str] = ()) -> tuple[ExperimentConfig, pa.Table]:
@@ -88,30 +84,3 @@ def choose_recipe(config: str | Path | None, task: str | None, configs_dir: str 
 
 def _is_file_path(source: str) -> bool:
     return Path(source).suffix != "" or "/" in source
-
-
-def fit_general_recipe(
-    config: ExperimentConfig, tasks: pa.Table, overrides: Sequence[str] = ()
-) -> None:
-    """Set the general recipe's data-dependent sizes; a key given in ``overrides`` stays.
-
-    Whole-sequence attention costs length^2 per layer, and a wider alphabet needs wider
-    embeddings to keep its symbols apart: short rows over few symbols get the small width.
-    """
-    given = {o.split("=", 1)[0].strip() for o in overrides}
-    small = (
-        config.model.seq_len <= SMALL_MAX_LENGTH and distinct_symbols(tasks) <= SMALL_MAX_SYMBOLS
-    )
-    if "model.d_model" not in given:
-        config.model.d_model = SMALL_D_MODEL if small else LARGE_D_MODEL
-    config.model.validate()
-
-
-def distinct_symbols(tasks: pa.Table) -> int:
-    """How many content symbols the tasks' inputs and targets use."""
-    ids = pa.chunked_array(
-        [*pc.list_flatten(tasks.column("input")).chunks]
-        + [*pc.list_flatten(tasks.column("target")).chunks]
-    )
-    unique = pc.unique(ids).to_numpy()
-    return int((unique >= NUM_SPECIAL).sum())
