@@ -19,9 +19,9 @@ import ray
 import yaml
 from harness import Headline, parser, write_results
 
+from refiner.config.experiment import load_task_table, prepare_experiment
 from refiner.distributed.compat import init_local_on_loopback
 from refiner.distributed.sweep_driver import run_sweep
-from refiner.experiment import load_task_table, prepare_experiment
 from refiner.sweep.outcome import describe_params
 from refiner.sweep.plan import SweepPlan
 from refiner.sweep.space import load_space

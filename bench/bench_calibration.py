@@ -2,7 +2,7 @@
 
 Trains a small refiner on this CPU for a fixed time budget (built-in sudoku or parity),
 calibrates the stopping settings on the validation split (one recorded pass, then the
-search of refiner.calibration) and measures on the test split, which calibration never
+search of refiner.infer.calibration) and measures on the test split, which calibration never
 saw: always running the step limit, the config defaults, and the calibrated settings
 (real inference with batch compaction: sample-steps, wall time, exact match). A second
 table replays more fixed settings on the recorded test pass (the simulator reproduces
@@ -36,8 +36,12 @@ import pyarrow.compute as pc
 import torch
 from harness import parser, write_results
 
-from refiner.batches import batch_from_table, iterate_batches
-from refiner.calibration import (
+from refiner.checkpoints.files import read_checkpoint
+from refiner.checkpoints.restore import evaluation_tasks, local_checkpoint_file
+from refiner.config.experiment import ExperimentConfig, calibration_rows
+from refiner.config.sections import ModelConfig, OrchestrationConfig
+from refiner.data.batches import batch_from_table, iterate_batches
+from refiner.infer.calibration import (
     CalibrationResult,
     StoppingSettings,
     calibrate_orchestrator,
@@ -45,17 +49,13 @@ from refiner.calibration import (
     record_pass,
     simulated_accuracy,
 )
-from refiner.calibration_log import log_calibration
-from refiner.checkpoint import read_checkpoint
-from refiner.config import ModelConfig, OrchestrationConfig
-from refiner.experiment import ExperimentConfig, calibration_rows
-from refiner.model import RefinerModel
-from refiner.optim import make_optimizer, warmup_cosine
-from refiner.orchestrator import UnifiedRefinerOrchestrator
-from refiner.puzzles import BATCH_KEY as PUZZLE_KEY
-from refiner.sweep.checkpoints import evaluation_tasks, local_checkpoint_file
+from refiner.infer.calibration_log import log_calibration
+from refiner.model.network import RefinerModel
+from refiner.model.puzzles import BATCH_KEY as PUZZLE_KEY
 from refiner.tasks.schema import describe_tasks
 from refiner.tasks.sources import parity, sudoku
+from refiner.train.optim import make_optimizer, warmup_cosine
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 HERE = Path(__file__).resolve().parent
 

@@ -26,11 +26,11 @@ import torch
 from bench_calibration import load_trained
 from harness import parser, write_results
 
-from refiner.batches import batch_from_table
-from refiner.calibration import StoppingTrace, calibrate, record_pass, simulated_accuracy
-from refiner.checkpoint import read_checkpoint
-from refiner.experiment import ExperimentConfig, calibration_rows
-from refiner.sweep.checkpoints import evaluation_tasks, local_checkpoint_file
+from refiner.checkpoints.files import read_checkpoint
+from refiner.checkpoints.restore import evaluation_tasks, local_checkpoint_file
+from refiner.config.experiment import ExperimentConfig, calibration_rows
+from refiner.data.batches import batch_from_table
+from refiner.infer.calibration import StoppingTrace, calibrate, record_pass, simulated_accuracy
 
 RULES = {  # name -> calibrate() keyword arguments
     "plain": {},

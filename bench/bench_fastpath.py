@@ -34,10 +34,10 @@ def worker(batch: int, threads: int) -> None:
     default model, then answers each stdin line ("step" or "infer") with its seconds."""
     import torch
 
-    from refiner.config import ModelConfig, OrchestrationConfig
-    from refiner.optim import make_optimizer
-    from refiner.orchestrator import UnifiedRefinerOrchestrator
-    from refiner.tokenizers import NUM_SPECIAL
+    from refiner.config.sections import ModelConfig, OrchestrationConfig
+    from refiner.data.tokenizers import NUM_SPECIAL
+    from refiner.train.optim import make_optimizer
+    from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
     torch.set_num_threads(threads)
     o = UnifiedRefinerOrchestrator.from_config(

@@ -37,9 +37,9 @@ from pathlib import Path
 from harness import Headline, parser, write_results
 from mlflow import MlflowClient
 
-from refiner.experiment import prepare_experiment
-from refiner.predictors import benchmark_report
-from refiner.storage import list_checkpoints
+from refiner.checkpoints.storage import list_checkpoints
+from refiner.config.experiment import prepare_experiment
+from refiner.evaluate.predictors import benchmark_report
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "field.md"

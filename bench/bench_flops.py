@@ -16,10 +16,10 @@ import torch
 from harness import Headline, matmul_peak, parser, timed, write_results
 from torch.utils.flop_counter import FlopCounterMode
 
-from refiner.config import ModelConfig, OrchestrationConfig
-from refiner.optim import make_optimizer
-from refiner.orchestrator import UnifiedRefinerOrchestrator
-from refiner.tokenizers import NUM_SPECIAL
+from refiner.config.sections import ModelConfig, OrchestrationConfig
+from refiner.data.tokenizers import NUM_SPECIAL
+from refiner.train.optim import make_optimizer
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 
 def main() -> None:

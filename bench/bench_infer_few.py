@@ -17,11 +17,11 @@ import pyarrow.compute as pc
 import torch
 from harness import Headline, parser, timed, write_results
 
-from refiner.batches import batch_from_table
-from refiner.checkpoint import read_checkpoint
-from refiner.orchestrator import UnifiedRefinerOrchestrator
-from refiner.plots import plot_halting_histogram
+from refiner.checkpoints.files import read_checkpoint
+from refiner.data.batches import batch_from_table
+from refiner.evaluate.plots import plot_halting_histogram
 from refiner.tasks.sources import parity
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 MAX_STEPS = 16
 HERE = Path(__file__).resolve().parent

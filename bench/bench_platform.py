@@ -29,15 +29,15 @@ import torch
 from harness import Headline, parser, write_results
 
 from refiner.augment import augment_batch
-from refiner.distributed.cluster import init_ray
-from refiner.distributed.trainer import run_training
-from refiner.experiment import (
+from refiner.config.experiment import (
     augmentation_spec,
     build_optimizer,
     build_orchestrator,
     prepare_experiment,
 )
-from refiner.run_tracker import NullTracker
+from refiner.distributed.cluster import init_ray
+from refiner.distributed.trainer import run_training
+from refiner.runs.tracker import NullTracker
 from refiner.tasks.schema import describe_tasks, split_validation
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,14 +22,14 @@ import ray
 import torch
 from harness import Headline, parser, timed, write_results
 
-from refiner.batches import batch_from_table, iterate_batches
-from refiner.checkpoint import save_checkpoint
-from refiner.config import ModelConfig, OrchestrationConfig
+from refiner.checkpoints.files import save_checkpoint
+from refiner.config.sections import ModelConfig, OrchestrationConfig
+from refiner.data.batches import batch_from_table, iterate_batches
+from refiner.data.tokenizers import SymbolTokenizer
 from refiner.distributed.predict import predict_on_ray
-from refiner.orchestrator import UnifiedRefinerOrchestrator
-from refiner.prediction import Predictor, prediction_inputs, summarize
+from refiner.infer.prediction import Predictor, prediction_inputs, summarize
 from refiner.tasks.sources import parity
-from refiner.tokenizers import SymbolTokenizer
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 SEQ_LEN = 16
 

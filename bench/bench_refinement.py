@@ -22,7 +22,7 @@ from pathlib import Path
 
 from harness import Headline, parser, write_results
 
-from refiner.plots import plot_refinement_curve
+from refiner.evaluate.plots import plot_refinement_curve
 
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE / "artifacts"

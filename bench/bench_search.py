@@ -37,9 +37,9 @@ from typing import Any
 import ray
 import yaml
 
+from refiner.config.experiment import load_task_table, prepare_experiment
 from refiner.distributed.compat import init_local_on_loopback
 from refiner.distributed.sweep_driver import run_sweep
-from refiner.experiment import load_task_table, prepare_experiment
 from refiner.sweep.outcome import SweepOutcome, TrialSummary, finite
 from refiner.sweep.pareto import hypervolume
 from refiner.sweep.plan import SweepPlan

@@ -13,8 +13,8 @@ import statistics
 import torch
 from harness import paired_ratios, parser, timed, write_results
 
-from refiner.batches import batch_from_table
-from refiner.experiment import build_optimizer, build_orchestrator, prepare_experiment
+from refiner.config.experiment import build_optimizer, build_orchestrator, prepare_experiment
+from refiner.data.batches import batch_from_table
 
 
 def main() -> None:

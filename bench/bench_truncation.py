@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 from harness import Headline, interleaved, parser, write_results
 
-from refiner.config import ModelConfig, OrchestrationConfig
-from refiner.orchestrator import UnifiedRefinerOrchestrator
-from refiner.tokenizers import NUM_SPECIAL
+from refiner.config.sections import ModelConfig, OrchestrationConfig
+from refiner.data.tokenizers import NUM_SPECIAL
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 T = 16
 WINDOWS = (1, 4, 8, 16)

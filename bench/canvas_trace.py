@@ -2,7 +2,7 @@
 
     PYTHONPATH=platform python bench/canvas_trace.py CHECKPOINT --rows 64 --steps 24
 
-A thin caller of ``refiner.canvas_pictures`` (the per-step counts ``jobs/evaluate.py
+A thin caller of ``refiner.evaluate.canvas_pictures`` (the per-step counts ``jobs/evaluate.py
 --trace`` prints: cells to fill that are right, wrong cells per row, exact) on the run's
 own held-out rows, rebuilt from the config stored beside the checkpoint; beside the
 weights the checkpoint holds (the EMA when the run keeps one) it also traces the live
@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from refiner.canvas_pictures import describe_step_counts, trace_canvases
-from refiner.checkpoint import CheckpointError
-from refiner.cli import input_checks, job_main
-from refiner.sweep.checkpoints import restore_run
+from refiner.checkpoints.files import CheckpointError
+from refiner.checkpoints.restore import restore_run
+from refiner.evaluate.canvas_pictures import describe_step_counts, trace_canvases
+from refiner.runs.cli import input_checks, job_main
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

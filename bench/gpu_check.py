@@ -27,11 +27,11 @@ import torch
 from harness import Headline, matmul_peak, parser, sync, write_results
 from torch.utils.flop_counter import FlopCounterMode
 
-import refiner.orchestrator as orchestration
-from refiner.config import ModelConfig, OrchestrationConfig
-from refiner.optim import make_optimizer
-from refiner.orchestrator import UnifiedRefinerOrchestrator
-from refiner.tokenizers import NUM_SPECIAL
+import refiner.train.orchestrator as orchestration
+from refiner.config.sections import ModelConfig, OrchestrationConfig
+from refiner.data.tokenizers import NUM_SPECIAL
+from refiner.train.optim import make_optimizer
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 # name, model sizes, batch, T (train steps), K (gradient window)
 SHAPES = [

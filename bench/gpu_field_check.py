@@ -13,7 +13,7 @@ prints the curve against training wall time (evaluation time not counted).
   message) otherwise. Trained on every puzzle's demonstration pairs, scored on its test
   pairs. With one identity per augmented copy each round trains copies 0 ..
   --aug-per-round - 1 (the same ones every round), and the vote is over the first
-  --views of them (refiner.voting.copy_views).
+  --views of them (refiner.evaluate.voting.copy_views).
 - Mazes, with --with-maze: --maze-recipe (default maze_hard_gpu.yaml) on --maze-size
   mazes from the built-in generator (a recipe that reads a Maze-Hard CSV falls back to
   the generator; maze.yaml keeps its own maze options), scored by exact match per maze.
@@ -51,15 +51,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from refiner.batches import batch_from_table
-from refiner.calibration import (
-    StoppingSettings,
-    calibrate_orchestrator,
-    record_pass,
-    simulated_accuracy,
-)
-from refiner.config_loader import read_yaml
-from refiner.experiment import (
+from refiner.config.experiment import (
     ExperimentConfig,
     augmentation_spec,
     build_optimizer,
@@ -68,10 +60,18 @@ from refiner.experiment import (
     fit_puzzle_table,
     prepare_experiment,
 )
-from refiner.orchestrator import UnifiedRefinerOrchestrator
-from refiner.predictors import field_kind, field_report
+from refiner.config.loader import read_yaml
+from refiner.data.batches import batch_from_table
+from refiner.evaluate.predictors import field_kind, field_report
+from refiner.infer.calibration import (
+    StoppingSettings,
+    calibrate_orchestrator,
+    record_pass,
+    simulated_accuracy,
+)
 from refiner.tasks.schema import describe_tasks, split_validation
-from refiner.training_loop import Update, augmented_batches, fit
+from refiner.train.fit import Update, augmented_batches, fit
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
 SMOKE = [  # tiny model and loop: proves the script end to end on a CPU in seconds

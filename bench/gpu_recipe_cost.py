@@ -18,8 +18,8 @@ import torch
 from harness import parser, write_results
 from torch.utils.flop_counter import FlopCounterMode
 
-from refiner.experiment import load_experiment_config
-from refiner.model import RefinerModel
+from refiner.config.experiment import load_experiment_config
+from refiner.model.network import RefinerModel
 
 CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
 RECIPES = {"sudoku_extreme_gpu": 81, "maze_hard_gpu": 900, "arc_gpu": 900}  # canvas cells

@@ -30,11 +30,11 @@ import time
 import numpy as np
 import torch
 
-from refiner.checkpoint import CheckpointError
-from refiner.cli import input_checks, job_main
-from refiner.experiment import augmentation_spec
-from refiner.sweep.checkpoints import restore_run
-from refiner.training_loop import Update, augmented_batches, fit
+from refiner.checkpoints.files import CheckpointError
+from refiner.checkpoints.restore import restore_run
+from refiner.config.experiment import augmentation_spec
+from refiner.runs.cli import input_checks, job_main
+from refiner.train.fit import Update, augmented_batches, fit
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

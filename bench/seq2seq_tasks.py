@@ -20,9 +20,9 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 
+from refiner.data.tokenizers import NUM_SPECIAL  # noqa: E402
 from refiner.tasks.io import write_tasks  # noqa: E402
 from refiner.tasks.schema import TASK_SCHEMA  # noqa: E402
-from refiner.tokenizers import NUM_SPECIAL  # noqa: E402
 
 NUM_SYMBOLS = 10
 SHIFT = 3

@@ -3,7 +3,7 @@
     python examples/train_parity_plain.py --time-budget 240 --out bench/artifacts/parity.pt
 
 Reads top to bottom: make the task, build model + orchestrator, train on shuffled
-batches with the package's loop (`refiner.training_loop.fit`, one `train_step` per
+batches with the package's loop (`refiner.train.fit.fit`, one `train_step` per
 batch; a hook logs and stops at the time budget), then report acc@t on held-out sequences, what ACT early
 stopping does with the trained model, and save a checkpoint.
 """
@@ -18,13 +18,13 @@ from collections.abc import Iterator
 
 import torch
 
-from refiner.batches import batch_from_table, iterate_batches
-from refiner.checkpoint import save_checkpoint
-from refiner.config import ModelConfig, OrchestrationConfig
-from refiner.optim import make_optimizer, warmup_cosine
-from refiner.orchestrator import UnifiedRefinerOrchestrator
+from refiner.checkpoints.files import save_checkpoint
+from refiner.config.sections import ModelConfig, OrchestrationConfig
+from refiner.data.batches import batch_from_table, iterate_batches
 from refiner.tasks.sources import parity
-from refiner.training_loop import Update, fit
+from refiner.train.fit import Update, fit
+from refiner.train.optim import make_optimizer, warmup_cosine
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from refiner.cli import BadInputError, input_checks, job_main
+from refiner.runs.cli import BadInputError, input_checks, job_main
 from refiner.tracking import resolve_tracking_uri
 from refiner.tracking.compare import (
     format_front,

@@ -17,10 +17,8 @@ import argparse
 import sys
 import tempfile
 
-from refiner.checkpoint import CheckpointError
-from refiner.cli import add_trace_arguments, input_checks, job_main
-from refiner.predictors import benchmark_report
-from refiner.sweep.checkpoints import (
+from refiner.checkpoints.files import CheckpointError
+from refiner.checkpoints.restore import (
     calibrate_checkpoint,
     describe_evaluation,
     evaluate_checkpoint,
@@ -29,6 +27,8 @@ from refiner.sweep.checkpoints import (
     local_checkpoint_file,
     trace_checkpoint,
 )
+from refiner.evaluate.predictors import benchmark_report
+from refiner.runs.cli import add_trace_arguments, input_checks, job_main
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -19,16 +19,16 @@ import sys
 import tempfile
 import time
 
-from refiner.checkpoint import CheckpointError
-from refiner.cli import input_checks, job_main
-from refiner.prediction import (
+from refiner.checkpoints.files import CheckpointError
+from refiner.checkpoints.restore import is_mlflow_uri, local_checkpoint_file
+from refiner.infer.prediction import (
     DEFAULT_BATCH_SIZE,
     Predictor,
     check_output_path,
     summarize,
     write_predictions,
 )
-from refiner.sweep.checkpoints import is_mlflow_uri, local_checkpoint_file
+from refiner.runs.cli import input_checks, job_main
 from refiner.tasks.inputs import read_prediction_inputs
 
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="refiner-predict-") as scratch:
         with input_checks(CheckpointError):  # bad input: "error: ...", exit 2, nothing written
             if is_mlflow_uri(args.model):  # MLflow only for an MLflow URI
-                from refiner.tracking.model import fetch_model_checkpoint
+                from refiner.tracking.logged_model import fetch_model_checkpoint
 
                 checkpoint = fetch_model_checkpoint(args.model, args.tracking_uri, scratch)
             else:

@@ -17,7 +17,7 @@ import argparse
 import sys
 import time
 
-from refiner.cli import input_checks, job_main, parse_options
+from refiner.runs.cli import input_checks, job_main, parse_options
 from refiner.tasks.io import write_tasks
 from refiner.tasks.sources import SOURCES, load_source
 from refiner.tasks.summary import summarise_tasks

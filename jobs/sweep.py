@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 # Only light imports here: `--help` answers without loading torch, Ray or MLflow.
-from refiner.cli import input_checks, job_main, stop_on_sigterm
+from refiner.runs.cli import input_checks, job_main, stop_on_sigterm
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SPACE = ROOT / "tune_spaces" / "truncation.yaml"
@@ -65,12 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @job_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from refiner.experiment import load_task_table
-    from refiner.run_plan import describe_sweep_plan
-    from refiner.storage import check_writable
+    from refiner.checkpoints.storage import check_writable
+    from refiner.config.experiment import load_task_table
+    from refiner.runs.plan import describe_sweep_plan
+    from refiner.runs.tracking_store import check_tracking_store, resolve_tracking_uri
     from refiner.sweep.outcome import format_summary
     from refiner.sweep.plan import SweepPlan, describe_start, local_cluster_cpus, plan_sweep
-    from refiner.tracking_store import check_tracking_store, resolve_tracking_uri
 
     with input_checks():  # bad input stops here: "error: ...", exit status 2
         if args.resume:

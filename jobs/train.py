@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 # Only light imports here: `--help` answers without loading torch, Ray or MLflow.
-from refiner.cli import input_checks, job_main, set_overrides, stop_on_sigterm
+from refiner.runs.cli import input_checks, job_main, set_overrides, stop_on_sigterm
 
 CONFIGS = Path(__file__).parent / "configs"
 
@@ -64,10 +64,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @job_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from refiner.recipes import choose_recipe
-    from refiner.run_plan import TrainingPlan, default_run_name, training_cluster_cpus
-    from refiner.storage import check_writable, resolve_storage
-    from refiner.tracking_store import check_tracking_store, resolve_tracking_uri
+    from refiner.checkpoints.storage import check_writable, resolve_storage
+    from refiner.config.recipes import choose_recipe
+    from refiner.runs.plan import TrainingPlan, default_run_name, training_cluster_cpus
+    from refiner.runs.tracking_store import check_tracking_store, resolve_tracking_uri
 
     shorthands = {  # the dedicated flags: --set overrides, applied after --set
         "training.num_workers": args.num_workers,

@@ -12,9 +12,9 @@ import functools
 import numpy as np
 import pyarrow as pa
 
+from refiner.data.tokenizers import NUM_SPECIAL, SEP, ByteTokenizer
 from refiner.tasks.schema import TASK_SCHEMA
 from refiner.tasks.sources import arc
-from refiner.tokenizers import NUM_SPECIAL, SEP, ByteTokenizer
 
 BOXES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}
 

@@ -8,8 +8,8 @@ import pyarrow as pa
 import torch
 from refiner_fixtures import SEQ_LEN, tiny_config, tiny_orchestrator
 
-from refiner.batches import batch_from_table, iterate_batches
-from refiner.checkpoint import save_checkpoint
+from refiner.checkpoints.files import save_checkpoint
+from refiner.data.batches import batch_from_table, iterate_batches
 from refiner.tasks.sources import parity
 
 TRAIN_STEPS = 12

@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from refiner.config import ModelConfig, OrchestrationConfig
-from refiner.orchestrator import UnifiedRefinerOrchestrator
-from refiner.puzzles import PuzzleIndex
+from refiner.config.sections import ModelConfig, OrchestrationConfig
+from refiner.data.tokenizers import NUM_SPECIAL
+from refiner.model.puzzles import PuzzleIndex
 from refiner.tasks.schema import TASK_SCHEMA
-from refiner.tokenizers import NUM_SPECIAL
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 SYMBOLS = 6
 LENGTH = 6

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from refiner.batches import batch_from_table
-from refiner.config import ModelConfig, OrchestrationConfig
-from refiner.orchestrator import UnifiedRefinerOrchestrator
+from refiner.config.sections import ModelConfig, OrchestrationConfig
+from refiner.data.batches import batch_from_table
 from refiner.tasks.sources import parity
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 SEQ_LEN = 8
 

@@ -11,8 +11,8 @@ from test_train_job_bad_input import assert_rejected_before_anything_started, ru
 
 from refiner.augment import STRATEGIES, AugmentationSpec, augment_batch
 from refiner.augment.budget import MIB, max_count, over_budget, row_bytes, tasks_per_call
-from refiner.config import ConfigError
-from refiner.experiment import prepare_experiment
+from refiner.config.experiment import prepare_experiment
+from refiner.config.sections import ConfigError
 from refiner.tasks.sources import load_tasks
 
 

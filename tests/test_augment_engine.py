@@ -25,7 +25,7 @@ from refiner.augment import (
     Augmenter,
     augment_batch,
 )
-from refiner.tokenizers import NUM_SPECIAL, PAD, pad_to_length
+from refiner.data.tokenizers import NUM_SPECIAL, PAD, pad_to_length
 
 SPEC = AugmentationSpec(count=6)
 KIND_STRATEGIES = {

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refiner.augment import INPUT_ONLY_STRATEGIES, STRATEGIES, AugmentationSpec, augment_batch
-from refiner.tokenizers import MASK, NUM_SPECIAL, PAD, pad_to_length
+from refiner.data.tokenizers import MASK, NUM_SPECIAL, PAD, pad_to_length
 
 SETTINGS = settings(max_examples=10, deadline=None)
 SEEDS = st.integers(0, 2**40)

@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 
 from refiner.augment import AugmentationSpec, augment_batch
 from refiner.augment.inverse import invert_label_consistent
+from refiner.data.tokenizers import EOS, NUM_SPECIAL, PAD, ByteTokenizer, pad_to_length
 from refiner.tasks.sources import arc, sudoku
 from refiner.tasks.sources.parity import prefix_parity
 from refiner.tasks.sources.sudoku_solver import is_valid_solution, solves
-from refiner.tokenizers import EOS, NUM_SPECIAL, PAD, ByteTokenizer, pad_to_length
 
 SETTINGS = settings(max_examples=12, deadline=None)
 LABEL_CONSISTENT = ("paraphrase", "format_variation")

@@ -26,7 +26,7 @@ import ray
 import torch
 from refiner_fixtures import tiny_orchestrator
 
-from refiner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from refiner.checkpoints.files import CheckpointError, load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_JOB = ROOT / "jobs" / "train.py"

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from refiner.batches import batch_from_arrays, batch_from_table, iterate_batches
+from refiner.data.batches import batch_from_arrays, batch_from_table, iterate_batches
+from refiner.data.tokenizers import PAD
 from refiner.tasks.sources import parity
-from refiner.tokenizers import PAD
 
 
 def test_ragged_rows_are_padded_with_pad():

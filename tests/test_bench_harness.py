@@ -16,7 +16,7 @@ import gpu_variants  # noqa: E402
 import harness  # noqa: E402
 import headline  # noqa: E402
 
-from refiner.experiment import load_experiment_config  # noqa: E402
+from refiner.config.experiment import load_experiment_config  # noqa: E402
 
 
 def test_results_file_carries_command_machine_date_and_headline(tmp_path):

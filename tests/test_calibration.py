@@ -10,7 +10,9 @@ import pytest
 import torch
 from refiner_fixtures import parity_batch, tiny_config, tiny_orchestrator
 
-from refiner.calibration import (
+from refiner.checkpoints.files import load_checkpoint, read_checkpoint, save_checkpoint
+from refiner.config.sections import ConfigError, StoppingConfig
+from refiner.infer.calibration import (
     CalibrationResult,
     StoppingSettings,
     StoppingTrace,
@@ -22,9 +24,7 @@ from refiner.calibration import (
     simulate,
     simulated_accuracy,
 )
-from refiner.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from refiner.config import ConfigError, StoppingConfig
-from refiner.halting import STOP_REASONS, StoppingRule
+from refiner.infer.halting import STOP_REASONS, StoppingRule
 
 
 def _trace(halt, score, changed, exact) -> StoppingTrace:

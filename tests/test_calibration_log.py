@@ -7,9 +7,13 @@ import json
 
 from refiner_fixtures import parity_batch, tiny_config, tiny_orchestrator
 
-from refiner.calibration import CalibrationResult, calibrate_orchestrator, describe_stopping
-from refiner.calibration_log import calibration_metrics, stopping_tags, write_calibration_files
-from refiner.evaluation import evaluate_refiner
+from refiner.evaluate.evaluation import evaluate_refiner
+from refiner.infer.calibration import CalibrationResult, calibrate_orchestrator, describe_stopping
+from refiner.infer.calibration_log import (
+    calibration_metrics,
+    stopping_tags,
+    write_calibration_files,
+)
 
 
 def test_evaluation_names_the_settings_and_their_origin():

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from refiner.experiment import calibration_rows, prepare_experiment
+from refiner.config.experiment import calibration_rows, prepare_experiment
+from refiner.data.tokenizers import SymbolTokenizer
 from refiner.tasks.schema import split_validation
 from refiner.tasks.sources.sudoku import solves
-from refiner.tokenizers import SymbolTokenizer
 
 SUDOKU = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "sudoku.yaml"
 

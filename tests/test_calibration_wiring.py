@@ -13,10 +13,10 @@ from ray_cluster import ray_cluster
 from sweep_fixtures import job
 from train_fixtures import TINY
 
-from refiner.checkpoint import read_checkpoint
+from refiner.checkpoints.files import read_checkpoint
+from refiner.config.experiment import prepare_experiment
 from refiner.distributed.trainer import run_training
-from refiner.experiment import prepare_experiment
-from refiner.prediction import Predictor, inputs_from_ids, summarize
+from refiner.infer.prediction import Predictor, inputs_from_ids, summarize
 from refiner.tracking import tracked_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]

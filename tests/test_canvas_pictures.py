@@ -1,4 +1,4 @@
-"""Canvas pictures (refiner.canvas_pictures): what they draw is the canvas, cell by cell,
+"""Canvas pictures (refiner.evaluate.canvas_pictures): what they draw is the canvas, cell by cell,
 for each task kind; the picture marks where inference stopped; `jobs/evaluate.py --trace`
 writes one for a checkpoint, with the per-step counts."""
 
@@ -11,7 +11,8 @@ from matplotlib.image import imread
 from sweep_fixtures import job
 from test_checkpoint_tools import write_checkpoint
 
-from refiner.canvas_pictures import (
+from refiner.data.tokenizers import NUM_SPECIAL
+from refiner.evaluate.canvas_pictures import (
     GIVEN,
     RIGHT,
     WRONG,
@@ -22,7 +23,6 @@ from refiner.canvas_pictures import (
     shown_steps,
     trace_canvases,
 )
-from refiner.tokenizers import NUM_SPECIAL
 
 S = NUM_SPECIAL  # symbol s is token S + s
 

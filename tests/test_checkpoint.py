@@ -9,16 +9,16 @@ import pytest
 import torch
 from refiner_fixtures import parity_batch, tiny_config, tiny_orchestrator, weights
 
-from refiner.checkpoint import (
+from refiner.checkpoints.files import (
     FORMAT_VERSION,
     CheckpointError,
     checkpoint_configs,
     load_checkpoint,
     save_checkpoint,
 )
-from refiner.checkpoint_upgrades import UPGRADES
-from refiner.optim import make_optimizer, warmup_cosine
-from refiner.orchestrator import UnifiedRefinerOrchestrator
+from refiner.checkpoints.upgrades import UPGRADES
+from refiner.train.optim import make_optimizer, warmup_cosine
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 
 def _setup(seed: int = 0):

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from refiner.batches import batch_from_table
-from refiner.canvas_pictures import CanvasTrace, step_counts
-from refiner.checkpoint import save_checkpoint
-from refiner.experiment import build_optimizer, build_orchestrator, prepare_experiment
+from refiner.checkpoints.files import save_checkpoint
+from refiner.config.experiment import build_optimizer, build_orchestrator, prepare_experiment
+from refiner.data.batches import batch_from_table
+from refiner.evaluate.canvas_pictures import CanvasTrace, step_counts
 from refiner.tasks.schema import describe_tasks, split_validation
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""refiner.cli: the exit statuses and messages every job shares, SIGTERM included."""
+"""refiner.runs.cli: the exit statuses and messages every job shares, SIGTERM included."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import signal
 
 import pytest
 
-from refiner.cli import (
+from refiner.checkpoints.storage import StorageError
+from refiner.config.sections import ConfigError
+from refiner.runs.cli import (
     BadInputError,
     input_checks,
     job_main,
@@ -15,8 +17,6 @@ from refiner.cli import (
     set_overrides,
     stop_on_sigterm,
 )
-from refiner.config import ConfigError
-from refiner.storage import StorageError
 
 
 def job_raising(error: BaseException, checked: bool = True):

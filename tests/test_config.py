@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from refiner.config import ConfigError, ModelConfig, OrchestrationConfig
-from refiner.config_loader import apply_overrides, load_dataclass
-from refiner.tokenizers import VOCAB_SIZE
+from refiner.config.loader import apply_overrides, load_dataclass
+from refiner.config.sections import ConfigError, ModelConfig, OrchestrationConfig
+from refiner.data.tokenizers import VOCAB_SIZE
 
 
 def test_defaults_are_the_seeds():
@@ -297,7 +297,7 @@ def test_input_only_noise_is_refused_where_it_makes_wrong_labels(source, strateg
     """Issue 10, point 9: input-only strategies keep the target while changing the input;
     for parity (every bit decides the answer) and sudoku (noise/shift change the puzzle)
     that makes wrong labels, so the run is refused before compute, naming the key."""
-    from refiner.experiment import prepare_experiment
+    from refiner.config.experiment import prepare_experiment
 
     overrides = [
         f"task.source={source}",

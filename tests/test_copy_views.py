@@ -13,14 +13,14 @@ from test_voting import arc_rows, grid
 
 from refiner.augment import AugmentationSpec
 from refiner.augment.engine import augment_table
-from refiner.checkpoint import save_checkpoint
-from refiner.experiment import fit_puzzle_table, load_experiment_config
-from refiner.orchestrator import UnifiedRefinerOrchestrator
-from refiner.predictors import voting_views
-from refiner.puzzles import PuzzleIndex
+from refiner.checkpoints.files import save_checkpoint
+from refiner.config.experiment import fit_puzzle_table, load_experiment_config
+from refiner.evaluate.predictors import voting_views
+from refiner.evaluate.voting import View, arc_views, copy_views, vote_arc
+from refiner.model.puzzles import PuzzleIndex
 from refiner.tasks.sources import load_tasks
 from refiner.tasks.sources.arc import extract_from_canvas, place_in_canvas
-from refiner.voting import View, arc_views, copy_views, vote_arc
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 SPEC = AugmentationSpec(strategies=("paraphrase", "format_variation"), count=12, seed_by_group=True)
 

@@ -26,9 +26,9 @@ from train_fixtures import run_train_job, set_args
 
 from refiner.augment import STRATEGIES, AugmentationSpec
 from refiner.augment.diagnose import explain_augmentation_failure
-from refiner.config import ConfigError
-from refiner.distributed.failures import FailFastPolicy, deterministic_cause, reason
-from refiner.failures import DeterministicError
+from refiner.config.sections import ConfigError
+from refiner.distributed.failure_policy import FailFastPolicy, deterministic_cause, reason
+from refiner.runs.failures import DeterministicError
 from refiner.tasks.io import read_tasks
 
 BAD_ROW = 17

@@ -7,8 +7,8 @@ import random
 import pytest
 import torch
 
-from refiner.edits import EditPolicy, EditSelector, apply_edit, canvas_score
-from refiner.tokenizers import MASK
+from refiner.data.tokenizers import MASK
+from refiner.model.edits import EditPolicy, EditSelector, apply_edit, canvas_score
 
 
 def test_replace_takes_the_whole_proposal():
@@ -128,9 +128,9 @@ def test_every_edit_of_the_orchestrator_goes_through_select_edit_strategy():
     overrides the seed's method changes each of them."""
     from refiner_fixtures import parity_batch, tiny_config, tiny_model_config
 
-    from refiner.optim import make_optimizer
-    from refiner.orchestrator import UnifiedRefinerOrchestrator
     from refiner.tasks.sources import parity
+    from refiner.train.optim import make_optimizer
+    from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
     class AlwaysPatch(UnifiedRefinerOrchestrator):
         calls = 0

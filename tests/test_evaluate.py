@@ -7,7 +7,7 @@ from pathlib import Path
 from refiner_fixtures import tiny_orchestrator
 from sweep_fixtures import job
 
-from refiner.checkpoint import save_checkpoint
+from refiner.checkpoints.files import save_checkpoint
 
 
 def saved(tmp_path: Path) -> Path:

@@ -7,10 +7,10 @@ import pytest
 import torch
 from refiner_fixtures import parity_batch, tiny_config, tiny_model_config, tiny_orchestrator
 
-from refiner.experiment import ExperimentConfig, build_orchestrator
-from refiner.inference import bucket_size, bucketed_step
-from refiner.optim import make_optimizer
-from refiner.orchestrator import UnifiedRefinerOrchestrator, fast_path_enabled
+from refiner.config.experiment import ExperimentConfig, build_orchestrator
+from refiner.infer.inference import bucket_size, bucketed_step
+from refiner.train.optim import make_optimizer
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator, fast_path_enabled
 
 
 def test_compile_setting_resolves_per_device():

@@ -11,10 +11,10 @@ import torch
 from mlflow import MlflowClient
 from train_fixtures import TINY
 
-from refiner.checkpoint import read_checkpoint
+from refiner.checkpoints.files import read_checkpoint
+from refiner.config.experiment import prepare_experiment
 from refiner.distributed.trainer import run_training
-from refiner.experiment import prepare_experiment
-from refiner.predictors import benchmark_report, field_kind
+from refiner.evaluate.predictors import benchmark_report, field_kind
 from refiner.tracking import tracked_run
 
 SUDOKU = [
@@ -71,10 +71,10 @@ def test_local_run_logs_the_fields_metrics(local_ray, tmp_path, ema) -> None:
 
 
 def test_field_kind_and_report_keep_training_mode() -> None:
-    from refiner.config import ModelConfig
-    from refiner.orchestrator import UnifiedRefinerOrchestrator
-    from refiner.predictors import field_report
+    from refiner.config.sections import ModelConfig
+    from refiner.evaluate.predictors import field_report
     from refiner.tasks.sources import parity, sudoku
+    from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
     puzzles = sudoku.generate(12, size=4, seed=1)
     assert field_kind(puzzles) == "exact"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from refiner.config import GrokfastConfig
-from refiner.grokfast import GrokfastFilter
+from refiner.config.sections import GrokfastConfig
+from refiner.train.grokfast import GrokfastFilter
 
 
 def _param_with_grads(grads: list[torch.Tensor]):

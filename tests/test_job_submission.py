@@ -25,7 +25,7 @@ from ray_head import VENV_BIN, LocalHead
 from tiny_runs import TINY
 from train_fixtures import set_args
 
-from refiner.halting import STOP_REASONS
+from refiner.infer.halting import STOP_REASONS
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 

@@ -13,7 +13,7 @@ Layers (README, Layout):
 A job is thin when (checked on its syntax tree): at the top level it holds only imports,
 constants, ``parse_args`` and ``main`` and the ``__main__`` guard (no other function,
 no class); it has no ``try`` statement and does not import ``signal`` (exit statuses,
-bad input and SIGTERM are ``refiner.cli``'s: ``main`` is decorated with ``job_main``);
+bad input and SIGTERM are ``refiner.runs.cli``'s: ``main`` is decorated with ``job_main``);
 and it is at most ``MAX_JOB_LINES`` lines long.
 
 Imports are read from the syntax tree (function-level imports included), and the core
@@ -98,7 +98,7 @@ def job_problems(path: Path, source: str | None = None) -> list[str]:
             if node.name == "main" and not any(
                 isinstance(d, ast.Name) and d.id == "job_main" for d in node.decorator_list
             ):
-                problems.append(f"{name}: main() is not decorated with refiner.cli.job_main")
+                problems.append(f"{name}: main() is not decorated with refiner.runs.cli.job_main")
         elif isinstance(node, ast.ClassDef):
             problems.append(f"{name}: defines class {node.name} (move it into the library)")
         elif not isinstance(node, (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign)):
@@ -107,9 +107,9 @@ def job_problems(path: Path, source: str | None = None) -> list[str]:
                     problems.append(f"{name}: top-level {type(node).__name__} statement")
     for node in ast.walk(tree):
         if isinstance(node, ast.Try):
-            problems.append(f"{name}:{node.lineno}: try statement (errors are refiner.cli's)")
+            problems.append(f"{name}:{node.lineno}: try statement (errors are refiner.runs.cli's)")
     if "signal" in imported_modules(source):
-        problems.append(f"{name}: imports signal (SIGTERM is refiner.cli.stop_on_sigterm's)")
+        problems.append(f"{name}: imports signal (SIGTERM is refiner.runs.cli.stop_on_sigterm's)")
     return problems
 
 
@@ -184,7 +184,7 @@ def test_core_modules_load_neither_ray_nor_mlflow() -> None:
     """Each core module imported for real in a fresh interpreter, one after the other:
     the first that brings in Ray or MLflow (itself or through anything) is named."""
     core = [module_name(p) for p in package_files() if layer_of(p) == "core"]
-    assert "refiner.sweep.checkpoints" in core and "refiner.cli" in core
+    assert "refiner.checkpoints.restore" in core and "refiner.runs.cli" in core
     assert json.loads(fresh_python("-c", _IMPORT_EACH, *core)) == {}
 
 
@@ -192,7 +192,7 @@ def test_evaluate_on_a_local_checkpoint_loads_neither_ray_nor_mlflow(tmp_path: P
     script = f"""
 import importlib.util, json, sys
 from refiner_fixtures import tiny_orchestrator
-from refiner.checkpoint import save_checkpoint
+from refiner.checkpoints.files import save_checkpoint
 save_checkpoint({str(tmp_path / "checkpoint.pt")!r}, tiny_orchestrator())
 spec = importlib.util.spec_from_file_location("evaluate_job", {str(ROOT / "jobs" / "evaluate.py")!r})
 job = importlib.util.module_from_spec(spec)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from refiner.config import ModelConfig
-from refiner.memory import MemoryBank, memory_read
+from refiner.config.sections import ModelConfig
+from refiner.model.memory import MemoryBank, memory_read
 
 
 def test_read_returns_the_nearest_entry_and_its_similarity():

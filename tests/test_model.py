@@ -6,8 +6,8 @@ import pytest
 import torch
 from refiner_fixtures import SEQ_LEN, parity_batch, tiny_model_config
 
-from refiner.memory import MemoryBank
-from refiner.model import RefinerModel, steps_kept_by
+from refiner.model.memory import MemoryBank
+from refiner.model.network import RefinerModel, steps_kept_by
 
 
 def _model(**overrides) -> RefinerModel:

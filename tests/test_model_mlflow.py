@@ -19,12 +19,12 @@ import pyarrow as pa
 import pytest
 from prediction_fixtures import TRAIN_STEPS, parity_tasks, trained_checkpoint
 
-from refiner.checkpoint import CheckpointError
-from refiner.prediction import Predictor, prediction_inputs
-from refiner.serving import serving_profile
-from refiner.sweep.checkpoints import evaluate_checkpoint
+from refiner.checkpoints.files import CheckpointError
+from refiner.checkpoints.restore import evaluate_checkpoint
+from refiner.infer.prediction import Predictor, prediction_inputs
+from refiner.infer.serving import serving_profile
 from refiner.tracking import tracked_run
-from refiner.tracking.model import download_model_checkpoint, log_refiner_model
+from refiner.tracking.logged_model import download_model_checkpoint, log_refiner_model
 
 NAME = "refiner-tiny"
 VENV_BIN = Path(sys.executable).parent

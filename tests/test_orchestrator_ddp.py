@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from refiner_fixtures import parity_batch, tiny_config, tiny_orchestrator
 
-from refiner.optim import make_optimizer
+from refiner.train.optim import make_optimizer
 
 STEPS = 3
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from refiner_fixtures import SEQ_LEN, parity_batch, tiny_config, tiny_orchestrator
 
-from refiner.tokenizers import NUM_SPECIAL
+from refiner.data.tokenizers import NUM_SPECIAL
 
 
 def _orchestrator(**stopping):

@@ -15,10 +15,10 @@ from refiner_fixtures import (
     weights,
 )
 
-from refiner.config import StepLossWeights
-from refiner.losses import step_weights
-from refiner.optim import make_optimizer, warmup_cosine
-from refiner.orchestrator import UnifiedRefinerOrchestrator
+from refiner.config.sections import StepLossWeights
+from refiner.model.losses import step_weights
+from refiner.train.optim import make_optimizer, warmup_cosine
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 T = 4
 
@@ -292,9 +292,9 @@ def test_token_accuracy_counts_non_pad_positions_only():
     """Issue 10, point 9: the curve's token accuracy (train and evaluate) scores the
     target's non-PAD positions, as infer-few's does: a canvas right only on the PAD
     cells scores 0, not the PAD fraction."""
-    from refiner.evaluation import evaluate_refiner
-    from refiner.losses import step_loss_terms
-    from refiner.tokenizers import PAD
+    from refiner.data.tokenizers import PAD
+    from refiner.evaluate.evaluation import evaluate_refiner
+    from refiner.model.losses import step_loss_terms
 
     target = torch.tensor([[5, 6, PAD, PAD], [7, PAD, PAD, PAD]])
     canvas = torch.tensor([[9, 6, PAD, PAD], [9, PAD, PAD, PAD]])  # 1 of 3 content cells

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from refiner.plots import plot_halting_histogram, plot_refinement_curve
+from refiner.evaluate.plots import plot_halting_histogram, plot_refinement_curve
 
 
 def test_plots_write_png(tmp_path):

@@ -16,7 +16,7 @@ import pytest
 from prediction_fixtures import parity_tasks, trained_checkpoint
 
 from refiner.distributed.predict import predict_on_ray
-from refiner.prediction import Predictor
+from refiner.infer.prediction import Predictor
 from refiner.tasks.inputs import read_prediction_inputs
 from refiner.tasks.io import write_tasks
 
@@ -86,7 +86,7 @@ def run_job(*argv: str, tracking_uri: str | None = None) -> subprocess.Completed
 
 def test_predict_job_from_a_registered_model(checkpoint: Path, tmp_path: Path) -> None:
     from refiner.tracking import tracked_run
-    from refiner.tracking.model import log_refiner_model
+    from refiner.tracking.logged_model import log_refiner_model
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with tracked_run(uri, "refiner", "tiny") as run:

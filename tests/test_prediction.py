@@ -14,18 +14,18 @@ from prediction_fixtures import parity_tasks, trained_checkpoint
 from refiner_fixtures import SEQ_LEN, tiny_config, tiny_model_config
 from sweep_fixtures import job
 
-from refiner.batches import batch_from_table
-from refiner.checkpoint import CheckpointError, load_checkpoint
-from refiner.evaluation import evaluate_refiner
-from refiner.memory import MemoryBank
-from refiner.model import RefinerModel
-from refiner.orchestrator import UnifiedRefinerOrchestrator
-from refiner.prediction import Predictor, inputs_from_ids, prediction_inputs, summarize
+from refiner.checkpoints.files import CheckpointError, load_checkpoint
+from refiner.data.batches import batch_from_table
+from refiner.data.tokenizers import SymbolTokenizer
+from refiner.evaluate.evaluation import evaluate_refiner
+from refiner.infer.prediction import Predictor, inputs_from_ids, prediction_inputs, summarize
+from refiner.model.memory import MemoryBank
+from refiner.model.network import RefinerModel
 from refiner.tasks.inputs import read_prediction_inputs
 from refiner.tasks.io import read_tasks, write_tasks
 from refiner.tasks.schema import UNLABELLED_SCHEMA
 from refiner.tasks.validation import TaskFileError
-from refiner.tokenizers import SymbolTokenizer
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 
 @pytest.fixture(scope="module")

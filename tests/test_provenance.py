@@ -18,9 +18,9 @@ import pytest
 from mlflow import MlflowClient
 from train_fixtures import TINY
 
+from refiner.config.experiment import prepare_experiment
 from refiner.distributed.trainer import run_training
-from refiner.experiment import prepare_experiment
-from refiner.provenance import (
+from refiner.runs.provenance import (
     COMMIT_ENV,
     UNKNOWN,
     command_line,

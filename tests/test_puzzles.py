@@ -1,4 +1,4 @@
-"""Puzzle conditioning (refiner.puzzles): identities, table size, checkpoints, the sparse
+"""Puzzle conditioning (refiner.model.puzzles): identities, table size, checkpoints, the sparse
 update, DDP agreement and a learning check (a rule that differs per group)."""
 
 from __future__ import annotations
@@ -21,21 +21,21 @@ from puzzle_fixtures import (
 
 from refiner.augment import AugmentationSpec
 from refiner.augment.engine import augment_table
-from refiner.batches import batch_from_table, iterate_batches
-from refiner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from refiner.config import ConfigError
-from refiner.experiment import (
+from refiner.checkpoints.files import CheckpointError, load_checkpoint, save_checkpoint
+from refiner.checkpoints.restore import evaluate_checkpoint
+from refiner.config.experiment import (
     build_optimizer,
     fit_puzzle_table,
     load_experiment_config,
 )
-from refiner.model import RefinerModel
-from refiner.optim import make_optimizer
-from refiner.orchestrator import UnifiedRefinerOrchestrator
-from refiner.puzzles import UNKNOWN, PuzzleIndex
-from refiner.sweep.checkpoints import evaluate_checkpoint
+from refiner.config.sections import ConfigError
+from refiner.data.batches import batch_from_table, iterate_batches
+from refiner.model.network import RefinerModel
+from refiner.model.puzzles import UNKNOWN, PuzzleIndex
 from refiner.tasks.schema import TASK_SCHEMA
 from refiner.tasks.sources.arc import place_in_canvas
+from refiner.train.optim import make_optimizer
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 
 def _train(o: UnifiedRefinerOrchestrator, batch, updates: int, batch_size: int = 32) -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from puzzle_fixtures import permutation_tasks, split
 
-from refiner.checkpoint import read_checkpoint
+from refiner.checkpoints.files import read_checkpoint
+from refiner.config.experiment import augmentation_spec, load_experiment_config
 from refiner.distributed.trainer import run_training
-from refiner.experiment import augmentation_spec, load_experiment_config
-from refiner.orchestrator import UnifiedRefinerOrchestrator
-from refiner.puzzles import PuzzleIndex
+from refiner.model.puzzles import PuzzleIndex
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray(num_cpus=2)]
 ROOT = Path(__file__).resolve().parents[1]

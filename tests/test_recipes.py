@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from refiner.checkpoint import save_checkpoint
-from refiner.config_loader import ConfigError
-from refiner.experiment import (
+from refiner.checkpoints.files import save_checkpoint
+from refiner.checkpoints.restore import evaluation_tasks
+from refiner.config.experiment import (
     build_orchestrator,
     load_experiment_config,
     prepare_experiment,
 )
-from refiner.recipes import choose_recipe
-from refiner.sweep.checkpoints import evaluation_tasks
+from refiner.config.loader import ConfigError
+from refiner.config.recipes import choose_recipe
 from refiner.tasks.schema import describe_tasks
 from refiner.tasks.validation import TaskFileError
 

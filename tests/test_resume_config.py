@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 from train_fixtures import REPO, TINY, run_train_job, set_args
 
-from refiner.experiment import prepare_experiment
+from refiner.config.experiment import prepare_experiment
 from refiner.tracking import tracked_run
 from refiner.tracking.resume import CHANGES_TAG, ConfigChangedError, check_resume, config_changes
 

@@ -24,12 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from refiner.augment import STRATEGIES, AugmentationSpec, augment_table
-from refiner.batches import batch_from_arrays, iterate_batches
-from refiner.checkpoint import load_checkpoint, save_checkpoint
-from refiner.experiment import ExperimentConfig, build_optimizer, build_orchestrator
+from refiner.checkpoints.files import load_checkpoint, save_checkpoint
+from refiner.config.experiment import ExperimentConfig, build_optimizer, build_orchestrator
+from refiner.data.batches import batch_from_arrays, iterate_batches
+from refiner.data.tokenizers import EOS, MASK, NUM_SPECIAL, PAD, SEP, VOCAB_SIZE, ByteTokenizer
 from refiner.tasks.sources import arc
 from refiner.tasks.validation import validate_table
-from refiner.tokenizers import EOS, MASK, NUM_SPECIAL, PAD, SEP, VOCAB_SIZE, ByteTokenizer
 
 pytestmark = pytest.mark.fast
 

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from test_robust_text_pairs import WORDS
 from train_fixtures import run_train_job, set_args
 
-from refiner.tokenizers import ByteTokenizer
+from refiner.data.tokenizers import ByteTokenizer
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 

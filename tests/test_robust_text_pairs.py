@@ -15,8 +15,8 @@ from test_prepare_tasks import run_job
 
 from refiner.augment import AugmentationSpec, augment_table
 from refiner.augment.strategies import STRATEGIES
+from refiner.data.tokenizers import PAD
 from refiner.tasks.io import read_tasks
-from refiner.tokenizers import PAD
 
 WORDS = [
     "fox",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from refiner.config.experiment import ExperimentConfig
 from refiner.distributed.trainer import TrainingOutcome
-from refiner.experiment import ExperimentConfig
-from refiner.run_plan import TrainingPlan
+from refiner.runs.plan import TrainingPlan
 
 
 def summary(outcome: TrainingOutcome) -> str:

@@ -8,11 +8,11 @@ import sys
 import torch
 
 from refiner import MemoryBank, OrchestrationConfig, RefinerModel, UnifiedRefinerOrchestrator
-from refiner.batches import batch_from_table
-from refiner.config import ModelConfig
-from refiner.optim import make_optimizer
+from refiner.config.sections import ModelConfig
+from refiner.data.batches import batch_from_table
+from refiner.data.tokenizers import ByteTokenizer
 from refiner.tasks.sources import load_tasks
-from refiner.tokenizers import ByteTokenizer
+from refiner.train.optim import make_optimizer
 
 
 def test_the_seed_usage_example_runs_as_written():

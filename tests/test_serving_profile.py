@@ -1,4 +1,4 @@
-"""The served model's view of its training rows (refiner.serving): alphabet, lengths and
+"""The served model's view of its training rows (refiner.infer.serving): alphabet, lengths and
 grid shapes seen, the input example, how answers are cut and when a row gets a warning."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from refiner.prediction import prediction_inputs
-from refiner.serving import ServingProfile, answer_lengths, cut_answer, serving_profile
+from refiner.data.tokenizers import PAD
+from refiner.infer.prediction import prediction_inputs
+from refiner.infer.serving import ServingProfile, answer_lengths, cut_answer, serving_profile
 from refiner.tasks.sources import parity, sudoku
 from refiner.tasks.validation import TaskFileError
-from refiner.tokenizers import PAD
 
 
 def test_profile_of_parity_rows_and_its_checks(tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from refiner.data.tokenizers import EOS, NUM_SPECIAL, PAD
 from refiner.tasks.io import validate_table
 from refiner.tasks.sources import arc
-from refiner.tokenizers import EOS, NUM_SPECIAL, PAD
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from refiner.data.tokenizers import NUM_SPECIAL
 from refiner.tasks.sources import load_source, load_tasks
 from refiner.tasks.sources.maze import (
     CHARS,
@@ -19,7 +20,6 @@ from refiner.tasks.sources.maze import (
     solve_maze,
 )
 from refiner.tasks.validation import TaskFileError
-from refiner.tokenizers import NUM_SPECIAL
 
 
 def grids(table, column, side):

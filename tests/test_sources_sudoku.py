@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 
+from refiner.data.tokenizers import NUM_SPECIAL, SymbolTokenizer
 from refiner.tasks.io import validate_table
 from refiner.tasks.sources import sudoku
 from refiner.tasks.sources.sudoku import canonical_solution, count_solutions, solve, solves
@@ -16,7 +17,6 @@ from refiner.tasks.sources.sudoku_solver import (
     is_valid_solution,
     random_solution,
 )
-from refiner.tokenizers import NUM_SPECIAL, SymbolTokenizer
 
 # A well-known 9×9 puzzle with a unique solution, and that solution.
 PUZZLE = "530070000600195000098000060800060003400803001700020006060000280000419005000080079"

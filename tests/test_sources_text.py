@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from refiner.data.tokenizers import ByteTokenizer
 from refiner.tasks.io import TaskFileError, validate_table
 from refiner.tasks.sources import text
-from refiner.tokenizers import ByteTokenizer
 
 
 def write_lines(path, lines):

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from refiner.data.tokenizers import NUM_SPECIAL
 from refiner.tasks.io import read_tasks
 from refiner.tasks.sources import load_source
 from refiner.tasks.sources.arc import extract_from_canvas
 from refiner.tasks.sources.sudoku import generate as sudoku_generate
 from refiner.tasks.validation import TaskFileError
-from refiner.tokenizers import NUM_SPECIAL
 
 JOB = Path(__file__).resolve().parents[1] / "jobs" / "prepare_tasks.py"
 

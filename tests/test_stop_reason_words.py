@@ -3,8 +3,8 @@ setting (issue 29: "stopped by act_confidence: 406, max_steps: 4" read as a cap 
 
 from __future__ import annotations
 
-from refiner.evaluation import EvaluationReport
-from refiner.halting import STOP_REASON_WORDS, STOP_REASONS, describe_stop_counts
+from refiner.evaluate.evaluation import EvaluationReport
+from refiner.infer.halting import STOP_REASON_WORDS, STOP_REASONS, describe_stop_counts
 
 
 def test_every_reason_has_words_that_are_not_its_key():

@@ -22,7 +22,7 @@ from rehearsal.servers import S3Server
 from test_faults import FAULT_RUN
 from train_fixtures import set_args
 
-from refiner.storage import (
+from refiner.checkpoints.storage import (
     CHECKPOINT_META,
     StorageUnreachable,
     filesystem,

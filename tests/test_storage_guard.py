@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+from refiner.checkpoints.storage import StorageError
+from refiner.config.experiment import TrainingConfig
 from refiner.distributed.cluster import SHARED_STORAGE_ENV, check_storage_shared
-from refiner.experiment import TrainingConfig
-from refiner.storage import StorageError
 
 
 def test_a_local_path_on_several_nodes_is_refused_naming_what_works(monkeypatch):

@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 
+from refiner.data.tokenizers import NUM_SPECIAL
 from refiner.tasks.sources import load_source
 from refiner.tasks.sources.sudoku_minimal import givens, make_minimal_puzzle, minimise
 from refiner.tasks.sources.sudoku_solver import (
@@ -16,7 +17,6 @@ from refiner.tasks.sources.sudoku_solver import (
     random_solution,
     solves,
 )
-from refiner.tokenizers import NUM_SPECIAL
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -12,8 +12,8 @@ from ray_cluster import SWEEP_RAY
 from sweep_fixtures import job, write_space
 from tiny_runs import TINY_SWEEP
 
+from refiner.config.experiment import load_experiment_config, load_task_table
 from refiner.distributed.sweep_driver import run_sweep
-from refiner.experiment import load_experiment_config, load_task_table
 from refiner.sweep.outcome import format_summary
 from refiner.sweep.plan import plan_sweep
 from refiner.tracking import PARENT_TAG

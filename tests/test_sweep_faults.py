@@ -25,7 +25,7 @@ from ray_head import LocalHead
 from sweep_fixtures import write_space
 from tiny_runs import TINY_SWEEP
 
-from refiner.storage import list_checkpoints
+from refiner.checkpoints.storage import list_checkpoints
 from refiner.tracking import PARENT_TAG
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(900)]

@@ -10,9 +10,9 @@ from ray_cluster import SWEEP_RAY, ray_cluster
 from sweep_fixtures import job, write_space
 from tiny_runs import TINY_SWEEP
 
+from refiner.config.experiment import load_task_table
 from refiner.distributed.loop import FAULT_ENV
 from refiner.distributed.sweep_driver import run_sweep
-from refiner.experiment import load_task_table
 from refiner.sweep.plan import SweepPlan, plan_sweep
 from refiner.tracking import PARENT_TAG
 from refiner.tracking import sweeps as sweep_tracking

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from refiner.config.experiment import ExperimentConfig
 from refiner.distributed.optuna_search import optuna_searcher
-from refiner.experiment import ExperimentConfig
 from refiner.sweep.outcome import TrialSummary
 from refiner.sweep.pareto import choose, hypervolume, pareto_front, write_front_artifacts
 from refiner.sweep.space import SpaceError, load_space, parse_space
@@ -228,7 +228,7 @@ def test_pbt_refuses_what_it_cannot_mutate(tmp_path: Path, data: dict, message: 
 
 
 def test_pbt_interval_must_land_on_checkpoints(tmp_path: Path) -> None:
-    from refiner.config import ConfigError
+    from refiner.config.sections import ConfigError
     from refiner.sweep.plan import plan_sweep
 
     path = tmp_path / "space.yaml"
@@ -259,7 +259,7 @@ def test_restored_optimizer_follows_the_configs_learning_rate() -> None:
     import torch
 
     from refiner.distributed.loop import _follow_config_lr
-    from refiner.optim import warmup_cosine
+    from refiner.train.optim import warmup_cosine
 
     def make(lr: float):
         weight = torch.nn.Parameter(torch.ones(2))

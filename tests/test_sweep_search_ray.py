@@ -17,9 +17,9 @@ from ray_cluster import SWEEP_RAY
 from sweep_fixtures import job
 from tiny_runs import TINY_SWEEP
 
+from refiner.config.experiment import load_task_table
 from refiner.distributed.optuna_search import optuna_searcher
 from refiner.distributed.sweep_driver import run_sweep
-from refiner.experiment import load_task_table
 from refiner.sweep.plan import SweepPlan, plan_sweep
 from refiner.tracking import PARENT_TAG
 from refiner.tracking import sweeps as sweep_tracking

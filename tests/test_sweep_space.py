@@ -8,8 +8,8 @@ import pytest
 import yaml
 from ray.tune.search.variant_generator import generate_variants
 
+from refiner.config.experiment import ExperimentConfig, prepare_experiment
 from refiner.distributed.search import param_space
-from refiner.experiment import ExperimentConfig, prepare_experiment
 from refiner.sweep.space import SpaceError, load_space, parse_space, validate_combinations
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 from refiner_fixtures import parity_batch, tiny_config, tiny_orchestrator
 
-from refiner.config import StepLossWeights
-from refiner.config_loader import ConfigError
-from refiner.experiment import prepare_experiment
-from refiner.losses import step_loss_terms, token_loss_weights
-from refiner.tokenizers import NUM_SPECIAL, VOCAB_SIZE
+from refiner.config.experiment import prepare_experiment
+from refiner.config.loader import ConfigError
+from refiner.config.sections import StepLossWeights
+from refiner.data.tokenizers import NUM_SPECIAL, VOCAB_SIZE
+from refiner.model.losses import step_loss_terms, token_loss_weights
 
 
 def _terms(logits, target, token_weight=None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from refiner.tokenizers import (
+from refiner.data.tokenizers import (
     EOS,
     MASK,
     MAX_SYMBOLS,

@@ -23,7 +23,7 @@ from rehearsal.servers import MlflowServer, S3Server
 from test_faults import FAULT_RUN
 from train_fixtures import set_args
 
-from refiner.run_tracker import lost_summary
+from refiner.runs.tracker import lost_summary
 from refiner.tracking import open_run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import pytest
 from mlflow import MlflowClient
 from train_fixtures import TINY, run_train_job, set_args
 
-from refiner.checkpoint import read_checkpoint
+from refiner.checkpoints.files import read_checkpoint
 from refiner.distributed.loop import FAULT_ENV
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]

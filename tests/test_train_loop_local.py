@@ -8,10 +8,10 @@ import pytest
 from mlflow import MlflowClient
 from tiny_runs import TINY
 
-from refiner.checkpoint import read_checkpoint
+from refiner.checkpoints.files import read_checkpoint
+from refiner.checkpoints.storage import list_checkpoints
+from refiner.config.experiment import prepare_experiment
 from refiner.distributed.trainer import run_training
-from refiner.experiment import prepare_experiment
-from refiner.storage import list_checkpoints
 from refiner.tracking import tracked_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]

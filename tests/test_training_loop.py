@@ -1,4 +1,4 @@
-"""The package's training loop (refiner.training_loop), in a plain process: no Ray."""
+"""The package's training loop (refiner.train.fit), in a plain process: no Ray."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from puzzle_fixtures import permutation_tasks, split
 from refiner_fixtures import parity_batch, tiny_orchestrator
 
 from refiner.augment import AugmentationSpec
-from refiner.batches import iterate_batches
-from refiner.optim import make_optimizer, warmup_cosine
-from refiner.puzzles import BATCH_KEY, PuzzleIndex
-from refiner.step_metrics import StepMetrics
-from refiner.training_loop import Update, augmented_batches, fit
+from refiner.data.batches import iterate_batches
+from refiner.model.puzzles import BATCH_KEY, PuzzleIndex
+from refiner.train.fit import Update, augmented_batches, fit
+from refiner.train.optim import make_optimizer, warmup_cosine
+from refiner.train.step_metrics import StepMetrics
 
 
 def _setup(seed: int = 0):

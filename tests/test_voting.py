@@ -12,11 +12,11 @@ from refiner_fixtures import tiny_orchestrator
 from sweep_fixtures import job
 
 from refiner.augment.symmetry import DIHEDRAL_ALL
-from refiner.checkpoint import save_checkpoint
+from refiner.checkpoints.files import save_checkpoint
+from refiner.data.tokenizers import PAD
+from refiner.evaluate.voting import View, arc_views, exact_match, top_answers, vote_arc
 from refiner.tasks.schema import TASK_SCHEMA
 from refiner.tasks.sources.arc import place_in_canvas
-from refiner.tokenizers import PAD
-from refiner.voting import View, arc_views, exact_match, top_answers, vote_arc
 
 SIZE = 6
 

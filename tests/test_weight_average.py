@@ -8,11 +8,11 @@ import torch
 from refiner_fixtures import parity_batch, tiny_config, tiny_orchestrator, weights
 from torch import nn
 
-from refiner.checkpoint import load_checkpoint, save_checkpoint
-from refiner.config import ConfigError
-from refiner.optim import make_optimizer, warmup_cosine
-from refiner.orchestrator import UnifiedRefinerOrchestrator
-from refiner.weight_average import WeightAverage
+from refiner.checkpoints.files import load_checkpoint, save_checkpoint
+from refiner.config.sections import ConfigError
+from refiner.train.optim import make_optimizer, warmup_cosine
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
+from refiner.train.weight_average import WeightAverage
 
 
 def test_the_average_follows_its_decay_and_swaps_in_and_out():

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from refiner.config_loader import ConfigError, apply_overrides
-from refiner.experiment import ExperimentConfig, load_experiment_config, prepare_experiment
+from refiner.config.experiment import ExperimentConfig, load_experiment_config, prepare_experiment
+from refiner.config.loader import ConfigError, apply_overrides
+from refiner.config.yaml_io import DuplicateKeyError, load_strict
 from refiner.sweep.space import load_space
-from refiner.yaml_io import DuplicateKeyError, load_strict
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,7 +20,7 @@ from refiner.augment.counter_rng import row_seed_scalar, uniforms_scalar
 from refiner.augment.spec import AugmentationSpec
 from refiner.augment.strategies import APPLICABLE, INPUT_ONLY_STRATEGIES, STRATEGIES
 from refiner.augment.symmetry import apply_dihedral_2d
-from refiner.tokenizers import EOS, MASK, NUM_SPECIAL, PAD
+from refiner.data.tokenizers import EOS, MASK, NUM_SPECIAL, PAD
 
 
 def reference_augment_table(

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from refiner.augment.strategies import GRID, PARITY, SEQUENCE, SUDOKU, TEXT
+from refiner.data.tokenizers import NUM_SPECIAL, PAD
 from refiner.tasks.schema import DEFAULT_NUM_SYMBOLS, REQUIRED_COLUMNS
-from refiner.tokenizers import NUM_SPECIAL, PAD
 
 
 @dataclass

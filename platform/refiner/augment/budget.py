@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from refiner.config import ConfigError
+from refiner.config.sections import ConfigError
 
 ROW_COPIES = 5
 ROW_OVERHEAD = 128  # bytes per row besides the tokens: task columns repeated, seeds, intensities

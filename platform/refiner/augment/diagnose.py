@@ -14,7 +14,7 @@ import numpy as np
 
 from refiner.augment.engine import augment_batch
 from refiner.augment.spec import AugmentationSpec
-from refiner.failures import DeterministicError
+from refiner.runs.failures import DeterministicError
 
 
 def explain_augmentation_failure(

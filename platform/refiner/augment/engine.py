@@ -48,7 +48,7 @@ from refiner.augment.spec import AugmentationSpec
 from refiner.augment.strategies import APPLICABLE, GRID, PARITY, SEQUENCE, STRATEGIES, SUDOKU, TEXT
 from refiner.augment.sudoku import augment_sudoku
 from refiner.augment.text import augment_text
-from refiner.tokenizers import PAD
+from refiner.data.tokenizers import PAD
 
 TOKEN_COLUMNS = ("input", "target")
 # Rows augmented per kernel call: keeps temporaries small enough for the allocator to

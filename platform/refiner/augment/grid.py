@@ -58,7 +58,7 @@ from refiner.augment.symmetry import (
     draw_relabelling,
 )
 from refiner.augment.tables import relabel_table, token_dtype
-from refiner.tokenizers import EOS, NUM_SPECIAL, PAD
+from refiner.data.tokenizers import EOS, NUM_SPECIAL, PAD
 
 BUCKET = 4  # compact grid sides are rounded up to this
 

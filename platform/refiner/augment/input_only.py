@@ -26,7 +26,7 @@ import numpy as np
 
 from refiner.augment.counter_rng import integers_below, uniforms, uniforms_at
 from refiner.augment.rows import RowPlan
-from refiner.tokenizers import MASK, NUM_SPECIAL
+from refiner.data.tokenizers import MASK, NUM_SPECIAL
 
 
 @dataclass

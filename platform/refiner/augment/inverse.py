@@ -47,7 +47,7 @@ from refiner.augment.symmetry import (
 )
 from refiner.augment.tables import gather_rows, invert_relabel, relabel_table
 from refiner.augment.text import apply_byte_map, draw_byte_map, invert_byte_map
-from refiner.tokenizers import EOS, NUM_SPECIAL, PAD
+from refiner.data.tokenizers import EOS, NUM_SPECIAL, PAD
 
 
 def invert_label_consistent(
@@ -130,9 +130,9 @@ def grid_copy_transforms(
     the dihedral element ``[G, copies]`` and the colour permutation ``[G, copies, m]`` (None
     without paraphrase), for copies ``0 .. copies-1`` of each group in ``group_ids``.
 
-    With per-augmentation puzzle identities (``refiner.puzzles``) identity ``i`` of a puzzle
+    With per-augmentation puzzle identities (``refiner.model.puzzles``) identity ``i`` of a puzzle
     was trained on exactly this transform of its pairs, so a test input shown under
-    identity ``i`` must be shown in this frame (``refiner.voting.copy_views``). Where the
+    identity ``i`` must be shown in this frame (``refiner.evaluate.voting.copy_views``). Where the
     grid sits in the canvas (translation) is left out: it does not change the grid.
     """
     if not spec.seed_by_group:

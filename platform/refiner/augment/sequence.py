@@ -17,7 +17,7 @@ from refiner.augment.counter_rng import uniforms
 from refiner.augment.input_only import noise_and_mask, roll_sequences, shift_offsets
 from refiner.augment.rows import RowPlan
 from refiner.augment.strategies import PARITY
-from refiner.tokenizers import NUM_SPECIAL
+from refiner.data.tokenizers import NUM_SPECIAL
 
 PARITY_SYMBOLS = 2
 

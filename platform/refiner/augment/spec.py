@@ -53,7 +53,7 @@ class AugmentationSpec:
     (input, target) equal an earlier row of the same task. ``seed_by_group``: row ``i``
     of every task of a ``group_id`` gets the same seed in every epoch, so augmented copy
     ``i`` of a puzzle is one fixed transform of all its pairs (per-augmentation puzzle
-    identities, ``refiner.puzzles``, need that); otherwise rows are seeded per task and epoch.
+    identities, ``refiner.model.puzzles``, need that); otherwise rows are seeded per task and epoch.
     """
 
     strategies: tuple[str, ...] = STRATEGIES

@@ -28,7 +28,7 @@ from refiner.augment.input_only import noise_and_mask, shift_offsets
 from refiner.augment.rows import RowPlan
 from refiner.augment.symmetry import components_drawn, draw_relabelling, permutations_or_identity
 from refiner.augment.tables import gather_rows, relabel_table, token_dtype
-from refiner.tokenizers import NUM_SPECIAL
+from refiner.data.tokenizers import NUM_SPECIAL
 
 LAYOUT_COMPONENTS = 5
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import DTypeLike
 
-from refiner.tokenizers import NUM_SPECIAL
+from refiner.data.tokenizers import NUM_SPECIAL
 
 
 def token_dtype(largest: int) -> np.dtype:

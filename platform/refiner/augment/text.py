@@ -31,7 +31,7 @@ from refiner.augment.symmetry import (
     draw_relabelling,
     permutations_or_identity,
 )
-from refiner.tokenizers import NUM_SPECIAL
+from refiner.data.tokenizers import NUM_SPECIAL
 
 LETTERS = 26
 LOWER_A = NUM_SPECIAL + ord("a")

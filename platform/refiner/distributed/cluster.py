@@ -12,6 +12,7 @@ import os
 
 import ray
 
+from refiner.checkpoints.storage import StorageError
 from refiner.distributed.compat import (
     disable_auto_init,
     init_local_on_loopback,
@@ -22,8 +23,7 @@ from refiner.distributed.console import (
     quiet_runtime_env,
     quiet_token_auth_notice,
 )
-from refiner.run_plan import local_ray_cpus
-from refiner.storage import StorageError
+from refiner.runs.plan import local_ray_cpus
 
 # A local --storage path that IS shared (an NFS/EFS/Lustre mount at the same path on every
 # node): say so with this variable set to 1 on the driver.

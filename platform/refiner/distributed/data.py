@@ -9,7 +9,7 @@ its latest checkpoint instead of from epoch 0.
 
 The validation split is not augmented: padded rows, evaluated by rank 0.
 
-Every row carries ``puzzle_ids``, its puzzle identity (``refiner.puzzles``; 0 when the
+Every row carries ``puzzle_ids``, its puzzle identity (``refiner.model.puzzles``; 0 when the
 run has no puzzle embedding): augmented rows from (group_id, aug_index), held-out rows
 from group_id (their unaugmented identity).
 """
@@ -26,9 +26,9 @@ import ray.data
 
 from refiner.augment import AugmentationSpec, augment_batch
 from refiner.augment.diagnose import explain_augmentation_failure
-from refiner.puzzles import BATCH_KEY, PuzzleIndex
-from refiner.storage import latest_checkpoint_step
-from refiner.tokenizers import pad_to_length
+from refiner.checkpoints.storage import latest_checkpoint_step
+from refiner.data.tokenizers import pad_to_length
+from refiner.model.puzzles import BATCH_KEY, PuzzleIndex
 
 TRAIN_COLUMNS = ("input", "target", "aug_epoch", "aug_index", "task_index", BATCH_KEY)
 

@@ -3,7 +3,7 @@
 Each worker builds the orchestrator (its model wrapped in DDP when there are several
 workers), restores the latest checkpoint if Ray Train has one, fast-forwards its data
 shard to where that checkpoint left off, and runs the package's training loop
-(``refiner.training_loop.fit``: one ``train_step`` per batch) on it. What is Ray's stays
+(``refiner.train.fit.fit``: one ``train_step`` per batch) on it. What is Ray's stays
 here, in the loop's hook (``WorkerReports``): every ``report_every`` updates all workers
 report (a barrier); at checkpoints and at data-epoch ends rank 0 also validates and
 attaches a full orchestrator checkpoint.
@@ -27,23 +27,8 @@ import ray.train
 import ray.train.torch
 import torch
 
-from refiner.calibration import calibrate_orchestrator
-from refiner.calibration_log import log_calibration
-from refiner.canvas_pictures import log_canvas_pictures
-from refiner.checkpoint import CHECKPOINT_FILE, CONFIG_FILE, load_checkpoint, save_checkpoint
-from refiner.cli import RunFailedError
-from refiner.config import ConfigError
-from refiner.distributed.compat import checkpoint_destination, quiet_train_report_logging
-from refiner.distributed.data import CALIBRATION, StreamPlan
-from refiner.distributed.placement import worker_nodes
-from refiner.evaluation import EvaluationReport, evaluate_refiner
-from refiner.experiment import ExperimentConfig, build_optimizer, build_orchestrator
-from refiner.failures import DeterministicError
-from refiner.orchestrator import UnifiedRefinerOrchestrator
-from refiner.predictors import field_report
-from refiner.puzzles import BATCH_KEY, PuzzleIndex
-from refiner.run_tracker import NullTracker, RunTracker
-from refiner.storage import (
+from refiner.checkpoints.files import CHECKPOINT_FILE, CONFIG_FILE, load_checkpoint, save_checkpoint
+from refiner.checkpoints.storage import (
     StorageUnreachable,
     checkpoint_step,
     list_checkpoints,
@@ -51,7 +36,22 @@ from refiner.storage import (
     upload_checkpoint,
     write_checkpoint_meta,
 )
-from refiner.training_loop import Update, fit
+from refiner.config.experiment import ExperimentConfig, build_optimizer, build_orchestrator
+from refiner.config.sections import ConfigError
+from refiner.distributed.compat import checkpoint_destination, quiet_train_report_logging
+from refiner.distributed.data import CALIBRATION, StreamPlan
+from refiner.distributed.placement import worker_nodes
+from refiner.evaluate.canvas_pictures import log_canvas_pictures
+from refiner.evaluate.evaluation import EvaluationReport, evaluate_refiner
+from refiner.evaluate.predictors import field_report
+from refiner.infer.calibration import calibrate_orchestrator
+from refiner.infer.calibration_log import log_calibration
+from refiner.model.puzzles import BATCH_KEY, PuzzleIndex
+from refiner.runs.cli import RunFailedError
+from refiner.runs.failures import DeterministicError
+from refiner.runs.tracker import NullTracker, RunTracker
+from refiner.train.fit import Update, fit
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 
 class TrainingDiverged(RunFailedError):

@@ -21,7 +21,7 @@ from typing import Any
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
-from refiner.run_tracker import flatten
+from refiner.runs.tracker import flatten
 from refiner.sweep.space import Sampler, SearchSpace
 
 _OPTUNA_SCALARS = (str, int, float, bool, type(None))

@@ -33,10 +33,10 @@ from ray import tune
 from ray.train.v2.api.callback import UserCallback
 from ray.util.queue import Empty, Queue
 
+from refiner.checkpoints.storage import CHECKPOINT_META, filesystem, persist_checkpoint
+from refiner.config.experiment import ExperimentConfig
 from refiner.distributed.trainer import run_training
-from refiner.experiment import ExperimentConfig
-from refiner.run_tracker import RunTracker
-from refiner.storage import CHECKPOINT_META, filesystem, persist_checkpoint
+from refiner.runs.tracker import RunTracker
 
 GENERATION_TAG = "refiner.pbt.generation"
 ORIGIN_TRIAL_TAG = "refiner.pbt.restored_from_trial"

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import ray
 import torch
 
-from refiner.prediction import DEFAULT_BATCH_SIZE, Predictor
+from refiner.infer.prediction import DEFAULT_BATCH_SIZE, Predictor
 
 ROW = "__row__"  # input position, so the output can be put back in input order
 

@@ -22,7 +22,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from refiner.distributed.optuna_search import optuna_searcher
-from refiner.run_tracker import flatten
+from refiner.runs.tracker import flatten
 from refiner.sweep.space import Sampler, SchedulerSettings, SearchSpace, SweepSettings
 
 

@@ -19,10 +19,10 @@ import pyarrow as pa
 import ray
 from ray import tune
 
+from refiner.checkpoints.storage import list_checkpoints
 from refiner.distributed.search import param_space, resolved_budget, scheduler, search_algorithm
 from refiner.distributed.sweep_progress import SweepProgress
 from refiner.distributed.trial import TrialContext, run_trial
-from refiner.storage import list_checkpoints
 from refiner.sweep.export import export_config
 from refiner.sweep.outcome import SweepOutcome, TrialSummary, best_trial, finite
 from refiner.sweep.pareto import choose, pareto_front, write_front_artifacts

@@ -21,7 +21,13 @@ import ray.train
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 
 from refiner.augment.budget import MIB, check_budget, tasks_per_call
-from refiner.canvas_pictures import picture_rows
+from refiner.checkpoints.storage import check_writable, resolve_storage
+from refiner.config.experiment import (
+    ExperimentConfig,
+    augmentation_spec,
+    calibration_rows,
+    fit_puzzle_table,
+)
 from refiner.distributed.console import train_logging_config
 from refiner.distributed.data import (
     CALIBRATION,
@@ -30,25 +36,19 @@ from refiner.distributed.data import (
     TrainDatasetFactory,
     validation_dataset,
 )
-from refiner.distributed.failures import FailFastTorchTrainer, deterministic_cause, reason
+from refiner.distributed.failure_policy import FailFastTorchTrainer, deterministic_cause, reason
 from refiner.distributed.loop import (
     CHECKPOINT_FILE,
     TrainingDiverged,
     WorkerJob,
     train_loop_per_worker,
 )
-from refiner.experiment import (
-    ExperimentConfig,
-    augmentation_spec,
-    calibration_rows,
-    fit_puzzle_table,
-)
-from refiner.failures import DeterministicError
-from refiner.predictors import field_kind
-from refiner.provenance import describe_task_dataset
-from refiner.run_tracker import LOST_TAG, NullTracker, RunTracker, lost_summary
-from refiner.serving import serving_profile
-from refiner.storage import check_writable, resolve_storage
+from refiner.evaluate.canvas_pictures import picture_rows
+from refiner.evaluate.predictors import field_kind
+from refiner.infer.serving import serving_profile
+from refiner.runs.failures import DeterministicError
+from refiner.runs.provenance import describe_task_dataset
+from refiner.runs.tracker import LOST_TAG, NullTracker, RunTracker, lost_summary
 from refiner.tasks.schema import describe_tasks, split_validation
 
 # A Ray Data block (one augmentation call) holds rows for at least this many updates: with

@@ -19,7 +19,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from refiner.distributed.pbt import train_population_member
 from refiner.distributed.trainer import run_training
-from refiner.run_tracker import NullTracker, RunTracker
+from refiner.runs.tracker import NullTracker, RunTracker
 from refiner.sweep.plan import trial_run_name
 from refiner.sweep.space import trial_config
 

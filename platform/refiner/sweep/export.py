@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from refiner.experiment import ExperimentConfig, load_experiment_config
+from refiner.config.experiment import ExperimentConfig, load_experiment_config
 
 _HEADER = (
     "# The best trial's run config, exported by jobs/sweep.py.\n"

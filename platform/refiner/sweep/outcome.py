@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
-from refiner.storage import resolve_storage
+from refiner.checkpoints.storage import resolve_storage
 from refiner.sweep.plan import SweepPlan
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from refiner.plots import plot_pareto_front
+from refiner.evaluate.plots import plot_pareto_front
 from refiner.sweep.outcome import TrialSummary, finite
 
 

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from refiner.config import ConfigError
-from refiner.experiment import ExperimentConfig, TrainingConfig, prepare_experiment
-from refiner.storage import filesystem, resolve_storage
+from refiner.checkpoints.storage import filesystem, resolve_storage
+from refiner.config.experiment import ExperimentConfig, TrainingConfig, prepare_experiment
+from refiner.config.sections import ConfigError
 from refiner.sweep.space import (
     SearchSpace,
     SweepSettings,

@@ -32,14 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from refiner.config_loader import (
+from refiner.config.experiment import ExperimentConfig
+from refiner.config.loader import (
     ConfigError,
     dataclass_in,
     load_dataclass,
     read_yaml,
     unknown_key_message,
 )
-from refiner.experiment import ExperimentConfig
 
 SAMPLERS = ("choice", "grid", "uniform", "loguniform", "randint")
 CONSTRAINTS = ("at_most", "at_least")  # restrict a choice to values <= / >= another key

@@ -4,7 +4,7 @@
 |--------------|---------------|----------|----------------------------------------------------------|
 | task_id      | string        | yes      | unique within a file                                     |
 | task_type    | string        | yes      | one of TASK_TYPES                                        |
-| input        | list<int32>   | yes      | token ids (see refiner.tokenizers), non-empty            |
+| input        | list<int32>   | yes      | token ids (see refiner.data.tokenizers), non-empty            |
 | target       | list<int32>   | yes      | token ids, non-empty                                     |
 | source       | string        | no ("")  | generator or benchmark: parity, sudoku, arc-agi-1, ...   |
 | group_id     | string        | no (=id) | tasks that belong together (the pairs of one ARC puzzle) |
@@ -24,7 +24,7 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from refiner.tokenizers import MAX_SYMBOLS
+from refiner.data.tokenizers import MAX_SYMBOLS
 
 TASK_TYPES = ("sequence", "grid", "text")
 GRID_TASK_TYPES = ("grid",)

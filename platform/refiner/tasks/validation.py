@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from refiner.data.tokenizers import MAX_SYMBOLS, NUM_SPECIAL
 from refiner.tasks.schema import (
     DEFAULT_NUM_SYMBOLS,
     GRID_TASK_TYPES,
@@ -37,7 +38,6 @@ from refiner.tasks.schema import (
     TASK_TYPES,
     UNLABELLED_SCHEMA,
 )
-from refiner.tokenizers import MAX_SYMBOLS, NUM_SPECIAL
 
 MAX_SEQUENCE_LENGTH = 65536  # tokens per input/target; longer is a broken file, not a task
 MAX_REPORTED_PROBLEMS = 10

@@ -20,15 +20,15 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH
 
-from refiner.provenance import TaskDataset, run_provenance
-from refiner.run_tracker import flatten
-from refiner.serving import ServingProfile
-from refiner.tracking.provenance import dataset_input, system_metrics
-from refiner.tracking_store import (  # noqa: F401  (re-exported: the jobs' names)
+from refiner.infer.serving import ServingProfile
+from refiner.runs.provenance import TaskDataset, run_provenance
+from refiner.runs.tracker import flatten
+from refiner.runs.tracking_store import (  # noqa: F401  (re-exported: the jobs' names)
     TrackingError,
     check_tracking_store,
     resolve_tracking_uri,
 )
+from refiner.tracking.lineage import dataset_input, system_metrics
 
 # "Creating initial MLflow database tables..." on a store's first use: not a console line.
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
@@ -135,11 +135,11 @@ class MlflowTracker:
         profile: ServingProfile | None = None,
         register: bool = True,
     ) -> str | None:
-        """The checkpoint as this run's pyfunc model (``refiner.tracking.model``), linked
+        """The checkpoint as this run's pyfunc model (``refiner.tracking.logged_model``), linked
         to the run and its metrics at ``step``; with ``register``, the run's model: tagged and
         registered when ``register_name`` is set.
         Returns ``models:/NAME/VERSION`` when registered, else ``models:/<model_id>``."""
-        from refiner.tracking.model import log_refiner_model
+        from refiner.tracking.logged_model import log_refiner_model
 
         logged = log_refiner_model(
             self.tracking_uri,
@@ -223,7 +223,7 @@ def tracked_run(
     """Open a run and guarantee it ends FINISHED, FAILED or KILLED, never left RUNNING.
 
     Called by the driver: the run is tagged with where it came from (code version, user,
-    command line: ``refiner.provenance.run_provenance``).
+    command line: ``refiner.runs.provenance.run_provenance``).
     """
     tags = {**run_provenance(), **(tags or {})}
     tracker = open_run(tracking_uri, experiment, run_name, tags, parent_run_id)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from refiner.plots import plot_refinement_curve
+from refiner.evaluate.plots import plot_refinement_curve
 from refiner.tracking.sweeps import BEST_TAG, FRONT_TAG, STOPPED_TAG, SweepRuns, run_name
 
 
@@ -33,7 +33,7 @@ class TrialRow:
 
 
 KEY_METRICS = ("final_loss", "acc_at_budget", "acc_infer", "mean_steps")
-# The field's metrics (refiner.voting): sudoku/maze exact per puzzle and cell, ARC pass@k.
+# The field's metrics (refiner.evaluate.voting): sudoku/maze exact per puzzle and cell, ARC pass@k.
 FIELD_METRICS = ("puzzle_exact", "cell_acc", "pass_at_1", "pass_at_2")
 
 

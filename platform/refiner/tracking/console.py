@@ -7,7 +7,7 @@ Left out of the console, kept in ``<logs>/refiner-mlflow.log``:
 - the "Downloading artifacts" progress bars (MLflow's artifact progress bar, off);
 - MLflow's UserWarnings raised inside its own modules (they advise the author of a model
   class, not the person training: the project answers them in code, see
-  ``refiner.tracking.model``).
+  ``refiner.tracking.logged_model``).
 
 MLflow's WARNING and ERROR log lines still reach the console.
 """

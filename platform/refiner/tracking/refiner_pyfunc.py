@@ -1,6 +1,6 @@
 """The refiner's MLflow ``pyfunc`` model, logged as *model code* (never pickled).
 
-``refiner.tracking.model.log_refiner_model`` passes this file's path as ``python_model``:
+``refiner.tracking.logged_model.log_refiner_model`` passes this file's path as ``python_model``:
 MLflow stores the file itself and, on load, runs it and takes the model given to
 ``set_model``. Nothing is cloudpickled, and the checkpoint artifact is read with
 ``torch.load(weights_only=True)``, so loading a model runs no code but this file and
@@ -10,8 +10,8 @@ predict(model_input, params): model_input is a table of tasks (a pandas DataFram
 the task format; only ``input`` is required; a list of token-id lists is the frame
 ``{"input": lists}``); params
 ``max_steps`` and ``early_stopping`` (default: the model's own settings). Returns a
-DataFrame with the columns of ``refiner.prediction.PREDICTION_SCHEMA``, ``prediction``
-cut to the answer (``refiner.serving``), and ``warning`` (null, or why the row's length
+DataFrame with the columns of ``refiner.infer.prediction.PREDICTION_SCHEMA``, ``prediction``
+cut to the answer (``refiner.infer.serving``), and ``warning`` (null, or why the row's length
 or grid shape is outside what the model trained on). A request the model cannot read
 (a token outside its alphabet, an input longer than its canvas, a malformed column)
 is an HTTP 400 whose message names the row and column.
@@ -29,10 +29,10 @@ import pyarrow as pa
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from refiner.checkpoint import CheckpointError
-from refiner.prediction import Predictor, decode_canvas, prediction_inputs
-from refiner.serving import ServingProfile, answer_lengths, cut_answer
-from refiner.tracking.model import CHECKPOINT_ARTIFACT, PROFILE_ARTIFACT
+from refiner.checkpoints.files import CheckpointError
+from refiner.infer.prediction import Predictor, decode_canvas, prediction_inputs
+from refiner.infer.serving import ServingProfile, answer_lengths, cut_answer
+from refiner.tracking.logged_model import CHECKPOINT_ARTIFACT, PROFILE_ARTIFACT
 
 _DECODE_COLUMNS = ["task_type", "num_symbols", "height", "width"]
 

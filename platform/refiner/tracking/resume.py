@@ -17,8 +17,8 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
-from refiner.cli import BadInputError
-from refiner.run_tracker import flatten
+from refiner.runs.cli import BadInputError
+from refiner.runs.tracker import flatten
 from refiner.tracking import find_run
 
 CHANGES_TAG = "refiner.config_changes"

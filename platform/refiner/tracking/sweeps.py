@@ -20,8 +20,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 from mlflow.exceptions import MlflowException
 
-from refiner.provenance import run_provenance
-from refiner.run_tracker import flatten
+from refiner.runs.provenance import run_provenance
+from refiner.runs.tracker import flatten
 from refiner.tracking import (
     PARENT_TAG,
     RUN_NAME_TAG,
@@ -150,7 +150,7 @@ def register_checkpoint(
     A trial stopped before its model was logged (ASHA) has none yet: ``local_checkpoint``
     (its latest checkpoint.pt) is logged as the run's model first.
     """
-    from refiner.tracking.model import log_refiner_model
+    from refiner.tracking.logged_model import log_refiner_model
 
     client = MlflowClient(tracking_uri)
     model_uri = client.get_run(run_id).data.tags.get("refiner.model_uri")

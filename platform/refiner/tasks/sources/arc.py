@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from refiner.data.tokenizers import EOS, NUM_SPECIAL, PAD
 from refiner.tasks.schema import TASK_SCHEMA
-from refiner.tokenizers import EOS, NUM_SPECIAL, PAD
 
 NUM_SYMBOLS = 10
 MAX_GRID_SIDE = 30  # the ARC format's own limit

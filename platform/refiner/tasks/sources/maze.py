@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from refiner.data.tokenizers import SymbolTokenizer
 from refiner.tasks.schema import SPLITS, TASK_SCHEMA
 from refiner.tasks.sources.grid_csv import read_puzzle_csv
-from refiner.tokenizers import SymbolTokenizer
 
 CHARS = " #SGo"  # symbol s is CHARS[s]
 OPEN, WALL, START, GOAL, PATH = range(5)

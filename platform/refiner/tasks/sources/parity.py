@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from refiner.data.tokenizers import SymbolTokenizer
 from refiner.tasks.schema import TASK_SCHEMA
-from refiner.tokenizers import SymbolTokenizer
 
 NUM_SYMBOLS = 2
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from refiner.data.tokenizers import SymbolTokenizer
 from refiner.tasks.schema import SPLITS, TASK_SCHEMA
 from refiner.tasks.sources import sudoku_minimal
 from refiner.tasks.sources.sudoku_csv import read_sudoku_csv
@@ -42,7 +43,6 @@ from refiner.tasks.sources.sudoku_solver import (
     solve,
     solves,
 )
-from refiner.tokenizers import SymbolTokenizer
 
 __all__ = [
     "DEFAULT_GIVENS",

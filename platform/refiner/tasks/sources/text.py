@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from refiner.data.tokenizers import ByteTokenizer
 from refiner.tasks.schema import TASK_SCHEMA
 from refiner.tasks.validation import MAX_REPORTED_PROBLEMS, Problem, TaskFileError
-from refiner.tokenizers import ByteTokenizer
 
 NUM_SYMBOLS = 256
 SAMPLE_COUNT = 256

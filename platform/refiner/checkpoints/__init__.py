@@ -1,0 +1,1 @@
+"""Checkpoint files (safe load, atomic write), versioned upgrades of old ones, storage (local or s3://), and restoring a run from one."""

@@ -1,0 +1,1 @@
+"""Task rows to tensors: tokenizers and padded batches."""
