@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         with input_checks(CheckpointError):
             if is_mlflow_uri(args.checkpoint) or args.experiment:  # else no MLflow import
                 from refiner import tracking
-                from refiner.tracking import evaluation as eval_tracking
+                from refiner.tracking import evaluation_log as eval_tracking
 
                 tracking_uri = tracking.resolve_tracking_uri(args.tracking_uri)
                 tracking.check_tracking_store(tracking_uri)

@@ -134,7 +134,7 @@ def test_transient_worker_errors_keep_their_retries():
 
 
 def test_a_traceback_that_survived_only_as_text_is_recognised():
-    text = "Traceback ...\nrefiner.failures.DeterministicError: tasks.jsonl: row 3: bad\n"
+    text = "Traceback ...\nrefiner.runs.failures.DeterministicError: tasks.jsonl: row 3: bad\n"
     cause = deterministic_cause(_wrapped(RuntimeError(text)))
     assert cause is not None and reason(cause) == "tasks.jsonl: row 3: bad"
 
