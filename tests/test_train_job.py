@@ -90,33 +90,6 @@ def test_summary_shows_acc_table_stopping_and_locations(ddp_run) -> None:
     assert model_line.startswith(f"model: {run.data.tags['refiner.model_uri']}, from ")
 
 
-def test_same_run_name_resumes_the_finished_run(ddp_run) -> None:
-    tmp, _, client, (run,) = ddp_run
-    again = run_train_job(
-        tmp,
-        *set_args([*TINY, "training.num_workers=1"]),
-        "--steps",
-        "40",
-        "--run-name",
-        "ddp",
-        "--allow-config-change",  # 2 -> 1 worker, 30 -> 40 updates, default max_failures
-    )
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "resumed at update 30" in again.stdout
-    runs = client.search_runs([run.info.experiment_id])
-    assert [r.info.run_id for r in runs] == [run.info.run_id]
-    assert runs[0].info.status == "FINISHED"
-    assert runs[0].data.tags["refiner.resumed_from_step"] == "30"
-    changes = json.loads(runs[0].data.tags["refiner.config_changes"])
-    assert changes == {
-        "training.max_failures": ["1", "2"],
-        "training.num_workers": ["2", "1"],
-        "training.steps": ["30", "40"],
-    }
-    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
-    assert steps == [5, 10, 15, 20, 25, 30, 35, 40]
-
-
 def test_console_shows_the_project_not_rays_info_lines(ddp_run) -> None:
     _, done, _, _ = ddp_run
     console = done.stdout + done.stderr
@@ -164,3 +137,31 @@ def test_a_logged_model_per_kept_checkpoint_with_its_metrics(ddp_run) -> None:
         linked = {m.key: m.step for m in model.metrics}
         assert linked["val_acc_infer"] == int(model.tags["refiner.step"])
     assert run.data.tags["refiner.model_uri"] in {f"models:/{m.model_id}" for m in models}
+
+
+# Last: it resumes the shared run, adding updates 31-40 to what the tests above read.
+def test_same_run_name_resumes_the_finished_run(ddp_run) -> None:
+    tmp, _, client, (run,) = ddp_run
+    again = run_train_job(
+        tmp,
+        *set_args([*TINY, "training.num_workers=1"]),
+        "--steps",
+        "40",
+        "--run-name",
+        "ddp",
+        "--allow-config-change",  # 2 -> 1 worker, 30 -> 40 updates, default max_failures
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "resumed at update 30" in again.stdout
+    runs = client.search_runs([run.info.experiment_id])
+    assert [r.info.run_id for r in runs] == [run.info.run_id]
+    assert runs[0].info.status == "FINISHED"
+    assert runs[0].data.tags["refiner.resumed_from_step"] == "30"
+    changes = json.loads(runs[0].data.tags["refiner.config_changes"])
+    assert changes == {
+        "training.max_failures": ["1", "2"],
+        "training.num_workers": ["2", "1"],
+        "training.steps": ["30", "40"],
+    }
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert steps == [5, 10, 15, 20, 25, 30, 35, 40]

@@ -141,6 +141,10 @@ class MlflowTracker:
         Returns ``models:/NAME/VERSION`` when registered, else ``models:/<model_id>``."""
         from refiner.tracking.logged_model import log_refiner_model
 
+        if not register:  # a resumed run keeps earlier checkpoints: one model per step
+            earlier = self._logged_model_at(step)
+            if earlier is not None:
+                return earlier
         logged = log_refiner_model(
             self.tracking_uri,
             self.run_id,
@@ -156,6 +160,14 @@ class MlflowTracker:
                 tags["refiner.registered_model"] = logged.registered_uri
             self.set_tags(tags)
         return logged.registered_uri or logged.model_uri
+
+    def _logged_model_at(self, step: int) -> str | None:
+        """The model this run already logged for the checkpoint at ``step``, if any."""
+        run = self.client.get_run(self.run_id)
+        for model in self.client.search_logged_models([run.info.experiment_id]):
+            if model.source_run_id == self.run_id and model.tags.get("refiner.step") == str(step):
+                return str(model.model_uri)
+        return None
 
     def for_training(self) -> MlflowTracker:
         """A ``BufferedTracker`` on the same run (``refiner.tracking.buffered``)."""
