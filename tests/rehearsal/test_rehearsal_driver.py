@@ -106,3 +106,4 @@ def test_killed_driver_resumes_from_s3_into_the_same_mlflow_run(rehearsal):
         f"SIGKILL; {time.monotonic() - started:.0f} s in all; loss steps recorded twice: "
         f"{duplicates}"
     )
+    assert duplicates == [], duplicates  # replayed updates are not logged again

@@ -72,3 +72,4 @@ def test_killed_worker_node_is_waited_for_and_the_run_resumes_from_s3(rehearsal)
         f"back 10 s later; resumed at update {resumed_from}, FINISHED {recovered:.0f} s after "
         f"the kill; loss steps recorded twice: {duplicates}"
     )
+    assert duplicates == [], duplicates  # replayed updates are not logged again
