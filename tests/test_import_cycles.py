@@ -8,9 +8,7 @@ package is not an edge: Python loads the parent first anyway.
 
 from __future__ import annotations
 
-import ast
-
-from test_layers import PACKAGE, module_name, package_files
+from test_layers import PACKAGE, imported_modules, module_name, package_files
 
 Graph = dict[str, set[str]]
 
@@ -20,13 +18,7 @@ def import_graph(sources: dict[str, str]) -> Graph:
     modules = set(sources)
     graph: Graph = {}
     for name, source in sources.items():
-        edges: set[str] = set()
-        for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.Import):
-                edges.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                edges.add(node.module)
-                edges.update(f"{node.module}.{alias.name}" for alias in node.names)
+        edges = imported_modules(source)
         parents = {name.rsplit(".", i)[0] for i in range(1, name.count(".") + 1)}
         graph[name] = {m for m in edges & modules if m != name and m not in parents}
     return graph
