@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
+import torch.distributed as dist
 
 from refiner.config.sections import ModelConfig, OrchestrationConfig
 from refiner.data.batches import batch_from_table
@@ -46,3 +50,18 @@ def parity_batch(count: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
 
 def weights(orchestrator: UnifiedRefinerOrchestrator) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in orchestrator.core.state_dict().items()}
+
+
+@contextmanager
+def gloo_group(rank: int, world_size: int, init_file: str) -> Iterator[None]:
+    """A CPU process group for one spawned rank. On success the ranks meet at a barrier
+    before tearing the group down: a rank that destroys it while its peer still talks to
+    it is aborted ("terminate called without an active exception") on a loaded machine."""
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
+    )
+    try:
+        yield
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()

@@ -4,9 +4,8 @@ edits and memory inside the unroll, no find_unused_parameters; ranks stay identi
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
-from refiner_fixtures import parity_batch, tiny_config, tiny_orchestrator
+from refiner_fixtures import gloo_group, parity_batch, tiny_config, tiny_orchestrator
 
 from refiner.train.optim import make_optimizer
 
@@ -15,10 +14,7 @@ STEPS = 3
 
 def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
-    )
-    try:
+    with gloo_group(rank, world_size, init_file):
         config = tiny_config(max_steps_train=4, backprop_truncate_steps=2, memory_writes_per_step=8)
         o = tiny_orchestrator(config, seed=0)  # same initial weights on both ranks
         initial = {k: v.clone() for k, v in o.core.state_dict().items()}
@@ -35,8 +31,6 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
             "inference_steps": o.inference(parity_batch(4)["input"])["steps_taken"],
         }
         torch.save(result, f"{out_dir}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 def test_two_rank_ddp_train_step_keeps_ranks_identical(tmp_path):

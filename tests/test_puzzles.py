@@ -9,7 +9,6 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 from puzzle_fixtures import (
     LENGTH,
@@ -18,6 +17,7 @@ from puzzle_fixtures import (
     puzzle_orchestrator,
     split,
 )
+from refiner_fixtures import gloo_group
 
 from refiner.augment import AugmentationSpec
 from refiner.augment.engine import augment_table
@@ -179,10 +179,7 @@ DDP_STEPS = 3
 
 def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
-    )
-    try:
+    with gloo_group(rank, world_size, init_file):
         tasks = permutation_tasks(groups=4, rows_per_group=8, held_out=0)
         index = PuzzleIndex.from_tasks(tasks, "per_puzzle")
         o = puzzle_orchestrator(index, seed=0)  # same initial weights on both ranks
@@ -200,8 +197,6 @@ def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> Non
             {"table": o.core.puzzle_embed.weight, "weights": o.core.state_dict()},
             f"{out_dir}/rank{rank}.pt",
         )
-    finally:
-        dist.destroy_process_group()
 
 
 def test_two_ddp_ranks_end_with_identical_tables_holding_both_ranks_puzzles(tmp_path) -> None:
