@@ -127,7 +127,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
     job: WorkerJob = loop_config["job"]
     if ray.train.get_context().get_world_rank() != 0:
         return _train(job)
-    with job.tracker.system_metrics():  # the machine's load, from the process that trains
+    with job.tracker.while_training():  # the machine's load, from the process that trains
         return _train(job)
 
 
@@ -196,16 +196,22 @@ def _train(job: WorkerJob) -> dict[str, Any] | None:
         validation,
         calibration,
     )
-    fit(
-        orchestrator,
-        optimizer,
-        scheduler,
-        batches,
-        steps=training.steps,
-        task_type=job.task_type,
-        on_update=reports.after_update,
-        before_update=_fault_hook(rank, world, job.run_dir, config.seed),
-    )
+    try:
+        fit(
+            orchestrator,
+            optimizer,
+            scheduler,
+            batches,
+            steps=training.steps,
+            task_type=job.task_type,
+            on_update=reports.after_update,
+            before_update=_fault_hook(rank, world, job.run_dir, config.seed),
+        )
+    except BaseException:
+        # rank 0's reports go out on the tracker's own thread: send what this attempt
+        # reported before Ray ends the process (a run that fails for good is not replayed)
+        tracker.flush(_FLUSH_ON_FAILURE_S)
+        raise
     step = orchestrator.step_count
     if rank != 0:
         return None
@@ -573,6 +579,7 @@ def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 FAULT_ENV = "REFINER_TEST_FAULT_AT_STEP"
+_FLUSH_ON_FAILURE_S = 10.0
 
 
 def _fault_hook(rank: int, world: int, run_dir: str, seed: int) -> Callable[[int], None] | None:

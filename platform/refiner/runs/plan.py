@@ -130,7 +130,7 @@ class TrainingPlan:
             *[line for line in (outage_summary(tracking), lost_summary(tracking)) if line],
             *self._checkpoint_lines(outcome),
             f"MLflow run: {run_id} in experiment {self.experiment!r} at {self.tracking_uri}",
-            f"  browse: mlflow ui --backend-store-uri {self.tracking_uri}",
+            f"  browse: {_browse_hint(self.tracking_uri)}",
         ]
         return "\n".join(lines)
 
@@ -215,3 +215,10 @@ def describe_sweep_plan(
             f"storage:    {plan.experiment_path}",
         ]
     )
+
+
+def _browse_hint(tracking_uri: str) -> str:
+    """A tracking server serves its own UI; a local store needs ``mlflow ui``."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri} in a browser"
+    return f"mlflow ui --backend-store-uri {tracking_uri}"
