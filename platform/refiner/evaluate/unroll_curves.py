@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import torch
 
 from refiner.data.batches import labelled_pair
+from refiner.model.losses import LossOptions
 from refiner.model.puzzles import batch_puzzle_ids
 from refiner.train.interface import Orchestrator
 from refiner.train.update_metrics import curves, step_losses
@@ -22,7 +23,7 @@ def unroll_curves(
     batch: Mapping[str, torch.Tensor],
     task_type: str,
     steps: int,
-    token_weight: torch.Tensor | None,
+    loss_options: LossOptions,
 ) -> dict[str, list[float]]:
     """The curves (CURVE_KEYS, [steps] each) of `steps` unrolled steps in eval mode, edits
     chosen from `task_type`'s history without exploring. Changes no state (no
@@ -41,7 +42,7 @@ def unroll_curves(
                 edit_fn=o.edit_policy.edit_fn(task_type),
                 memory=o.memory_snapshot(),
                 puzzle_ids=puzzle_ids,
-                token_weight=token_weight,
+                loss_options=loss_options,
             )
     finally:
         core.train(was_training)

@@ -18,7 +18,8 @@ import torch
 from refiner.data.tokenizers import MASK
 from refiner.infer.halting import STOP_REASONS, StoppingRule, stopping_in_use
 from refiner.model.edits import canvas_score
-from refiner.model.network import RefinerModel, StepOutput
+from refiner.model.network import RefinerModel
+from refiner.model.step_values import StepOutput
 from refiner.train.interface import Orchestrator
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from refiner.config.sections import OrchestrationConfig
-from refiner.model.network import StepRecord, keep_last
+from refiner.model.step_values import StepRecord
+from refiner.model.truncation import keep_last
 
 
 def draw_window_end(config: OrchestrationConfig, update: int, steps: int, window: int) -> int:

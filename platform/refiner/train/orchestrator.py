@@ -36,10 +36,11 @@ from refiner.evaluate.unroll_curves import unroll_curves
 from refiner.infer.halting import CalibrationResult
 from refiner.infer.inference import infer_few
 from refiner.model.edits import EditGains, EditPolicy, EditSelector
-from refiner.model.losses import step_weights, token_loss_weights
+from refiner.model.losses import loss_options, step_weights
 from refiner.model.memory import MemoryBank
-from refiner.model.network import RefinerModel, StepRecord
+from refiner.model.network import RefinerModel
 from refiner.model.puzzles import PuzzleIndex, SparsePuzzleOptimizer, batch_puzzle_ids
+from refiner.model.step_values import StepRecord
 from refiner.train import orchestrator_state
 from refiner.train.build import placed_model, unwrap
 from refiner.train.fast_path import FAST_PATH_MODE, CompileSetting, fast_path_enabled
@@ -99,8 +100,7 @@ class UnifiedRefinerOrchestrator:
         )
         self.grokfast = GrokfastFilter(c.grokfast)
         self.weight_average = WeightAverage(core, c.ema_decay) if c.ema_decay else None
-        token_weight = token_loss_weights(c.step_loss_weights, core.config.vocab_size)
-        self.token_weight = token_weight.to(device) if token_weight is not None else None
+        self.loss_options = loss_options(c.step_loss_weights, core.config.vocab_size, device)
         self.step_count = 0  # train_step calls, skipped ones included
         self.window_end: int | None = None  # this update's gradient window (None: the last step)
         self.skipped_steps = 0  # updates refused by the NaN/Inf guard
@@ -234,7 +234,7 @@ class UnifiedRefinerOrchestrator:
                 memory=self.memory_snapshot(),
                 truncate=self.apply_truncated_backprop,
                 puzzle_ids=puzzle_ids,
-                token_weight=self.token_weight,
+                loss_options=self.loss_options,
             )
         records = unroll.steps
         weights = step_weights(c.step_loss_weights, T, K, self.window_end)  # [T]
@@ -344,7 +344,7 @@ class UnifiedRefinerOrchestrator:
         refiner.evaluate.unroll_curves). Changes no state."""
         steps = steps or self.config.max_steps_train
         task_type = self._task_type(task_type)
-        return unroll_curves(self, batch, task_type, steps, self.token_weight)
+        return unroll_curves(self, batch, task_type, steps, self.loss_options)
 
     def inference(
         self,

@@ -13,7 +13,7 @@ import torch
 from refiner.config.sections import OrchestrationConfig
 from refiner.model.edits import EditGains
 from refiner.model.losses import LOSS_TYPES, StepLosses
-from refiner.model.network import StepRecord
+from refiner.model.step_values import StepRecord
 from refiner.train.step_metrics import StepMetrics
 
 CURVES = ("step_losses", "acc_at", "token_acc_at", "halt_prob_at")  # per-step, [T] each
