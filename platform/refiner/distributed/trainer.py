@@ -21,6 +21,7 @@ import ray.train
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 
 from refiner.augment.budget import MIB, check_budget, tasks_per_call
+from refiner.checkpoints.files import CHECKPOINT_FILE
 from refiner.checkpoints.storage import check_writable, resolve_storage
 from refiner.config.experiment import (
     ExperimentConfig,
@@ -37,12 +38,8 @@ from refiner.distributed.data import (
     validation_dataset,
 )
 from refiner.distributed.failure_policy import FailFastTorchTrainer, deterministic_cause, reason
-from refiner.distributed.loop import (
-    CHECKPOINT_FILE,
-    TrainingDiverged,
-    WorkerJob,
-    train_loop_per_worker,
-)
+from refiner.distributed.loop import TrainingDiverged, train_loop_per_worker
+from refiner.distributed.worker_job import WorkerJob
 from refiner.evaluate.canvas_pictures import picture_rows
 from refiner.evaluate.predictors import field_kind
 from refiner.infer.serving import serving_profile
