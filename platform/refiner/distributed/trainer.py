@@ -65,6 +65,8 @@ class TrainingOutcome:
     model_uri: str | None = None  # the best checkpoint as an MLflow model (models:/...)
     model_checkpoint: str | None = None  # the checkpoint directory that model came from
     model_metrics: dict[str, Any] = field(default_factory=dict)  # reported with that one
+    # (update, model URI) of every kept checkpoint's logged model, oldest first
+    logged_models: list[tuple[int, str]] = field(default_factory=list)
 
 
 def run_training(
@@ -200,6 +202,7 @@ def run_training(
     if (result.return_value or {}).get("diverged"):  # training.max_skipped_updates
         raise TrainingDiverged(result.return_value["diverged"])
     model_uri, model_checkpoint, model_metrics = None, None, {}
+    logged_models: list[tuple[int, str]] = []
     best = _best_checkpoint(result, training.checkpoint_score)
     profile = serving_profile(train_tasks, held_out)  # requests checked, answers cut
     for kept, kept_metrics in _kept_checkpoints(result):  # a logged model per checkpoint
@@ -213,6 +216,8 @@ def run_training(
                 profile,
                 register=is_best,  # the registry gets the best, as before
             )
+        if uri:
+            logged_models.append((int(kept_metrics.get("step", 0) or 0), uri))
         if is_best:
             model_uri, model_checkpoint, model_metrics = uri, _uri(kept), kept_metrics
     return TrainingOutcome(
@@ -225,6 +230,7 @@ def run_training(
         model_uri=model_uri,
         model_checkpoint=model_checkpoint,
         model_metrics=model_metrics,
+        logged_models=logged_models,
     )
 
 

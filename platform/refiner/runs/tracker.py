@@ -1,6 +1,6 @@
 """What the training loop needs from experiment tracking, without naming a backend.
 
-The Ray layer may not import MLflow (see the README, Layout), so the jobs hand it a
+The Ray layer may not import MLflow (see docs/layout.md), so the jobs hand it a
 picklable ``RunTracker``; ``refiner.tracking.MlflowTracker`` is the real one and
 ``NullTracker`` records nothing.
 """
