@@ -2,10 +2,12 @@
 
 A slow machine is imitated by a ``sitecustomize`` that delays the dashboard agent's start
 by 20 s (only that process: ``.../ray/dashboard/agent.py``). Then a plain ``ray start
---head`` fails ("The current node timed out during startup"; the node's ``raylet.out``:
-"Check failed: ... Timed out waiting for file .../dashboard_agent_listen_port_<node id>"),
-and the same start through ``tests/rehearsal/ray_start.py`` (which writes that file, the
-port being fixed) comes up. Each head is stopped by its process group afterwards.
+--head`` fails ("The current node timed out during startup"), and the same start through
+``tests/rehearsal/ray_start.py`` (which writes the agent's port file, the port being
+fixed) comes up; checked 2026-12-03. (The rehearsal's worker nodes that failed this way
+had "Check failed: ... Timed out waiting for file .../dashboard_agent_listen_port_<node
+id>" in their ``raylet.out``; the line is printed here when the head's logs hold it.)
+Each head is stopped by its process group afterwards.
 
     .venv/bin/python tests/rehearsal/repro_agent_port_wait.py     # about 2 minutes
 """
@@ -41,12 +43,13 @@ def attempt(head: LocalHead) -> str:
         head.start(timeout_s=120)
         return "up"
     except (RuntimeError, TimeoutError) as err:
-        raylet = next(head.temp_dir.glob("session_*/logs/raylet.out"), None)
-        reason = [
+        logs = head.temp_dir.glob("session_2*/logs/raylet.*")
+        reason = {
             line.split("Check failed:")[1].strip()[:160]
-            for line in (raylet.read_text(errors="replace").splitlines() if raylet else [])
+            for log in logs
+            for line in log.read_text(errors="replace").splitlines()
             if "Check failed" in line
-        ]
+        }
         return f"failed: {str(err).splitlines()[-1][:120]} | raylet: {reason}"
     finally:
         head.stop()
