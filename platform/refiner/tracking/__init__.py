@@ -18,6 +18,7 @@ from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
+from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH
 
 from refiner.infer.serving import ServingProfile
@@ -121,7 +122,14 @@ class MlflowTracker:
         logged = self.client.get_run(self.run_id).inputs.dataset_inputs
         if any(d.dataset.digest == dataset.digest for d in logged):
             return  # a resumed run read the same tasks again
-        self.client.log_inputs(self.run_id, datasets=[dataset_input(dataset)])
+        try:
+            self.client.log_inputs(self.run_id, datasets=[dataset_input(dataset)])
+        except MlflowException as err:
+            # Two sweep trials starting together both create the experiment's dataset row
+            # (MLflow's SQL store checks, then inserts); the loser links the winner's row.
+            if "UNIQUE constraint failed: datasets" not in str(err):
+                raise
+            self.client.log_inputs(self.run_id, datasets=[dataset_input(dataset)])
 
     @contextmanager
     def while_training(self) -> Iterator[None]:
