@@ -20,8 +20,8 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from refiner.distributed.pbt import train_population_member
 from refiner.distributed.trainer import run_training
 from refiner.runs.tracker import NullTracker, RunTracker
+from refiner.sweep.combinations import trial_config
 from refiner.sweep.plan import trial_run_name
-from refiner.sweep.space import trial_config
 
 # (run name, trial id) -> the trial's tracker; e.g. refiner.tracking.sweeps.ChildRuns.open
 TrackerFactory = Callable[[str, str], RunTracker]
