@@ -89,11 +89,11 @@ def main() -> int:
     p = parser(__doc__, "search")
     p.add_argument("--part", choices=("searchers", "front", "pbt", "all"), default="all")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--num-samples", type=int, default=8, help="trials per searcher sweep")
-    p.add_argument("--front-samples", type=int, default=6, help="trials per front sweep")
-    p.add_argument("--asha-samples", type=int, default=6, help="ASHA's trials (pbt part)")
+    p.add_argument("--num-samples", type=int, default=6, help="trials per searcher sweep")
+    p.add_argument("--front-samples", type=int, default=5, help="trials per front sweep")
+    p.add_argument("--asha-samples", type=int, default=4, help="ASHA's trials (pbt part)")
     p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--startup", type=int, default=3, help="TPE's random trials first")
+    p.add_argument("--startup", type=int, default=2, help="TPE's random trials first")
     p.add_argument("--concurrent", type=int, default=3, help="trials at once (all strategies)")
     p.add_argument("--num-cpus", type=int, default=8, help="Ray's logical CPUs")
     p.add_argument("--metric", default="val_token_acc_infer")
@@ -112,6 +112,7 @@ def main() -> int:
     args.json_path, args.md_path = results_paths("search", args.out)
     if args.tables_from is not None:
         return tables_from(args.tables_from, args)
+    args.json_path.with_suffix(".partial.jsonl").unlink(missing_ok=True)  # this run's sweeps
     init_local_on_loopback(
         num_cpus=args.num_cpus, include_dashboard=True, dashboard_host="127.0.0.1"
     )
