@@ -26,13 +26,13 @@ run: setup
 # The full suite, real multi-worker Ray runs included: what CI runs (the cluster
 # rehearsal has its own target, below).
 test: setup
-	$(PY) -m pytest -q -m "not rehearsal"
+	$(PY) -m pytest -q -m "not rehearsal" --durations=25
 
 # The cloud cluster rehearsed on this machine (docs/cluster.md, "Rehearse before you
 # rent"): a Ray head and 2 worker nodes, an S3 server and an MLflow server, one of each
 # shared by every scenario in tests/rehearsal.
 rehearse: setup
-	$(PY) -m pytest -q -m rehearsal tests/rehearsal
+	$(PY) -m pytest -q -m rehearsal tests/rehearsal --durations=10
 
 # The same cluster and servers, left up for trying things by hand (Ctrl-C stops them).
 rehearse-up: setup

@@ -7,18 +7,20 @@ the product as a user would: ``jobs/train.py --task FILE`` (the general recipe, 
 by itself) and ``jobs/train.py --config jobs/configs/parity.yaml --task FILE`` (what a
 task file got before the general recipe existed), the same number of updates each, then
 ``jobs/evaluate.py`` on the run's last checkpoint over the *test* rows, which neither
-training nor checkpoint choice saw (nothing here is chosen on them). Prints one table.
+training nor checkpoint choice saw (nothing here is chosen on them). Prints one table and
+writes it to bench/results/general_recipe.md (beside its .json: bench/harness.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from harness import RESULTS, parser, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -52,7 +54,7 @@ def train_and_test(task: Path, recipe: list[str], steps: int, scratch: Path, nam
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__, "general_recipe")
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--kinds", nargs="+", default=["reverse", "sort", "shift"])
     p.add_argument("--count", type=int, default=1200)
@@ -64,6 +66,7 @@ def main() -> None:
         "| task | recipe | test rows | test exact | train+eval wall s |",
         "|---|---|---|---|---|",
     ]
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-general-") as tmp:
         scratch = Path(tmp)
         for kind in args.kinds:
@@ -74,11 +77,18 @@ def main() -> None:
                 name = f"{kind}-{label.split()[0]}"
                 r = train_and_test(task, recipe, args.steps, scratch, name)
                 print(f"{kind} / {label}: {r['first']}", flush=True)
+                rows.append({"task": kind, "recipe": label, **r})
                 lines.append(
                     f"| {kind} | {label} | {r['rows']} | {100 * r['acc']:.1f}% | {r['wall']:.0f} |"
                 )
                 print(lines[-1], flush=True)
     print("\n".join(lines))
+    write_results(
+        "general_recipe",
+        out=args.out if args.out is not None else RESULTS / "general_recipe.md",
+        results={"rows": rows},
+        markdown="# The general recipe on tasks no recipe was written for\n\n" + "\n".join(lines),
+    )
 
 
 if __name__ == "__main__":

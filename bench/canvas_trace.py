@@ -8,13 +8,17 @@ own held-out rows, rebuilt from the config stored beside the checkpoint; beside 
 weights the checkpoint holds (the EMA when the run keeps one) it also traces the live
 weights, which ``jobs/evaluate.py`` does not load. A maze model that solves mazes marks
 every open cell at step 1, then unmarks dead ends step by step and keeps the path; runs
-that collapse start unmarking path cells too (BENCHMARKS.md, "Mazes on CPU").
+that collapse start unmarking path cells too (BENCHMARKS.md, "Mazes on CPU"). `--out
+FILE.md` also writes the traces to a results file (bench/harness.py: command, machine,
+date).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from harness import parser, write_results
 
 from refiner.checkpoints.files import CheckpointError
 from refiner.checkpoints.restore import restore_run
@@ -23,15 +27,13 @@ from refiner.runs.cli import input_checks, job_main
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("checkpoint", help="a training checkpoint folder or its checkpoint.pt")
-    parser.add_argument("--rows", type=int, default=128, help="held-out rows to trace")
-    parser.add_argument(
+    p = parser(__doc__, "canvas_trace", "results file, .json or .md (default: none)")
+    p.add_argument("checkpoint", help="a training checkpoint folder or its checkpoint.pt")
+    p.add_argument("--rows", type=int, default=128, help="held-out rows to trace")
+    p.add_argument(
         "--steps", type=int, help="refinement steps (default: orchestration.max_steps_infer)"
     )
-    return parser.parse_args(argv)
+    return p.parse_args(argv)
 
 
 @job_main
@@ -48,12 +50,23 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.checkpoint} (update {orchestrator.step_count}): {rows.num_rows} held-out rows"
         f" of {config.task.source}, {steps} steps"
     )
-    trace = trace_canvases(orchestrator, rows, config.model.seq_len, steps)
-    print(f"\nlive weights\n{describe_step_counts(trace)}")
+    traces = {"live weights": trace_canvases(orchestrator, rows, config.model.seq_len, steps)}
+    print(f"\nlive weights\n{describe_step_counts(traces['live weights'])}")
     if config.orchestration.ema_decay is not None:
         with orchestrator.averaged_weights():
-            trace = trace_canvases(orchestrator, rows, config.model.seq_len, steps)
-        print(f"\nEMA of the weights\n{describe_step_counts(trace)}")
+            ema = trace_canvases(orchestrator, rows, config.model.seq_len, steps)
+        traces["EMA of the weights"] = ema
+        print(f"\nEMA of the weights\n{describe_step_counts(ema)}")
+    if args.out is not None:
+        sections = [
+            f"## {name}\n\n```\n{describe_step_counts(t)}\n```" for name, t in traces.items()
+        ]
+        write_results(
+            "canvas_trace",
+            out=args.out,
+            results={"checkpoint": str(args.checkpoint), "update": orchestrator.step_count},
+            markdown=f"# Canvas trace of {args.checkpoint}\n\n" + "\n\n".join(sections),
+        )
     return 0
 
 

@@ -27,9 +27,9 @@ import torch
 from harness import Headline, matmul_peak, parser, sync, write_results
 from torch.utils.flop_counter import FlopCounterMode
 
-import refiner.train.orchestrator as orchestration
 from refiner.config.sections import ModelConfig, OrchestrationConfig
 from refiner.data.tokenizers import NUM_SPECIAL
+from refiner.train.fast_path import FAST_PATH_MODE
 from refiner.train.optim import make_optimizer
 from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
@@ -57,7 +57,7 @@ def main() -> None:
     )
     args = p.parse_args()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    orchestration.FAST_PATH_MODE[device.type] = args.mode
+    FAST_PATH_MODE[device.type] = args.mode
     results: dict[str, Any] = {
         "torch": torch.__version__,
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",

@@ -44,12 +44,13 @@ import copy
 import importlib.util
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import torch
+from harness import command_line, parser, write_results
 
 from refiner.config.experiment import (
     ExperimentConfig,
@@ -74,6 +75,7 @@ from refiner.train.fit import Update, augmented_batches, fit
 from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
+RESULTS_NAME = "gpu_field"  # bench/results/gpu_field.json (a smoke run's: a scratch folder)
 SMOKE = [  # tiny model and loop: proves the script end to end on a CPU in seconds
     "model.d_model=32",
     "model.n_heads=2",
@@ -89,9 +91,7 @@ SMOKE = [  # tiny model and loop: proves the script end to end on a CPU in secon
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = parser(__doc__, RESULTS_NAME)
     p.add_argument("--budget", type=float, default=180.0, help="training seconds per benchmark")
     p.add_argument("--evals", type=int, default=6, help="checkpoints evaluated per benchmark")
     p.add_argument(
@@ -194,6 +194,13 @@ def main(argv: list[str] | None = None) -> int:
         curves.append(run("maze", args.maze_recipe, source, overrides, args, device))
     for curve in curves:
         print_curve(curve)
+    write_results(
+        RESULTS_NAME,
+        out=args.out,
+        results={"device": str(device), "curves": [asdict(curve) for curve in curves]},
+        command=command_line(argv),
+        smoke=args.smoke,
+    )
     return 0
 
 

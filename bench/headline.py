@@ -9,6 +9,12 @@ table between the ``<!-- headline:begin -->`` and ``<!-- headline:end -->`` mark
 
 A results file with an unknown or missing key stops it with exit status 2, naming the file
 and the key; nothing is written then.
+
+Rows kept by hand: a results file whose ``results`` has ``kept_by_hand`` (why) holds rows
+that no single run of its command reproduces (composites of several runs, or numbers
+from runs with no bench script). Its rows are marked in the table, and the list under the
+table names each such file and its reason, so the table says itself which rows a rerun
+will not refresh.
 """
 
 from __future__ import annotations
@@ -26,20 +32,50 @@ END = "<!-- headline:end -->"
 HEADER = "| benchmark (issue) | target | result |\n|---|---|---|"
 
 
+HAND_KEPT = "kept_by_hand"  # key in a results file's "results": why its rows are hand-kept
+MARK = "[hand-kept]"
+
+
 def collect(results: Path = RESULTS) -> list[Headline]:
     """Every headline row of every results file in ``results``, in table order."""
+    return [row for _, row in collect_by_file(results)]
+
+
+def collect_by_file(results: Path = RESULTS) -> list[tuple[str, Headline]]:
+    """(results file name, row) of every headline row, in table order."""
     rows = []
     for path in sorted(results.glob("*.json")):
-        rows += read_results(path).headline
-    return sorted(rows, key=lambda r: r.order)
+        rows += [(path.name, row) for row in read_results(path).headline]
+    return sorted(rows, key=lambda named: named[1].order)
 
 
-def render(rows: list[Headline]) -> str:
+def hand_kept(results: Path = RESULTS) -> dict[str, str]:
+    """Results file name -> why its headline rows are kept by hand (see the module doc)."""
+    kept = {}
+    for path in sorted(results.glob("*.json")):
+        record = read_results(path)
+        reason = record.results.get(HAND_KEPT)
+        if reason is not None and record.headline:
+            if not isinstance(reason, str) or not reason.strip():
+                raise ValueError(f"{path}: results.{HAND_KEPT} must say why (a sentence)")
+            kept[path.name] = reason
+    return kept
+
+
+def render(rows: list[tuple[str, Headline]], kept: dict[str, str] | None = None) -> str:
+    """The table; with `kept` (file -> reason), rows from those files marked and the
+    files listed under the table."""
+    kept = kept or {}
     lines = [HEADER]
-    for r in rows:
+    for source, r in rows:
         tag = f"(#{r.issue})"
         name = r.benchmark if tag in r.benchmark else f"{r.benchmark} {tag}"
+        if source in kept:
+            name += f" {MARK}"
         lines.append(f"| {name} | {r.target} | {r.result} |")
+    if kept:
+        lines += ["", f"Rows marked {MARK} are not refreshed by rerunning their command:"]
+        lines += [f"- `bench/results/{name}`: {why}" for name, why in kept.items()]
     return "\n".join(lines)
 
 
@@ -60,9 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="only check; exit 1 if stale")
     args = p.parse_args(argv)
     try:
-        rows = collect(args.results)
+        rows = collect_by_file(args.results)
+        kept = hand_kept(args.results)
         document = args.doc.read_text()
-        updated = replace_table(document, render(rows), str(args.doc))
+        updated = replace_table(document, render(rows, kept), str(args.doc))
     except (ValueError, OSError) as err:  # json.JSONDecodeError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -18,17 +18,18 @@ effect from the luck of the batches.
     PYTHONPATH=platform python bench/replay_checkpoint.py CHECKPOINT --lr-scale 0.3 --data-seed 7
 
 Changes of the learning rate go through --lr-scale (the schedule is restored from the
-checkpoint, so `--set training.lr` would not reach it).
+checkpoint, so `--set training.lr` would not reach it). `--out FILE` also writes the
+printed rows to a results file (bench/harness.py: command, machine, date).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import numpy as np
 import torch
+from harness import parser, timed, write_results
 
 from refiner.checkpoints.files import CheckpointError
 from refiner.checkpoints.restore import restore_run
@@ -38,13 +39,11 @@ from refiner.train.fit import Update, augmented_batches, fit
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("checkpoint", help="a training checkpoint folder or its checkpoint.pt")
-    parser.add_argument("--updates", type=int, default=100)
-    parser.add_argument("--every", type=int, default=25, help="print every N updates")
-    parser.add_argument(
+    p = parser(__doc__, "replay_checkpoint", "results file, .json or .md (default: none)")
+    p.add_argument("checkpoint", help="a training checkpoint folder or its checkpoint.pt")
+    p.add_argument("--updates", type=int, default=100)
+    p.add_argument("--every", type=int, default=25, help="print every N updates")
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -52,9 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="change the stored config, e.g. orchestration.gradient_clip_threshold=0.3",
     )
-    parser.add_argument("--lr-scale", type=float, help="multiply the learning-rate schedule")
-    parser.add_argument("--data-seed", type=int, default=1, help="augmentation and batch order")
-    return parser.parse_args(argv)
+    p.add_argument("--lr-scale", type=float, help="multiply the learning-rate schedule")
+    p.add_argument("--data-seed", type=int, default=1, help="augmentation and batch order")
+    return p.parse_args(argv)
 
 
 @job_main
@@ -81,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("  update  exact@last  token loss  grad norm  clipped")
     window: list[tuple[float, float, float, float]] = []
+    printed: list[dict[str, float]] = []
     start = orchestrator.step_count
 
     def print_every(update: Update) -> None:
@@ -89,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         done = update.step - start
         if done % args.every == 0 or done == args.updates:
             exact, loss, norm, clipped = np.mean(window, axis=0)
+            printed.append(
+                {"update": update.step, "exact_at_last": exact, "token_loss": loss}
+                | {"grad_norm": norm, "clipped": clipped}
+            )
             print(
                 f"  {update.step:6d}  {exact:10.3f}  {loss:10.3f}  {norm:9.3f}  {clipped:7.2f}",
                 flush=True,
@@ -104,18 +108,21 @@ def main(argv: list[str] | None = None) -> int:
         puzzles=orchestrator.puzzle_index if orchestrator.core.puzzle_embed is not None else None,
         first_round=args.data_seed,
     )
-    started = time.perf_counter()
-    result = fit(
-        orchestrator,
-        optimizer,
-        scheduler,
-        batches,
-        steps=start + args.updates,
-        task_type=run.task_type,
-        on_update=print_every,
+    result, seconds = timed(
+        lambda: fit(
+            orchestrator,
+            optimizer,
+            scheduler,
+            batches,
+            steps=start + args.updates,
+            task_type=run.task_type,
+            on_update=print_every,
+        )
     )
-    done = result.updates
-    print(f"{done} updates in {time.perf_counter() - started:.0f} s")
+    print(f"{result.updates} updates in {seconds:.0f} s")
+    if args.out is not None:
+        rows = {"updates": result.updates, "seconds": seconds, "rows": printed}
+        write_results("replay_checkpoint", out=args.out, results=rows, command=None)
     return 0
 
 

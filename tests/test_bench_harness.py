@@ -102,6 +102,24 @@ def test_headline_table_is_rebuilt_from_the_results_files_in_order(tmp_path):
     assert headline.main([*args, "--check"]) == 1
 
 
+def test_hand_kept_rows_are_marked_and_their_reasons_listed(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    row = {"benchmark": "b", "issue": 2, "target": "t", "result": "r", "order": 10}
+    write_file(results, "run", [row])
+    why = "a composite of two runs"
+    write_file(results, "kept", [{**row, "order": 20}], results={"kept_by_hand": why})
+    doc = tmp_path / "B.md"
+    doc.write_text(DOC.format(begin=headline.BEGIN, end=headline.END))
+    assert headline.main(["--results", str(results), "--doc", str(doc)]) == 0
+    table = doc.read_text().split(headline.BEGIN)[1].split(headline.END)[0]
+    assert "| b (#2) | t | r |" in table and f"| b (#2) {headline.MARK} | t | r |" in table
+    assert f"- `bench/results/kept.json`: {why}" in table
+    write_file(results, "kept", [{**row, "order": 20}], results={"kept_by_hand": ""})
+    with pytest.raises(ValueError, match="kept.json"):
+        headline.hand_kept(results)
+
+
 def test_bad_results_file_is_refused_naming_file_and_key(tmp_path, capsys):
     row = {"benchmark": "b", "issue": 2, "target": "t", "result": "r", "order": 1, "unit": "s"}
     bad = write_file(tmp_path, "bad", [row])

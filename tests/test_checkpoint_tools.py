@@ -4,6 +4,8 @@ by step) and replay_checkpoint.py (train on from a checkpoint, with changes)."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,9 @@ from refiner.evaluate.canvas_pictures import CanvasTrace, step_counts
 from refiner.tasks.schema import describe_tasks, split_validation
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+sys.path.insert(0, str(ROOT / "bench"))  # the scripts import bench/harness.py
 
 
 def bench_script(name: str):
@@ -153,3 +158,17 @@ def test_replay_refuses_an_unknown_key_by_name(tmp_path, capsys):
     write_checkpoint(tmp_path / "ckpt")
     assert replay_checkpoint.main([str(tmp_path / "ckpt"), "--set", "orchestration.nope=1"]) == 2
     assert "orchestration.nope" in capsys.readouterr().err
+
+
+def test_both_tools_write_a_results_file_when_asked(tmp_path):
+    write_checkpoint(tmp_path / "ckpt")
+    trace = tmp_path / "trace.md"
+    assert canvas_trace.main([str(tmp_path / "ckpt"), "--rows", "4", "--out", str(trace)]) == 0
+    text = trace.read_text()
+    assert text.startswith("# Canvas trace of") and "- Machine: " in text
+    assert "## live weights" in text and json.loads(trace.with_suffix(".json").read_text())
+    replay = tmp_path / "replay.json"
+    args = [str(tmp_path / "ckpt"), "--updates", "2", "--every", "1", "--out", str(replay)]
+    assert replay_checkpoint.main(args) == 0
+    results = json.loads(replay.read_text())["results"]
+    assert results["updates"] == 2 and [r["update"] for r in results["rows"]] == [4, 5]

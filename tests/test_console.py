@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -103,3 +104,42 @@ def test_workers_get_the_quiet_setup(job_ray) -> None:
     assert seen["hook"] is True
     assert logging.WARNING in seen["console_levels"]  # the console handler
     assert logging.INFO not in seen["console_levels"]
+
+
+def test_workers_know_their_own_cluster(job_ray) -> None:
+    """With several Ray instances on the machine, Ray's lookups by address in a worker
+    (Train's placement group cleaner) must find this one, not fail on the ambiguity."""
+
+    @ray.remote
+    def address() -> str | None:
+        return os.environ.get("RAY_ADDRESS")
+
+    assert ray.get(address.remote()) == ray.get_runtime_context().gcs_address
+
+
+def test_rays_own_notices_go_to_the_log_file_and_other_worker_lines_show(job_ray, capfd) -> None:
+    notice = (
+        "[2026-12-03 11:13:31,985 E 1 2] core_worker.cc:2465: Actor with class name: "
+        "'PreemptionWatcher' and ID: 'd4' has constructor arguments in the object store and "
+        "max_restarts > 0. If the arguments in the object store go out of scope or are lost, "
+        "the actor restart will fail. (probe-10)"
+    )
+
+    @ray.remote
+    def speak(lines: list[str]) -> None:
+        import sys
+
+        for line in lines:
+            print(line, file=sys.stderr, flush=True)
+
+    ray.get(speak.remote([notice, "an ordinary worker line (probe-11)"]))
+    kept = Path(session_logs_dir(), console.NOTICES_LOG)
+    seen = ""
+    for _ in range(100):  # worker lines reach the driver asynchronously
+        seen += capfd.readouterr().err
+        if "probe-11" in seen and kept.is_file() and "probe-10" in kept.read_text():
+            break
+        time.sleep(0.2)
+    assert "probe-11" in seen, "an ordinary worker line must still reach the console"
+    assert "probe-10" not in seen
+    assert "probe-10" in kept.read_text()

@@ -9,8 +9,9 @@ from refiner_fixtures import parity_batch, tiny_config, tiny_model_config, tiny_
 
 from refiner.config.experiment import ExperimentConfig, build_orchestrator
 from refiner.infer.inference import bucket_size, bucketed_step
+from refiner.train.fast_path import fast_path_enabled
 from refiner.train.optim import make_optimizer
-from refiner.train.orchestrator import UnifiedRefinerOrchestrator, fast_path_enabled
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 
 def test_compile_setting_resolves_per_device():

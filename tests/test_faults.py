@@ -19,10 +19,10 @@ from refiner_fixtures import tiny_orchestrator
 from tiny_runs import TINY
 from train_fixtures import set_args
 
-from refiner.checkpoints.files import read_checkpoint, save_checkpoint
+from refiner.checkpoints.files import CHECKPOINT_FILE, read_checkpoint, save_checkpoint
 from refiner.checkpoints.storage import StorageError, list_checkpoints, persist_checkpoint
 from refiner.config.experiment import prepare_experiment
-from refiner.distributed.loop import CHECKPOINT_FILE, TrainingDiverged
+from refiner.distributed.loop import TrainingDiverged
 from refiner.distributed.trainer import run_training
 from refiner.tracking import tracked_run
 

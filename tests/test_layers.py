@@ -1,6 +1,6 @@
 """The import contract between the layers, and what a job may hold.
 
-Layers (README, Layout):
+Layers (docs/layout.md):
 
 - core: ``platform/refiner/`` minus ``distributed/`` and ``tracking/``; imports neither
   Ray nor MLflow, directly or through another module, nor the two layers below;

@@ -7,7 +7,8 @@ import torch
 from refiner_fixtures import SEQ_LEN, parity_batch, tiny_model_config
 
 from refiner.model.memory import MemoryBank
-from refiner.model.network import RefinerModel, steps_kept_by
+from refiner.model.network import RefinerModel
+from refiner.model.truncation import steps_kept_by
 
 
 def _model(**overrides) -> RefinerModel:

@@ -294,12 +294,13 @@ def test_token_accuracy_counts_non_pad_positions_only():
     cells scores 0, not the PAD fraction."""
     from refiner.data.tokenizers import PAD
     from refiner.evaluate.evaluation import evaluate_refiner
-    from refiner.model.losses import step_loss_terms
+    from refiner.model.losses import LossInputs, step_loss_terms
 
     target = torch.tensor([[5, 6, PAD, PAD], [7, PAD, PAD, PAD]])
     canvas = torch.tensor([[9, 6, PAD, PAD], [9, PAD, PAD, PAD]])  # 1 of 3 content cells
     logits = torch.zeros(2, 4, 10)
-    terms = step_loss_terms(logits, torch.zeros(2, 4), torch.zeros(2), canvas, canvas, target)
+    inputs = LossInputs(logits, torch.zeros(2, 4), torch.zeros(2), canvas, canvas, target)
+    terms = step_loss_terms(inputs)
     assert terms.token_acc.item() == pytest.approx(1 / 3)  # all positions: 6/8
 
     o = tiny_orchestrator(tiny_config(canvas_edit_strategies=["replace"]))

@@ -23,8 +23,8 @@ from refiner.model.memory import MemoryBank
 from refiner.model.network import RefinerModel
 from refiner.tasks.inputs import read_prediction_inputs
 from refiner.tasks.io import read_tasks, write_tasks
+from refiner.tasks.problems import TaskFileError
 from refiner.tasks.schema import UNLABELLED_SCHEMA
-from refiner.tasks.validation import TaskFileError
 from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 

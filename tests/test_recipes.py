@@ -16,8 +16,8 @@ from refiner.config.experiment import (
 )
 from refiner.config.loader import ConfigError
 from refiner.config.recipes import choose_recipe
+from refiner.tasks.problems import TaskFileError
 from refiner.tasks.schema import describe_tasks
-from refiner.tasks.validation import TaskFileError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
 CPU = ("sudoku", "maze", "arc")

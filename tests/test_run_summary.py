@@ -100,3 +100,12 @@ def test_no_outage_adds_no_line() -> None:
     done.summary["tracking"] = {"outage_s": 0.0, "delivered_late": 0, "lost_points": 0}
     assert "MLflow was unreachable" not in summary(done)
     assert "not recorded" not in summary(done)
+
+
+def test_the_logged_models_of_the_kept_checkpoints_are_counted() -> None:
+    text = summary(outcome(logged_models=[(750, "models:/m-0"), (1500, "models:/m-1")]))
+    assert (
+        "logged models: 2, one per kept checkpoint (updates 750, 1500; training.num_to_keep 2)"
+        in text
+    )
+    assert "logged models:" not in summary(outcome(logged_models=[(1500, "models:/m-1")]))

@@ -9,8 +9,8 @@ import pytest
 from refiner.data.tokenizers import PAD
 from refiner.infer.prediction import prediction_inputs
 from refiner.infer.serving import ServingProfile, answer_lengths, cut_answer, serving_profile
+from refiner.tasks.problems import TaskFileError
 from refiner.tasks.sources import parity, sudoku
-from refiner.tasks.validation import TaskFileError
 
 
 def test_profile_of_parity_rows_and_its_checks(tmp_path):

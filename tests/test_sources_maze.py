@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from refiner.data.tokenizers import NUM_SPECIAL
+from refiner.tasks.problems import TaskFileError
 from refiner.tasks.sources import load_source, load_tasks
 from refiner.tasks.sources.maze import (
     CHARS,
@@ -19,7 +20,6 @@ from refiner.tasks.sources.maze import (
     shortest_path_count,
     solve_maze,
 )
-from refiner.tasks.validation import TaskFileError
 
 
 def grids(table, column, side):

@@ -13,10 +13,10 @@ import pytest
 
 from refiner.data.tokenizers import NUM_SPECIAL
 from refiner.tasks.io import read_tasks
+from refiner.tasks.problems import TaskFileError
 from refiner.tasks.sources import load_source
 from refiner.tasks.sources.arc import extract_from_canvas
 from refiner.tasks.sources.sudoku import generate as sudoku_generate
-from refiner.tasks.validation import TaskFileError
 
 JOB = Path(__file__).resolve().parents[1] / "jobs" / "prepare_tasks.py"
 

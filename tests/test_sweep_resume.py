@@ -11,7 +11,7 @@ from sweep_fixtures import job, write_space
 from tiny_runs import TINY_SWEEP
 
 from refiner.config.experiment import load_task_table
-from refiner.distributed.loop import FAULT_ENV
+from refiner.distributed.fault_injection import FAULT_ENV
 from refiner.distributed.sweep_driver import run_sweep
 from refiner.sweep.plan import SweepPlan, plan_sweep
 from refiner.tracking import PARENT_TAG
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(600)]
 
 @pytest.fixture(scope="module")
 def ray_with_fault_hook():
-    # The trial with seed 1 raises once at update 15 (the test hook in distributed/loop.py).
+    # The trial with seed 1 raises once at update 15 (the test hook in distributed/fault_injection.py).
     # Workers take the environment of the Ray node, so it is set before the node starts.
     with pytest.MonkeyPatch.context() as env:
         env.setenv(FAULT_ENV, "15,seed=1")

@@ -317,7 +317,7 @@ def test_restored_optimizer_follows_the_configs_learning_rate() -> None:
     # A PBT exploit restores a peer's optimizer (its rate) under a mutated config rate.
     import torch
 
-    from refiner.distributed.loop import _follow_config_lr
+    from refiner.distributed.worker_checkpoints import follow_config_lr
     from refiner.train.optim import warmup_cosine
 
     def make(lr: float):
@@ -334,7 +334,7 @@ def test_restored_optimizer_follows_the_configs_learning_rate() -> None:
     mine.load_state_dict(peer_opt.state_dict())
     my_sched.load_state_dict(peer_sched.state_dict())
     assert mine.param_groups[0]["lr"] == pytest.approx(peer_opt.param_groups[0]["lr"])
-    _follow_config_lr(mine, my_sched, 1e-3)
+    follow_config_lr(mine, my_sched, 1e-3)
     factor = peer_opt.param_groups[0]["lr"] / 1e-2
     assert mine.param_groups[0]["lr"] == pytest.approx(1e-3 * factor)
     my_sched.step()  # the schedule goes on from the new base rate

@@ -11,14 +11,15 @@ from refiner.config.experiment import prepare_experiment
 from refiner.config.loader import ConfigError
 from refiner.config.sections import StepLossWeights
 from refiner.data.tokenizers import NUM_SPECIAL, VOCAB_SIZE
-from refiner.model.losses import step_loss_terms, token_loss_weights
+from refiner.model.losses import LossInputs, LossOptions, step_loss_terms, token_loss_weights
 
 
 def _terms(logits, target, token_weight=None):
     B, L, _ = logits.shape
     proposal = logits.argmax(-1)
+    options = LossOptions(token_weight=token_weight)
     return step_loss_terms(
-        logits, torch.zeros(B, L), torch.zeros(B), proposal, proposal, target, token_weight
+        LossInputs(logits, torch.zeros(B, L), torch.zeros(B), proposal, proposal, target, options)
     )
 
 

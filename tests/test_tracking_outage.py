@@ -58,14 +58,18 @@ def test_outage_is_buffered_replays_are_not_logged_twice_and_losses_are_named(se
     first = run.for_training()
     for step in range(1, 6):
         report(first, step)
+    assert first.flush(60)["lost_points"] == 0
     servers.suspend()  # SIGSTOP: it answers nothing (a restart is the job test's)
+    started = time.monotonic()
     for step in range(6, 11):  # returns without the server: training goes on
         report(first, step)
     table = tmp_path / "frontier.csv"
     table.write_text("steps,acc\n1,0.5\n")
     first.log_artifact(str(table), "calibration/update_000010")
     table.unlink()  # the loop's files live in temporary folders
-    assert len(first._points) == 10  # 5 reports x 2 keys, kept
+    assert time.monotonic() - started < 5  # the loop did not wait on the frozen server
+    time.sleep(3)  # the sender's health probe (2 s) finds the server away
+    assert first.pending_points == 10  # 5 reports x 2 keys, kept
     servers.resume()
     for step in range(11, 16):
         report(first, step)
@@ -107,20 +111,19 @@ def progress_steps(log: Path) -> list[int]:
     return [int(m) for m in re.findall(r"\[refiner\] update +(\d+)/", text)]
 
 
-@pytest.mark.skip(
-    reason="not yet passing (issue 27 c): after the server's restart on the same port the job "
-    "never sees it again and its end waits on MLflow's own retries (15 min in CI's run)"
-)
+OUTAGE_S = 30.0  # issue 27's scenario c
+
+
 @pytest.mark.ray
 def test_training_outlasts_a_tracking_server_outage(servers, tmp_path):
     """jobs/train.py against the server; the server is stopped (SIGTERM to its process
-    group) after update 20 and restarted on the same port and database once at least 30
-    more updates were trained without it."""
+    group) after update 20 and restarted on the same port and database 30 s later.
+    Training goes on meanwhile (it may even end: then the end waits for the server)."""
     run_name = "outage-job"
     overrides = [
         *FAULT_RUN,
-        "training.steps=150",
-        "training.checkpoint_every=50",
+        "training.steps=300",
+        "training.checkpoint_every=100",
         "training.tracking_retry_s=600",  # a restart takes 10-90 s here, by load
     ]
     log = tmp_path / "job.log"
@@ -134,17 +137,19 @@ def test_training_outlasts_a_tracking_server_outage(servers, tmp_path):
     )
     outage: dict[str, float] = {}
 
+    failed: list[BaseException] = []
+
     def inject() -> None:
-        while max(progress_steps(log), default=0) < 20 and job.poll() is None:
-            time.sleep(0.2)
-        servers.stop()
-        outage["at"] = max(progress_steps(log), default=0)
-        started = time.monotonic()
-        while max(progress_steps(log), default=0) < outage["at"] + 30 and job.poll() is None:
-            time.sleep(0.2)
-        time.sleep(max(0.0, 5 - (time.monotonic() - started)))  # at least 5 s down
-        outage["until"] = max(progress_steps(log), default=0)
-        servers.start()
+        try:
+            while max(progress_steps(log), default=0) < 20 and job.poll() is None:
+                time.sleep(0.2)
+            outage["at"] = max(progress_steps(log), default=0)
+            servers.stop()
+            time.sleep(OUTAGE_S)
+            outage["until"] = max(progress_steps(log), default=0)
+            servers.start()
+        except BaseException as err:  # noqa: BLE001  (reported by the test below)
+            failed.append(err)
 
     injector = threading.Thread(target=inject)
     injector.start()
@@ -157,8 +162,9 @@ def test_training_outlasts_a_tracking_server_outage(servers, tmp_path):
         if not servers.running:
             servers.start()
     text = log.read_text(errors="replace")
+    assert not failed, failed
     assert status == 0, text[-4000:]
-    assert outage["until"] >= outage["at"] + 30, (outage, text[-3000:])  # trained without it
+    assert outage["until"] > outage["at"], (outage, text[-3000:])  # trained without it
     assert "unreachable" in text and "reachable again" in text, text[-3000:]
 
     client = MlflowClient(servers.uri)
@@ -167,6 +173,6 @@ def test_training_outlasts_a_tracking_server_outage(servers, tmp_path):
     assert run.info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
     assert not [s for s, n in Counter(steps).items() if n > 1], "duplicate steps"
-    assert set(range(5, 151, 5)) <= set(steps), sorted(set(range(5, 201, 5)) - set(steps))
+    assert set(range(5, 301, 5)) <= set(steps), sorted(set(range(5, 301, 5)) - set(steps))
     assert "refiner.tracking.lost" not in run.data.tags, run.data.tags  # nothing lost
     assert "metric points were recorded after it returned" in text

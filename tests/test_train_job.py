@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from train_fixtures import TINY, run_train_job, set_args
 
 from refiner.checkpoints.files import read_checkpoint
-from refiner.distributed.loop import FAULT_ENV
+from refiner.distributed.fault_injection import FAULT_ENV
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 

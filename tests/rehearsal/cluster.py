@@ -33,6 +33,11 @@ if str(TESTS) not in sys.path:  # run as a script: tests/ holds ray_head
 
 from ray_head import TOKEN_AUTH, VENV_BIN, LocalHead  # noqa: E402
 
+# `ray start` through a wrapper that spares the raylet Ray 2.60's fixed 15 s wait for its
+# dashboard agent (it aborted on this loaded machine): ray_start.py says how.
+RAY_START = [os.path.join(VENV_BIN, "python"), str(Path(__file__).with_name("ray_start.py"))]
+NODE_START_TIMEOUT_S = 180  # how long the harness waits for a node to be listed alive
+
 WORKER_RESOURCE = "rehearsal_worker"  # one per worker node: a train worker asks for 1
 
 # Small object stores: three nodes on a shared 2-core CI machine (Ray's default is 30% of RAM).
@@ -50,6 +55,9 @@ class HeadNode(LocalHead):
     Its dashboard answers before that; ``ray start`` still exits if the registration
     misses the 30 s window, and worker nodes would then join a dead head.
     """
+
+    def command(self) -> list[str]:
+        return [*RAY_START, *super().command()[1:]]  # [ray, start, --head, ...]
 
     def ready(self) -> bool:
         return self._dashboard_ready() and bool(alive_nodes(self.dashboard, self.auth_token()))
@@ -74,7 +82,7 @@ class WorkerNode(LocalHead):
     def command(self) -> list[str]:
         resources = {WORKER_RESOURCE: 1, node_resource(self.index): 1}
         return [
-            os.path.join(VENV_BIN, "ray"),
+            *RAY_START,
             "start",
             f"--address={self.head_address}",
             "--block",
@@ -151,7 +159,7 @@ class RehearsalCluster:
         try:
             for attempt in range(3):  # a head that missed its registration window exits
                 try:
-                    self.head.start()
+                    self.head.start(NODE_START_TIMEOUT_S)
                     break
                 except (RuntimeError, TimeoutError):
                     if attempt == 2:
@@ -166,9 +174,11 @@ class RehearsalCluster:
     def add_node(self, index: int, tries: int = 5) -> WorkerNode:
         """Start worker node ``index`` (again, after a kill: a fresh node, a new node id).
 
-        Retried: on a loaded machine a raylet can miss ``ray start``'s 30 s registration
-        window ("The current node timed out during startup"; Ray 2.60 hard-codes it in
+        Retried: on a loaded machine a node can miss ``ray start``'s registration window
+        ("The current node timed out during startup"; Ray 2.60 hard-codes 30 s in
         ``ray/_private/node.py``, although the message suggests RAY_raylet_start_wait_time_s).
+        The cause seen here, a raylet aborting after 15 s without its dashboard agent's
+        port, is avoided by ray_start.py.
         """
         for attempt in range(1, tries + 1):
             assert self.head.process is not None and self.head.process.poll() is None, (
@@ -185,7 +195,7 @@ class RehearsalCluster:
             )
             _avoid_worker_port_overlap(node, [self.head, *self.nodes])
             try:
-                node.start()
+                node.start(NODE_START_TIMEOUT_S)
             except (RuntimeError, TimeoutError):
                 if attempt == tries:
                     raise

@@ -134,11 +134,12 @@ def train_command(run_name: str, storage: str, *args: str) -> list[str]:
     return ["python", "jobs/train.py", "--run-name", run_name, "--storage", storage, *args]
 
 
-def checkpoint_steps(rehearsal, name: str) -> list[int]:
-    """Updates of the checkpoints in S3 so far (read from each one's meta.json)."""
+def checkpoint_steps(rehearsal, name: str, prefix: str = "checkpoints") -> list[int]:
+    """Updates of run ``name``'s checkpoints in S3 so far (read from each one's meta.json);
+    ``prefix``: the bucket folder its ``--storage`` names."""
     client = rehearsal.s3.client()
     steps = []
-    for key in rehearsal.s3.keys(f"checkpoints/{name}/"):
+    for key in rehearsal.s3.keys(f"{prefix}/{name}/"):
         if key.endswith("/meta.json"):
             body = client.get_object(Bucket=rehearsal.bucket, Key=key)["Body"].read()
             steps.append(int(json.loads(body)["step"]))

@@ -19,14 +19,9 @@ import numpy as np
 
 from refiner.augment.batch import task_kind
 from refiner.augment.counter_rng import group_copy_seeds
-from refiner.augment.grid import (
-    BUCKET,
-    compact_variants,
-    draw_colours,
-    draw_element,
-    grid_geometry,
-    place_blocks,
-)
+from refiner.augment.grid_draws import draw_colours, draw_element
+from refiner.augment.grid_geometry import BUCKET, compact_variants, grid_geometry
+from refiner.augment.grid_placement import place_blocks
 from refiner.augment.rows import RowPlan, plan_rows
 from refiner.augment.sequence import apply_parity_flips, parity_flips
 from refiner.augment.spec import AugmentationSpec

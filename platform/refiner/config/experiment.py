@@ -44,8 +44,9 @@ from refiner.config.sections import ModelConfig, OrchestrationConfig
 from refiner.data.tokenizers import NUM_SPECIAL
 from refiner.model.puzzles import PuzzleIndex
 from refiner.tasks.sources import SOURCES, load_tasks
+from refiner.train.fast_path import CompileSetting
 from refiner.train.optim import make_optimizer, warmup_cosine
-from refiner.train.orchestrator import CompileSetting, UnifiedRefinerOrchestrator
+from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 
 @dataclass

@@ -8,7 +8,7 @@ over all L positions. Shared by the plain training loop and the Ray workers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -69,6 +69,18 @@ def iterate_batches(
     for start in range(0, stop, batch_size):
         rows = order[start : start + batch_size].to(batch["input"].device)
         yield {key: value[rows] for key, value in batch.items()}
+
+
+def labelled_pair(
+    batch: Mapping[str, torch.Tensor], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch's input and target, both [B, L] long tensors on `device`."""
+    inputs, target = batch["input"], batch["target"]
+    if inputs.shape != target.shape or inputs.dim() != 2:
+        raise ValueError(
+            f"batch input and target must both be [B, L]; got {tuple(inputs.shape)} and {tuple(target.shape)}"
+        )
+    return inputs.to(device, torch.long), target.to(device, torch.long)
 
 
 def _padded(seqs: Sequence[Sequence[int]] | np.ndarray, seq_len: int) -> np.ndarray:

@@ -7,6 +7,7 @@ the list of things to check again. Each shim says why it exists and what it reac
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -68,6 +69,37 @@ def session_logs_dir() -> str | None:
 
     node = ray._private.worker._global_node
     return None if node is None else os.path.join(node.get_session_dir_path(), "logs")
+
+
+def filter_worker_lines(keep_out: Callable[[str], bool], keep: Callable[[list[str]], None]) -> None:
+    """Lines that Ray's workers print and the driver would echo: those ``keep_out`` picks
+    go to ``keep`` instead of the console; every other line is printed as Ray prints it.
+
+    Why: some of Ray's own C++ notices about its own actors reach the driver's console
+    through ``log_to_driver`` (not through Python logging, so no logging filter sees
+    them). The echo is the handler ``"ray_print_logs"`` of
+    ``ray._private.ray_logging.global_worker_stdstream_dispatcher`` (Ray 2.60); a batch
+    is a dict whose ``"lines"`` are the process's lines. Installed once per driver.
+    """
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+
+    with dispatcher._lock:
+        for i, (name, handler) in enumerate(dispatcher.handlers):
+            if name != "ray_print_logs" or getattr(handler, "_refiner_filtered", False):
+                continue
+
+            def filtered(data: dict, shown: Callable = handler) -> None:
+                lines = data.get("lines") or []
+                out = [line for line in lines if keep_out(line)]
+                if out:
+                    keep(out)
+                    data = {**data, "lines": [line for line in lines if not keep_out(line)]}
+                    if not data["lines"]:
+                        return
+                shown(data)
+
+            filtered._refiner_filtered = True  # type: ignore[attr-defined]
+            dispatcher.handlers[i] = (name, filtered)
 
 
 def checkpoint_destination(checkpoint_dir_name: str) -> tuple[Any, str]:

@@ -15,7 +15,15 @@ Left out of the console (all of it stays in the Ray session's log files,
 - Ray Data's hint that progress bars are off (the trainer turns them off on purpose
   where stdout is not a terminal);
 - deprecation warnings raised inside Ray's own modules: written to
-  ``logs/refiner-ray-deprecations.log`` by a worker setup hook instead of stderr.
+  ``logs/refiner-ray-deprecations.log`` by a worker setup hook instead of stderr;
+- Ray's error-level notice that its own ``PreemptionWatcher`` actor (Ray Train's) keeps
+  constructor arguments in the object store (ray-project/ray#53727: Ray's code, nothing
+  for the user to do), which the driver would echo from the Train controller: written to
+  ``logs/refiner-ray-notices.log``.
+
+A worker also learns its own cluster's address (``RAY_ADDRESS``): Ray Train's placement
+group cleaner looks a cluster up by address, and with several Ray instances on one
+machine (other users' or other jobs') it otherwise fails with a traceback on the console.
 
 Warnings and errors from Ray, and everything the project prints or warns, still reach
 the console. On a cluster the job attaches to (``ray job submit``), the workers' side is
@@ -35,12 +43,17 @@ from typing import Any
 import ray
 import yaml
 
-from refiner.distributed.compat import ray_data_default_logging, session_logs_dir
+from refiner.distributed.compat import (
+    filter_worker_lines,
+    ray_data_default_logging,
+    session_logs_dir,
+)
 
 CONSOLE_LEVEL = "WARNING"
 RAY_DATA_LOGGING_ENV = "RAY_DATA_LOGGING_CONFIG"
 WORKER_SETUP_HOOK = "refiner.distributed.console.quiet_worker_console"
 DEPRECATIONS_LOG = "refiner-ray-deprecations.log"
+NOTICES_LOG = "refiner-ray-notices.log"
 TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 _RAY_DIR = str(Path(ray.__file__).resolve().parent)
 _DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
@@ -115,11 +128,29 @@ def quiet_driver_console() -> None:
             handler.setLevel(CONSOLE_LEVEL)
             handler.addFilter(ProgressHintFilter())
     _route_ray_deprecations()
+    filter_worker_lines(is_ray_notice, _log_notices)
 
 
 def quiet_worker_console() -> None:
     """Ray's ``worker_process_setup_hook``: runs in every worker process at start."""
     _route_ray_deprecations()
+    os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+
+
+def is_ray_notice(line: str) -> bool:
+    """A line a worker printed that is Ray's business alone (see the module's list)."""
+    return "'PreemptionWatcher'" in line and "constructor arguments in the object store" in line
+
+
+def _log_notices(lines: list[str]) -> None:
+    folder = session_logs_dir()
+    if folder is None:
+        return
+    try:
+        with open(os.path.join(folder, NOTICES_LOG), "a", encoding="utf-8") as log:
+            log.writelines(f"{line}\n" for line in lines)
+    except OSError:
+        pass  # a notice nobody needs is not worth failing a run over
 
 
 def _route_ray_deprecations() -> None:

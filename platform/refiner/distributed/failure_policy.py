@@ -33,7 +33,7 @@ from ray.train.v2.api.exceptions import TrainingFailedError, WorkerGroupError
 
 from refiner.config.sections import ConfigError
 from refiner.runs.failures import DeterministicError
-from refiner.tasks.validation import TaskFileError
+from refiner.tasks.problems import TaskFileError
 
 DETERMINISTIC = (DeterministicError, ConfigError, TaskFileError)
 # How a deterministic error shows in a traceback text, when Ray passed on only the text.

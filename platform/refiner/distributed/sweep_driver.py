@@ -39,7 +39,7 @@ from refiner.sweep.plan import (
 class SweepTracking(Protocol):
     """The tracking layer's sweep API (``refiner.tracking.sweeps``), handed in by the job.
 
-    The driver is Ray-layer code: it may not import the tracking layer (README, Layout),
+    The driver is Ray-layer code: it may not import the tracking layer (docs/layout.md),
     so the MLflow side of a sweep arrives as a parameter.
     """
 

@@ -21,6 +21,7 @@ import ray.train
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 
 from refiner.augment.budget import MIB, check_budget, tasks_per_call
+from refiner.checkpoints.files import CHECKPOINT_FILE
 from refiner.checkpoints.storage import check_writable, resolve_storage
 from refiner.config.experiment import (
     ExperimentConfig,
@@ -37,12 +38,8 @@ from refiner.distributed.data import (
     validation_dataset,
 )
 from refiner.distributed.failure_policy import FailFastTorchTrainer, deterministic_cause, reason
-from refiner.distributed.loop import (
-    CHECKPOINT_FILE,
-    TrainingDiverged,
-    WorkerJob,
-    train_loop_per_worker,
-)
+from refiner.distributed.loop import TrainingDiverged, train_loop_per_worker
+from refiner.distributed.worker_job import WorkerJob
 from refiner.evaluate.canvas_pictures import picture_rows
 from refiner.evaluate.predictors import field_kind
 from refiner.infer.serving import serving_profile
@@ -68,6 +65,8 @@ class TrainingOutcome:
     model_uri: str | None = None  # the best checkpoint as an MLflow model (models:/...)
     model_checkpoint: str | None = None  # the checkpoint directory that model came from
     model_metrics: dict[str, Any] = field(default_factory=dict)  # reported with that one
+    # (update, model URI) of every kept checkpoint's logged model, oldest first
+    logged_models: list[tuple[int, str]] = field(default_factory=list)
 
 
 def run_training(
@@ -203,6 +202,7 @@ def run_training(
     if (result.return_value or {}).get("diverged"):  # training.max_skipped_updates
         raise TrainingDiverged(result.return_value["diverged"])
     model_uri, model_checkpoint, model_metrics = None, None, {}
+    logged_models: list[tuple[int, str]] = []
     best = _best_checkpoint(result, training.checkpoint_score)
     profile = serving_profile(train_tasks, held_out)  # requests checked, answers cut
     for kept, kept_metrics in _kept_checkpoints(result):  # a logged model per checkpoint
@@ -216,6 +216,8 @@ def run_training(
                 profile,
                 register=is_best,  # the registry gets the best, as before
             )
+        if uri:
+            logged_models.append((int(kept_metrics.get("step", 0) or 0), uri))
         if is_best:
             model_uri, model_checkpoint, model_metrics = uri, _uri(kept), kept_metrics
     return TrainingOutcome(
@@ -228,6 +230,7 @@ def run_training(
         model_uri=model_uri,
         model_checkpoint=model_checkpoint,
         model_metrics=model_metrics,
+        logged_models=logged_models,
     )
 
 

@@ -18,7 +18,8 @@ import torch
 from refiner.data.tokenizers import MASK
 from refiner.infer.halting import STOP_REASONS, StoppingRule, stopping_in_use
 from refiner.model.edits import canvas_score
-from refiner.model.network import RefinerModel, StepOutput
+from refiner.model.network import RefinerModel
+from refiner.model.step_values import StepOutput
 from refiner.train.interface import Orchestrator
 
 
@@ -27,19 +28,33 @@ def infer_few(
     orchestrator: Orchestrator,
     input_ids: torch.Tensor | np.ndarray | list,
     max_steps: int | None,
-    early_stopping: bool,
+    early_stopping: bool | None,
     task_type: str,
     return_traces: bool = False,
-    puzzle_ids: torch.Tensor | None = None,
+    puzzle_ids: torch.Tensor | np.ndarray | list | None = None,
 ) -> dict[str, Any]:
-    """The result dict documented on `UnifiedRefinerOrchestrator.inference`.
+    """Refine each sample until it stops (`UnifiedRefinerOrchestrator.inference`).
 
     `max_steps`: the caller's step limit; None: the config's max_steps_infer, which a
     calibration's own limit caps. Edits go through `orchestrator.edit_policy` (never
-    exploring). Changes no state except memory-bank read counters."""
+    exploring). `early_stopping` None: the config's. Changes no state except memory-bank
+    read counters.
+
+    Returns final_canvas_ids [B][L], final_canvas (decoded by the tokenizer, or None
+    without one), steps_taken [B], mean_steps, sample_steps (sum of steps_taken),
+    stopping_reason [B] (refiner.infer.halting.STOP_REASONS), stopping_reason_counts,
+    final_canvas_scores [B], quality_per_step / halt_prob_per_step (means over the
+    samples active at each step), active_per_step, edit_strategy_use, memory (bank
+    stats or None), stopping (the settings that ran and their origin: "config",
+    "calibrated at update N on M rows" or "early stopping off") and, with
+    return_traces, traces: per step its active rows, their canvases, scores, halting
+    probabilities, strategy and the rows that stopped."""
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps_override must be >= 1, got {max_steps}")
     o = orchestrator
+    if early_stopping is None:
+        early_stopping = o.config.stopping.early_stopping
+    puzzles = None if puzzle_ids is None else torch.as_tensor(puzzle_ids, dtype=torch.long)
     # Calibrated settings (refiner.infer.calibration) replace the config's.
     stopping, max_steps, stopping_report = stopping_in_use(
         o.calibration,
@@ -67,7 +82,7 @@ def infer_few(
     try:
         with o.autocast_context(), o.exploring(False):
             x = core.embed_input(  # [active, L, D]
-                inputs, None if puzzle_ids is None else puzzle_ids.to(device)
+                inputs, None if puzzles is None else puzzles.to(device)
             )
             state = core.initial_state(inputs)
             canvas, quality, latent = state.canvas, state.canvas_quality, state.latent

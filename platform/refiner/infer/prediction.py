@@ -34,7 +34,8 @@ from refiner.config.sections import ModelConfig, check_step_budget
 from refiner.data.batches import batch_from_arrays
 from refiner.data.tokenizers import ByteTokenizer, SymbolTokenizer, tokenizer_for
 from refiner.infer.halting import describe_stop_counts, describe_stopping, stopping_in_use
-from refiner.tasks.validation import MAX_REPORTED_PROBLEMS, Problem, TaskFileError, validate
+from refiner.tasks.problems import MAX_REPORTED_PROBLEMS, Problem, TaskFileError
+from refiner.tasks.validation import validate
 from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
 DEFAULT_BATCH_SIZE = 256

@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from refiner.data.tokenizers import NUM_SPECIAL, PAD
+from refiner.tasks.problems import MAX_REPORTED_PROBLEMS, Problem, TaskFileError
 from refiner.tasks.schema import describe_tasks
-from refiner.tasks.validation import MAX_REPORTED_PROBLEMS, Problem, TaskFileError
 
 EXAMPLE_ROWS = 2
 EXAMPLE_COLUMNS = ("task_id", "task_type", "input", "height", "width")

@@ -1,1 +1,1 @@
-"""The refiner network (network.py, one file in nanoGPT's spirit) and what one refinement step uses: losses, canvas edits, the memory bank, puzzle embeddings."""
+"""The refiner network (network.py, one file in nanoGPT's spirit) and what one refinement step uses: losses, the values passed between steps (step_values.py), the gradient cut (truncation.py), canvas edits, the memory bank, puzzle embeddings."""

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from refiner.config.sections import EDIT_SELECTORS, EDIT_STRATEGIES
+from refiner.config.sections import EDIT_SELECTORS, EDIT_STRATEGIES, OrchestrationConfig
 from refiner.data.tokenizers import MASK
 
 
@@ -94,6 +94,17 @@ class EditSelector:
         self.adaptive, self.method, self.exploration = adaptive, method, exploration
         self.rng = random.Random(seed)
         self.history: dict[str, dict[str, dict[str, float]]] = {}  # task_type -> strategy -> stats
+
+    @classmethod
+    def from_config(cls, config: OrchestrationConfig) -> EditSelector:
+        """The selector `config` describes (strategies, adaptive, method, exploration)."""
+        return cls(
+            config.canvas_edit_strategies,
+            config.adaptive_edit_selection,
+            config.edit_selection,
+            config.edit_exploration,
+            config.seed,
+        )
 
     def select(
         self,

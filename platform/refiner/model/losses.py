@@ -14,7 +14,7 @@ not scale the gradient down; earlier steps get weight 0 (their losses are still 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -110,30 +110,74 @@ class StepLosses:
         """The term named by one of LOSS_TYPES."""
         return getattr(self, name)
 
+    def as_tuple(self) -> tuple[torch.Tensor, ...]:
+        """The fields in order (`StepLosses(*terms.as_tuple())` rebuilds it)."""
+        return tuple(getattr(self, name) for name in _LOSS_FIELDS)
 
-def step_loss_terms(
-    logits: torch.Tensor,
-    quality_logits: torch.Tensor,
-    halt_logit: torch.Tensor,
-    proposal: torch.Tensor,
-    canvas: torch.Tensor,
-    target: torch.Tensor,
-    token_weight: torch.Tensor | None = None,
-) -> StepLosses:
-    """Unweighted loss terms (0-d, fp32) and detached metrics of one step.
 
-    logits [B, L, V]; quality_logits [B, L]; halt_logit [B]; proposal (argmax) and
-    canvas (after the edit) [B, L]; target [B, L]; token_weight [V] or None: the token
-    loss's weight per target token (`token_loss_weights`).
-    """
+@dataclass(frozen=True)
+class LossOptions:
+    """The run's settings of the loss, as tensors on the device (`loss_options` builds
+    them from the config). A new loss option is a field here, set in `loss_options` and
+    read in `step_loss_terms`: the model and the orchestrator pass this object through."""
+
+    token_weight: torch.Tensor | None = None  # [V] the token loss's weight per target token
+
+
+def loss_options(
+    weights: StepLossWeights, vocab_size: int, device: torch.device | str
+) -> LossOptions:
+    """The loss settings `orchestration.step_loss_weights` asks for, on `device`."""
+    token_weight = token_loss_weights(weights, vocab_size)
+    return LossOptions(token_weight=None if token_weight is None else token_weight.to(device))
+
+
+@dataclass
+class LossInputs:
+    """What the loss of one step reads: the step's outputs, its canvas, the target, and
+    the run's loss settings."""
+
+    logits: torch.Tensor  # [B, L, V]
+    quality_logits: torch.Tensor  # [B, L]
+    halt_logit: torch.Tensor  # [B]
+    proposal: torch.Tensor  # [B, L] the logits' argmax
+    canvas: torch.Tensor  # [B, L] after the step's edit
+    target: torch.Tensor  # [B, L]
+    options: LossOptions = LossOptions()
+
+    def flatten(self) -> tuple[torch.Tensor | None, ...]:
+        """Every tensor, the options' last (what a compiled loss takes)."""
+        step = (getattr(self, name) for name in _INPUT_FIELDS)
+        options = (getattr(self.options, name) for name in _OPTION_FIELDS)
+        return (*step, *options)
+
+    @classmethod
+    def unflatten(cls, tensors: tuple[torch.Tensor | None, ...]) -> LossInputs:
+        """The inverse of `flatten`."""
+        step = dict(zip(_INPUT_FIELDS, tensors, strict=False))
+        options = LossOptions(*tensors[len(_INPUT_FIELDS) :])
+        return cls(**step, options=options)  # type: ignore[arg-type]
+
+
+# Field names read once here, not inside a compiled loss (torch.compile cannot trace
+# dataclasses.fields).
+_LOSS_FIELDS = tuple(f.name for f in fields(StepLosses))
+_OPTION_FIELDS = tuple(f.name for f in fields(LossOptions))
+_INPUT_FIELDS = tuple(f.name for f in fields(LossInputs) if f.name != "options")
+
+
+def step_loss_terms(inputs: LossInputs) -> StepLosses:
+    """Unweighted loss terms (0-d, fp32) and detached metrics of one step."""
+    logits, target, proposal = inputs.logits, inputs.target, inputs.proposal
+    token_weight = inputs.options.token_weight
     token = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), weight=token_weight)
     quality = F.binary_cross_entropy_with_logits(
-        quality_logits.float(), (proposal == target).float()
+        inputs.quality_logits.float(), (proposal == target).float()
     )
-    correct = canvas == target
+    correct = inputs.canvas == target
     exact = correct.all(-1)
     scored = target != PAD
-    halting = F.binary_cross_entropy_with_logits(halt_logit.float(), exact.float())
+    halting = F.binary_cross_entropy_with_logits(inputs.halt_logit.float(), exact.float())
     # over the target's non-PAD positions, as evaluation.py scores inference
     token_acc = (correct & scored).sum().float() / scored.sum().clamp(min=1)
     return StepLosses(token, halting, quality, exact, token_acc)

@@ -101,6 +101,26 @@ class MemoryBank:
         self.writes += n
         return n
 
+    def write_solved(
+        self, summary: torch.Tensor, latent: torch.Tensor, solved: torch.Tensor, limit: int
+    ) -> None:
+        """Write up to `limit` solved rows of an unroll: summary [B, D] as keys, the pooled
+        final latent [B, L, D] as values."""
+        if limit == 0:
+            return
+        rows = solved.nonzero().squeeze(1)[:limit]
+        if rows.numel():
+            self.write(summary[rows].float(), latent[rows].mean(1).float())
+
+    def record_unroll_reads(self, similarities: list[torch.Tensor | None]) -> None:
+        """Count the reads of every step of an unroll (each step's best similarity [B],
+        None where it read nothing) in one host transfer."""
+        if self.size == 0:
+            return
+        reads = [s for s in similarities if s is not None]
+        if reads:
+            self.record_reads(torch.cat(reads))
+
     def record_reads(self, best_similarity: torch.Tensor) -> None:
         """Count reads and hits (best similarity >= hit_threshold) of one step."""
         self.reads += int(best_similarity.numel())

@@ -24,9 +24,10 @@ inside it. Every parameter is used in every step, so every parameter gets a grad
 from every backward (no `find_unused_parameters` needed). `step()` is one step, for
 inference with per-sample early stopping (no autograd, so it can bypass DDP).
 
-Typed values pass between steps and layers (shapes beside the fields): `RefinerState`
-(the carry), `StepOutput` (one `step()`), `StepRecord` (what the unroll keeps of a step)
-and `Unroll` (what `forward()` returns).
+Typed values pass between steps and layers (refiner.model.step_values, shapes beside
+the fields): `RefinerState` (the carry), `StepOutput` (one `step()`), `StepRecord` (what
+the unroll keeps of a step) and `Unroll` (what `forward()` returns). The gradient cut is
+refiner.model.truncation; the loss of a step, refiner.model.losses.
 
 Blocks are post-norm (RMSNorm after each residual add): the same block is applied
 T * latent_cycles * n_layers times, and post-norm keeps the latent's scale fixed however
@@ -40,7 +41,6 @@ minimum, since "the whole canvas is right" is a property of its weakest position
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -49,133 +49,19 @@ import torch.nn.functional as F
 from refiner.config.sections import ModelConfig
 from refiner.data.tokenizers import MASK
 from refiner.model.edits import EditFn, canvas_score
-from refiner.model.losses import StepLosses, step_loss_terms
+from refiner.model.losses import LossInputs, LossOptions, StepLosses, step_loss_terms
 from refiner.model.memory import memory_read
 from refiner.model.puzzles import PuzzleEmbedding
-
-
-@dataclass
-class RefinerState:
-    """The carry between refinement steps."""
-
-    canvas: torch.Tensor  # [B, L] token ids: the current draft (MASK where never written)
-    canvas_quality: torch.Tensor  # [B, L] P(token right) per position, 0 where never written
-    latent: torch.Tensor  # [B, L, D]
-
-
-@dataclass
-class StepOutput:
-    """What one `step()` computes."""
-
-    latent: torch.Tensor  # [B, L, D] the refined latent (the next step starts from it)
-    logits: torch.Tensor  # [B, L, V] the proposed canvas
-    quality_logits: torch.Tensor  # [B, L] per position: is the proposed token right?
-    halt_logit: torch.Tensor  # [B] is the whole canvas right now?
-    summary: torch.Tensor  # [B, D] detached: what the memory is searched (and written) with
-    memory_similarity: torch.Tensor | None  # [B] best similarity read; None without memory
-
-
-@dataclass
-class StepRecord:
-    """What the unroll keeps of one step: the latent it hands on, losses and metrics."""
-
-    strategy: str  # the canvas edit applied after the step
-    latent: torch.Tensor  # [B, L, D] the step's latent; detaching it cuts the gradient
-    halt_prob: torch.Tensor  # [B] detached
-    score: torch.Tensor  # [B] canvas score after the edit (no gradient)
-    memory_similarity: torch.Tensor | None  # [B] or None
-    losses: StepLosses | None  # with a target: the step's loss terms
-
-    def detach(self) -> StepRecord:
-        """The same step with no gradient path through it (truncation)."""
-        return replace(
-            self,
-            latent=self.latent.detach(),
-            memory_similarity=None
-            if self.memory_similarity is None
-            else self.memory_similarity.detach(),
-            losses=None if self.losses is None else self.losses.detach(),
-        )
-
-
-@dataclass
-class Unroll:
-    """What `forward()` returns."""
-
-    steps: list[StepRecord]  # one per step, in order
-    canvas: torch.Tensor  # [B, L] the final canvas
-    canvas_quality: torch.Tensor  # [B, L]
-    latent: torch.Tensor  # [B, L, D] detached final latent
-    summary: torch.Tensor  # [B, D] detached pooled (input + final latent)
-
-
-# truncate(step_records_so_far) -> the same records with the gradient cut applied
-TruncateFn = Callable[[list[StepRecord]], list[StepRecord]]
-
-
-def keep_last(grad_steps: int, steps: int, window_end: int | None = None) -> TruncateFn:
-    """The truncation rule: only the last `grad_steps` of `steps` steps carry gradient,
-    or the `grad_steps` steps ending at step `window_end` (1-based) when it is given.
-
-    As a callback it detaches every step outside the window, so the first window step
-    starts from a detached latent, the other steps' losses give no gradient, and the
-    steps after the window run without autograd."""
-    end = steps if window_end is None else window_end
-    if not 1 <= grad_steps <= steps:
-        raise ValueError(f"grad_steps must be in [1, steps={steps}], got {grad_steps}")
-    if not grad_steps <= end <= steps:
-        raise ValueError(f"window_end must be in [{grad_steps}, {steps}], got {window_end}")
-    first = end - grad_steps
-
-    def truncate(records: list[StepRecord]) -> list[StepRecord]:
-        return [r if first <= t < end else r.detach() for t, r in enumerate(records)]
-
-    return truncate
-
-
-def steps_kept_by(truncate: TruncateFn, steps: int) -> list[bool]:
-    """Which steps of a `steps`-step unroll need autograd under `truncate`: a dry run of
-    the cut, called as the unroll calls it, on placeholder records (0-d tensors). A step
-    whose record comes back detached from the call right after it can run without
-    autograd: its graph would be dropped at once and nothing downstream can reach it."""
-    records: list[StepRecord] = []
-    kept = []
-    for _ in range(steps):
-        attached = torch.zeros((), requires_grad=True)
-        records.append(
-            StepRecord(
-                strategy="replace",
-                latent=attached,
-                halt_prob=torch.zeros(()),
-                score=torch.zeros(()),
-                memory_similarity=None,
-                losses=StepLosses(
-                    attached, attached, attached, torch.zeros((), dtype=torch.bool), attached
-                ),
-            )
-        )
-        records = truncate(records)
-        kept.append(records[-1].latent.requires_grad)
-    return kept
-
+from refiner.model.step_values import RefinerState, StepOutput, StepRecord, Unroll
+from refiner.model.truncation import TruncateFn, keep_last, steps_kept_by
 
 FAST_PATH_GRAPHS = 64  # compiled graphs kept per function (see enable_fast_path)
 
 
-def _loss_terms(
-    logits: torch.Tensor,
-    quality_logits: torch.Tensor,
-    halt_logit: torch.Tensor,
-    proposal: torch.Tensor,
-    canvas: torch.Tensor,
-    target: torch.Tensor,
-    token_weight: torch.Tensor | None,
-) -> tuple[torch.Tensor, ...]:
-    """`step_loss_terms` as a plain tuple (what the compiled version returns)."""
-    terms = step_loss_terms(
-        logits, quality_logits, halt_logit, proposal, canvas, target, token_weight
-    )
-    return terms.token, terms.halting, terms.quality, terms.exact, terms.token_acc
+def _loss_terms(*tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    """`step_loss_terms` on `LossInputs.flatten()`'s tensors, as a plain tuple (what the
+    compiled version takes and returns)."""
+    return step_loss_terms(LossInputs.unflatten(tensors)).as_tuple()
 
 
 class RMSNorm(nn.Module):
@@ -422,21 +308,11 @@ class RefinerModel(nn.Module):
     def fast_path(self) -> bool:
         return self._compiled_reason is not None
 
-    def loss_terms(
-        self,
-        logits: torch.Tensor,
-        quality_logits: torch.Tensor,
-        halt_logit: torch.Tensor,
-        proposal: torch.Tensor,
-        canvas: torch.Tensor,
-        target: torch.Tensor,
-        token_weight: torch.Tensor | None = None,
-    ) -> StepLosses:
+    def loss_terms(self, inputs: LossInputs) -> StepLosses:
         """`step_loss_terms`, fused into one compiled kernel group on the fast path."""
-        args = (logits, quality_logits, halt_logit, proposal, canvas, target, token_weight)
         if self._compiled_losses is None:
-            return step_loss_terms(*args)
-        return StepLosses(*self._compiled_losses(*args))
+            return step_loss_terms(inputs)
+        return StepLosses(*self._compiled_losses(*inputs.flatten()))
 
     def _local_mask(self, length: int, device: torch.device) -> torch.Tensor | None:
         """With `attention_window` r, position i attends to |i - j| <= r only; on the grid
@@ -474,7 +350,7 @@ class RefinerModel(nn.Module):
         memory: tuple[torch.Tensor, torch.Tensor] | None = None,
         truncate: TruncateFn | None = None,
         puzzle_ids: torch.Tensor | None = None,
-        token_weight: torch.Tensor | None = None,
+        loss_options: LossOptions | None = None,
     ) -> Unroll:
         """Unroll `steps` refinement steps from an empty canvas.
 
@@ -487,8 +363,8 @@ class RefinerModel(nn.Module):
         `truncate=keep_last(K, steps)`. With neither, every step carries gradient.
 
         `edit_fn` chooses and applies each step's canvas edit (default: replace).
-        With `target`, every record carries the step's loss terms (`token_weight` [V]:
-        the token loss's weight per target token, refiner.model.losses.token_loss_weights).
+        With `target`, every record carries the step's loss terms (`loss_options`: the
+        run's settings of the loss, refiner.model.losses.loss_options).
         `puzzle_ids` [B]: each row's puzzle identity (refiner.model.puzzles), with a puzzle
         embedding.
         """
@@ -518,13 +394,15 @@ class RefinerModel(nn.Module):
                 losses = None
                 if target is not None:
                     losses = self.loss_terms(
-                        out.logits,
-                        out.quality_logits,
-                        out.halt_logit,
-                        proposal,
-                        canvas,
-                        target,
-                        token_weight,
+                        LossInputs(
+                            out.logits,
+                            out.quality_logits,
+                            out.halt_logit,
+                            proposal,
+                            canvas,
+                            target,
+                            loss_options or LossOptions(),
+                        )
                     )
             records.append(
                 StepRecord(

@@ -29,7 +29,7 @@ gradients are all-gathered and averaged by hand, so every rank applies the same 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,6 +162,33 @@ class PuzzleIndex:
                 (str(name), float(value)) for name, value in data.get("copy_intensity", ())
             ),
         )
+
+
+def batch_puzzle_ids(
+    batch: Mapping[str, torch.Tensor],
+    mode: str,
+    device: torch.device,
+    required: bool = False,
+) -> torch.Tensor | None:
+    """The batch's puzzle identities [B] on `device` for a model whose
+    `model.puzzle_embedding` is `mode` (None when "off"; with `required`, a batch
+    without them is an error, else None)."""
+    if mode == "off":
+        return None
+    ids = batch.get(BATCH_KEY)
+    if ids is None:
+        if required:
+            raise ValueError(
+                f"the model has a puzzle embedding (model.puzzle_embedding="
+                f"{mode!r}) but the batch has no {BATCH_KEY!r}"
+            )
+        return None
+    ids = ids.to(device, torch.long).reshape(-1)
+    if ids.shape[0] != batch["input"].shape[0]:
+        raise ValueError(
+            f"batch {BATCH_KEY!r} has {ids.shape[0]} ids for {batch['input'].shape[0]} rows"
+        )
+    return ids
 
 
 class PuzzleEmbedding(nn.Module):

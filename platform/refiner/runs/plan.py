@@ -130,7 +130,7 @@ class TrainingPlan:
             *[line for line in (outage_summary(tracking), lost_summary(tracking)) if line],
             *self._checkpoint_lines(outcome),
             f"MLflow run: {run_id} in experiment {self.experiment!r} at {self.tracking_uri}",
-            f"  browse: mlflow ui --backend-store-uri {self.tracking_uri}",
+            f"  browse: {_browse_hint(self.tracking_uri)}",
         ]
         return "\n".join(lines)
 
@@ -148,10 +148,23 @@ class TrainingPlan:
         model_metrics = getattr(outcome, "model_metrics", {})
         if source is None or source == outcome.checkpoint:
             best = f" (the best by {score})" if score in model_metrics else ""
-            return [*lines, f"model: {model_uri}, from that checkpoint{best}"]
-        best = _scored(model_metrics, score)
-        best = f" ({best})" if best else ""
-        return [*lines, f"model: {model_uri}, from the best checkpoint by {score}{best}: {source}"]
+            lines.append(f"model: {model_uri}, from that checkpoint{best}")
+        else:
+            best = _scored(model_metrics, score)
+            best = f" ({best})" if best else ""
+            lines.append(f"model: {model_uri}, from the best checkpoint by {score}{best}: {source}")
+        return [*lines, *self._logged_models_line(getattr(outcome, "logged_models", []))]
+
+    def _logged_models_line(self, logged: list[tuple[int, str]]) -> list[str]:
+        """Which checkpoints have a logged model: the kept ones (docs/models.md says why)."""
+        if len(logged) < 2:
+            return []
+        steps = ", ".join(str(step) for step, _ in logged)
+        keep = self.config.training.num_to_keep
+        return [
+            f"logged models: {len(logged)}, one per kept checkpoint (updates {steps};"
+            f" training.num_to_keep {keep})"
+        ]
 
 
 def _scored(metrics: dict[str, Any], score: str) -> str:
@@ -215,3 +228,10 @@ def describe_sweep_plan(
             f"storage:    {plan.experiment_path}",
         ]
     )
+
+
+def _browse_hint(tracking_uri: str) -> str:
+    """A tracking server serves its own UI; a local store needs ``mlflow ui``."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri} in a browser"
+    return f"mlflow ui --backend-store-uri {tracking_uri}"

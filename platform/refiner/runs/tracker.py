@@ -1,6 +1,6 @@
 """What the training loop needs from experiment tracking, without naming a backend.
 
-The Ray layer may not import MLflow (see the README, Layout), so the jobs hand it a
+The Ray layer may not import MLflow (see docs/layout.md), so the jobs hand it a
 picklable ``RunTracker``; ``refiner.tracking.MlflowTracker`` is the real one and
 ``NullTracker`` records nothing.
 """
@@ -34,8 +34,9 @@ class RunTracker(Protocol):
 
     def log_dataset(self, dataset: TaskDataset) -> None: ...
 
-    def system_metrics(self) -> AbstractContextManager[None]:
-        """Record the machine's load (CPU, memory, GPU) while the block runs."""
+    def while_training(self) -> AbstractContextManager[None]:
+        """Around rank 0's training: record the machine's load (CPU, memory, GPU), and
+        let no backend call hold the loop for long (``for_training`` keeps and retries)."""
         ...
 
     def log_model(
@@ -82,7 +83,7 @@ class NullTracker:
     def log_dataset(self, dataset: TaskDataset) -> None:
         pass
 
-    def system_metrics(self) -> AbstractContextManager[None]:
+    def while_training(self) -> AbstractContextManager[None]:
         return nullcontext()
 
     def log_model(

@@ -15,14 +15,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from refiner.tasks.validation import (
-    INT_COLUMNS,
-    MAX_REPORTED_PROBLEMS,
-    TOKEN_COLUMNS,
-    Problem,
-    TaskFileError,
-    validate,
-)
+from refiner.tasks.problems import MAX_REPORTED_PROBLEMS, Problem, TaskFileError
+from refiner.tasks.validation import INT_COLUMNS, TOKEN_COLUMNS, validate
 
 _SEPARATORS = re.compile(r"[,\s]+")
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from refiner.tasks.csv_io import read_csv_tasks
 from refiner.tasks.io import FORMATS, read_tasks
-from refiner.tasks.validation import Problem, TaskFileError
+from refiner.tasks.problems import Problem, TaskFileError
 
 INPUT_SUFFIXES = (*FORMATS, ".csv")
 

@@ -20,14 +20,12 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from refiner.tasks.problems import MAX_REPORTED_PROBLEMS, Problem, TaskFileError
 from refiner.tasks.schema import TASK_SCHEMA
 from refiner.tasks.validation import (
     INT_COLUMNS,
-    MAX_REPORTED_PROBLEMS,
     STRING_COLUMNS,
     TOKEN_COLUMNS,
-    Problem,
-    TaskFileError,
     unknown_column_problem,
     validate,
     validate_table,

@@ -22,13 +22,13 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from refiner.data.tokenizers import MAX_SYMBOLS, NUM_SPECIAL
+from refiner.tasks.problems import Problem, ProblemCollector, TaskFileError
 from refiner.tasks.schema import (
     DEFAULT_NUM_SYMBOLS,
     GRID_TASK_TYPES,
@@ -40,89 +40,12 @@ from refiner.tasks.schema import (
 )
 
 MAX_SEQUENCE_LENGTH = 65536  # tokens per input/target; longer is a broken file, not a task
-MAX_REPORTED_PROBLEMS = 10
 TEXT_NUM_SYMBOLS = 256  # bytes
 
 STRING_COLUMNS = ("task_id", "task_type", "source", "group_id", "split")
 TOKEN_COLUMNS = ("input", "target")
 INT_COLUMNS = ("height", "width", "num_symbols")
 _PANDAS_INDEX = re.compile(r"^__index_level_\d+__$")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a task file; ``row`` is 0-based, ``line`` 1-based (jsonl)."""
-
-    message: str
-    field: str | None = None
-    row: int | None = None
-    task_id: str | None = None
-    line: int | None = None
-
-    def describe(self) -> str:
-        where = []
-        if self.row is not None:
-            details = [f"line {self.line}"] if self.line is not None else []
-            if self.task_id is not None:
-                details.append(f"task_id {self.task_id!r}")
-            where.append(f"row {self.row}" + (f" ({', '.join(details)})" if details else ""))
-        elif self.line is not None:
-            where.append(f"line {self.line}")
-        if self.field is not None:
-            where.append(f"field {self.field!r}")
-        return ", ".join(where) + (": " if where else "") + self.message
-
-
-class TaskFileError(ValueError):
-    """A task file or table breaks the format; ``problems`` lists what was found."""
-
-    def __init__(self, origin: str, problems: Sequence[Problem], total: int | None = None) -> None:
-        self.origin = origin
-        self.problems = list(problems)
-        self.total = total if total is not None else len(self.problems)
-        super().__init__(self._message())
-
-    def _message(self) -> str:
-        if self.total == 1 and len(self.problems) == 1:
-            return f"{self.origin}: {self.problems[0].describe()}"
-        lines = [f"{self.origin}: {self.total} problems"]
-        lines += [f"  {p.describe()}" for p in self.problems]
-        if self.total > len(self.problems):
-            lines.append(f"  ... and {self.total - len(self.problems)} more")
-        return "\n".join(lines)
-
-
-class _Collector:
-    """Gathers row problems from vectorised checks, keeping only what will be reported."""
-
-    def __init__(
-        self, task_ids: pa.Array, lines: np.ndarray | None, rows: np.ndarray | None
-    ) -> None:
-        self.task_ids = task_ids  # names rows in messages; replaced once normalised
-        self._lines = lines
-        self._rows = rows
-        self.problems: list[Problem] = []
-        self.total = 0
-
-    def add_rows(self, rows: np.ndarray, field: str, message: Callable[[int], str]) -> None:
-        """Report ``message(row)`` for every row index in ``rows`` (sorted ascending)."""
-        rows = np.asarray(rows)
-        self.total += len(rows)
-        for row in rows[:MAX_REPORTED_PROBLEMS].tolist():
-            self.problems.append(self.problem(row, field, message(row)))
-
-    def problem(self, row: int, field: str | None, message: str) -> Problem:
-        task_id = None
-        if self.task_ids is not None and pa.types.is_string(self.task_ids.type):
-            task_id = self.task_ids[row].as_py()
-        line = int(self._lines[row]) if self._lines is not None else None
-        file_row = int(self._rows[row]) if self._rows is not None else row
-        return Problem(message, field=field, row=file_row, task_id=task_id, line=line)
-
-    def raise_if_any(self, origin: str) -> None:
-        if self.total:
-            first = sorted(self.problems, key=lambda p: (p.row, p.field or ""))
-            raise TaskFileError(origin, first[:MAX_REPORTED_PROBLEMS], self.total)
 
 
 def validate_table(table: pa.Table, origin: str = "<table>") -> pa.Table:
@@ -149,7 +72,7 @@ def validate(
         table = table.append_column("target", pa.nulls(table.num_rows, pa.list_(pa.int32())))
     columns = {name: table.column(name).combine_chunks() for name in table.column_names}
     task_ids = columns["task_id"] if pa.types.is_string(columns["task_id"].type) else None
-    collector = _Collector(task_ids, lines, rows)
+    collector = ProblemCollector(task_ids, lines, rows)
     _check_types(columns, collector)
     collector.raise_if_any(origin)
     columns = {name: _decode_dictionary(array) for name, array in columns.items()}
@@ -239,7 +162,7 @@ def unknown_column_problem(name: str, line: int | None = None) -> Problem:
     return Problem(f"unknown column{hint}{seen}; known columns: {', '.join(known)}", field=name)
 
 
-def _check_types(columns: dict[str, pa.Array], collector: _Collector) -> None:
+def _check_types(columns: dict[str, pa.Array], collector: ProblemCollector) -> None:
     """Column-level type errors, reported at the first row that holds a value."""
     for name, array in columns.items():
         kind = array.type
@@ -288,7 +211,9 @@ def _present(columns: dict[str, pa.Array], name: str, n: int) -> np.ndarray:
     return columns[name].is_valid().to_numpy(zero_copy_only=False)
 
 
-def _integers(columns: dict[str, pa.Array], name: str, n: int, collector: _Collector) -> np.ndarray:
+def _integers(
+    columns: dict[str, pa.Array], name: str, n: int, collector: ProblemCollector
+) -> np.ndarray:
     """An integer column as float64 with NaN for null (so one array carries both)."""
     if name not in columns:
         return np.full(n, np.nan)
@@ -306,7 +231,7 @@ def _integers(columns: dict[str, pa.Array], name: str, n: int, collector: _Colle
 
 
 def _report(
-    collector: _Collector, mask: pa.Array, field: str, message: Callable[[int], str]
+    collector: ProblemCollector, mask: pa.Array, field: str, message: Callable[[int], str]
 ) -> None:
     rows = np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))
     collector.add_rows(rows, field, message)
@@ -316,12 +241,12 @@ def _is_value(array: pa.Array, value: str) -> np.ndarray:
     return pc.fill_null(pc.equal(array, value), False).to_numpy(zero_copy_only=False)
 
 
-def _check_present(array: pa.Array, field: str, collector: _Collector) -> None:
+def _check_present(array: pa.Array, field: str, collector: ProblemCollector) -> None:
     _report(collector, array.is_null(), field, lambda r: "missing value")
 
 
 def _check_choice(
-    array: pa.Array, field: str, choices: Sequence[str], collector: _Collector
+    array: pa.Array, field: str, choices: Sequence[str], collector: ProblemCollector
 ) -> None:
     allowed = pa.array(list(choices))
     unknown = pc.and_(array.is_valid(), pc.invert(pc.is_in(array, value_set=allowed)))
@@ -333,7 +258,7 @@ def _check_choice(
     )
 
 
-def _check_duplicates(task_id: pa.Array, collector: _Collector) -> None:
+def _check_duplicates(task_id: pa.Array, collector: ProblemCollector) -> None:
     valid = pc.drop_null(task_id)
     if len(pc.unique(valid)) == len(valid):
         return  # the common case stays vectorised
@@ -358,7 +283,7 @@ def _check_tokens(
     array: pa.Array,
     field: str,
     num_symbols: np.ndarray,
-    collector: _Collector,
+    collector: ProblemCollector,
     required: bool = True,
 ) -> np.ndarray:
     """Presence, length and vocabulary of one token column; returns lengths (0 if null)."""
@@ -414,7 +339,7 @@ def _check_shapes(
     height: np.ndarray,
     width: np.ndarray,
     lengths: dict[str, np.ndarray],
-    collector: _Collector,
+    collector: ProblemCollector,
 ) -> None:
     is_grid = np.zeros(len(task_type), dtype=bool)
     for grid_type in GRID_TASK_TYPES:

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -123,9 +123,14 @@ class MlflowTracker:
             return  # a resumed run read the same tasks again
         self.client.log_inputs(self.run_id, datasets=[dataset_input(dataset)])
 
-    def system_metrics(self) -> AbstractContextManager[None]:
-        """CPU, memory (and GPU) of this process's machine, logged while the block runs."""
-        return system_metrics(self.tracking_uri, self.run_id)
+    @contextmanager
+    def while_training(self) -> Iterator[None]:
+        """Rank 0's training: the CPU, memory (and GPU) of this process's machine logged
+        into the run, and MLflow's HTTP calls failing fast (``buffered.fail_fast_http``)."""
+        from refiner.tracking.buffered import fail_fast_http
+
+        with fail_fast_http(), system_metrics(self.tracking_uri, self.run_id):
+            yield
 
     def log_model(
         self,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from refiner.runs.provenance import TaskDataset
 
 CONTEXT_TAG = "mlflow.data.context"  # MLflow's tag for the role of a dataset input
 _logger = logging.getLogger(__name__)
+_STOP_TIMEOUT_S = 30.0
 
 
 def dataset_input(dataset: TaskDataset, context: str = "training") -> DatasetInput:
@@ -63,7 +65,8 @@ def system_metrics(tracking_uri: str, run_id: str) -> Iterator[None]:
     failure to log never fails training.
     """
     # MLflow says "Started/Stopping monitoring" at INFO: not worth a console line.
-    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+    # Its "Failed to get mlflow run" warnings in an outage: the tracker's own line says it.
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
     try:
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
@@ -76,11 +79,26 @@ def system_metrics(tracking_uri: str, run_id: str) -> Iterator[None]:
     try:
         yield
     finally:
-        monitor.finish()
-        _last_sample(monitor)
+        _stop_within(monitor, _STOP_TIMEOUT_S)
 
 
-def _last_sample(monitor: Any) -> None:  # SystemMetricsMonitor (untyped)
+def _stop_within(monitor: Any, timeout_s: float) -> None:  # SystemMetricsMonitor (untyped)
+    """Stop the monitor and log its last sample, waiting at most ``timeout_s``: with the
+    tracking server away, its writes sit in MLflow's HTTP retries for minutes, and the
+    end of training must not wait on system metrics."""
+    stopper = threading.Thread(target=_finish, args=(monitor,), daemon=True)
+    stopper.start()
+    stopper.join(timeout_s)
+    if stopper.is_alive():
+        _logger.warning("the last system metrics were not recorded: MLflow did not answer")
+
+
+def _finish(monitor: Any) -> None:
+    monitor.finish()
+    _last_sample(monitor)
+
+
+def _last_sample(monitor: Any) -> None:
     """The monitor drops the samples of an unfinished interval: log one final sample."""
     try:
         monitor.collect_metrics()

@@ -20,70 +20,40 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from refiner.checkpoints.files import checkpoint_configs, load_checkpoint
-from refiner.checkpoints.upgrades import STATE_VERSION, VERSION_KEY, upgrade_state
 from refiner.config.sections import ModelConfig, OrchestrationConfig
+from refiner.data.batches import labelled_pair
 from refiner.data.tokenizers import tokenizer_for
+from refiner.evaluate.unroll_curves import unroll_curves
 from refiner.infer.halting import CalibrationResult
 from refiner.infer.inference import infer_few
 from refiner.model.edits import EditGains, EditPolicy, EditSelector
-from refiner.model.losses import LOSS_TYPES, StepLosses, step_weights, token_loss_weights
+from refiner.model.losses import loss_options, step_weights
 from refiner.model.memory import MemoryBank
-from refiner.model.network import RefinerModel, StepRecord, keep_last
-from refiner.model.puzzles import BATCH_KEY, PuzzleIndex, SparsePuzzleOptimizer
+from refiner.model.network import RefinerModel
+from refiner.model.puzzles import PuzzleIndex, SparsePuzzleOptimizer, batch_puzzle_ids
+from refiner.model.step_values import StepRecord
+from refiner.train import orchestrator_state
+from refiner.train.build import placed_model, unwrap
+from refiner.train.fast_path import FAST_PATH_MODE, CompileSetting, fast_path_enabled
+from refiner.train.gradient_step import drop_gradients, step_on_gradients
+from refiner.train.gradient_window import cut_outside_window, draw_window_end
 from refiner.train.grokfast import GrokfastFilter
+from refiner.train.orchestrator_state import HISTORY_LENGTH
 from refiner.train.step_metrics import StepMetrics
+from refiner.train.update_metrics import read_update, step_losses, step_metrics, supervised
 from refiner.train.weight_average import WeightAverage
 
-CompileSetting = Literal["auto", "on", "off"]
-# torch.compile mode of the fast path per device type (None: inductor's default, which
-# compiles in seconds; "max-autotune-no-cudagraphs" tunes GEMMs for minutes)
-FAST_PATH_MODE: dict[str, str | None] = {"cuda": None, "cpu": None}
-HISTORY_LENGTH = 100  # recent losses and gradient norms kept (and checkpointed)
 DEFAULT_TASK_TYPE = "sequence"  # inference's edit history before any training
 DEFAULT_PUZZLE_LR = 1e-2  # sign-SGD step of the puzzle table (TrainingConfig.puzzle_lr)
-
-
-def fast_path_enabled(setting: CompileSetting, device: torch.device) -> bool:
-    """`training.compile` resolved for a device: auto is on for CUDA only."""
-    if setting not in ("auto", "on", "off"):
-        raise ValueError(f"compile must be 'auto', 'on' or 'off', got {setting!r}")
-    return setting == "on" or (setting == "auto" and device.type == "cuda")
-
-
-def unwrap(model: nn.Module) -> RefinerModel:
-    """The RefinerModel inside a DDP (or similar) wrapper."""
-    return cast(RefinerModel, getattr(model, "module", model))
-
-
-def supervised(records: list[StepRecord]) -> list[StepLosses]:
-    """The loss terms of each step of an unroll that had a target."""
-    losses = [r.losses for r in records if r.losses is not None]
-    if len(losses) != len(records):
-        raise ValueError("step losses need an unroll with a target")
-    return losses
-
-
-def step_losses(
-    records: list[StepRecord], config: OrchestrationConfig
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The supervised records' loss terms: (per type [len(LOSS_TYPES), T], and the
-    type-weighted loss of each step [T]), both still attached to the graph."""
-    losses = supervised(records)
-    per_type = torch.stack(
-        [torch.stack([step.of_type(name) for step in losses]) for name in LOSS_TYPES]
-    )
-    w = config.step_loss_weights
-    weighted = w.token * per_type[0] + w.halting * per_type[1] + w.quality * per_type[2]
-    return per_type, weighted
 
 
 class UnifiedRefinerOrchestrator:
@@ -119,13 +89,7 @@ class UnifiedRefinerOrchestrator:
         if fast_path_enabled(compile, device) and not core.fast_path:
             core.enable_fast_path(FAST_PATH_MODE.get(device.type))
         c = self.config
-        self.edit_selector = EditSelector(
-            c.canvas_edit_strategies,
-            c.adaptive_edit_selection,
-            c.edit_selection,
-            c.edit_exploration,
-            c.seed,
-        )
+        self.edit_selector = EditSelector.from_config(c)
         # Every edit (training, evaluation, inference) chooses through
         # `select_edit_strategy` (a subclass may override it) and applies here.
         self.edit_policy = EditPolicy(
@@ -136,8 +100,7 @@ class UnifiedRefinerOrchestrator:
         )
         self.grokfast = GrokfastFilter(c.grokfast)
         self.weight_average = WeightAverage(core, c.ema_decay) if c.ema_decay else None
-        token_weight = token_loss_weights(c.step_loss_weights, core.config.vocab_size)
-        self.token_weight = token_weight.to(device) if token_weight is not None else None
+        self.loss_options = loss_options(c.step_loss_weights, core.config.vocab_size, device)
         self.step_count = 0  # train_step calls, skipped ones included
         self.window_end: int | None = None  # this update's gradient window (None: the last step)
         self.skipped_steps = 0  # updates refused by the NaN/Inf guard
@@ -181,15 +144,8 @@ class UnifiedRefinerOrchestrator:
         `seed` seeds torch before the weights are initialised. `wrap_model` (e.g. Ray
         Train's `prepare_model`) wraps the placed model for DDP before the orchestrator
         is built, so that training goes through the wrapper."""
-        if seed is not None:
-            torch.manual_seed(seed)
-        model: nn.Module = RefinerModel(model_config)
-        if device is not None:
-            model.to(device)
-        if wrap_model is not None:
-            model = wrap_model(model)
         return cls(
-            model,
+            placed_model(model_config, device, seed, wrap_model),
             tokenizer if tokenizer is not None else tokenizer_for(task_type, num_symbols),
             MemoryBank.from_config(model_config, device or "cpu"),
             config,
@@ -257,9 +213,10 @@ class UnifiedRefinerOrchestrator:
         if not self.training:
             self.train()
         self.task_type = task_type
-        inputs, target = self._batch(batch)
-        puzzle_ids = self._puzzle_ids(batch, required=True)
+        inputs, target = labelled_pair(batch, self.device)
         c = self.config
+        mode = self.core.config.puzzle_embedding
+        puzzle_ids = batch_puzzle_ids(batch, mode, self.device, required=True)
         T = c.max_steps_train
         K = c.gradient_window(T)
         self.window_end = self.draw_window_end(T, K)
@@ -277,7 +234,7 @@ class UnifiedRefinerOrchestrator:
                 memory=self.memory_snapshot(),
                 truncate=self.apply_truncated_backprop,
                 puzzle_ids=puzzle_ids,
-                token_weight=self.token_weight,
+                loss_options=self.loss_options,
             )
         records = unroll.steps
         weights = step_weights(c.step_loss_weights, T, K, self.window_end)  # [T]
@@ -288,105 +245,74 @@ class UnifiedRefinerOrchestrator:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for p in self.core.parameters() if p.grad is not None]
-        # Every metric of the update leaves the device in this one transfer (no host
-        # syncs inside the unroll): loss, gradient norm, per-type totals [3], the
-        # per-step curves [4, T] and the edit gains.
-        totals = (weights[None] * per_type.detach()).sum(1)  # [3]
-        packed = torch.cat(
-            [
-                loss.detach().float().reshape(1),
-                _grad_norm_tensor(params, self.device).reshape(1),
-                totals.float(),
-                _curves_tensor(records, per_step).flatten(),
-                torch.stack([g for _, g in gains]).float() if gains else totals.new_zeros(0),
-            ]
-        ).tolist()
-        loss_value, grad_norm = packed[0], packed[1]
-        totals_list = packed[2:5]
-        curves = dict(zip(_CURVES, _rows(packed[5 : 5 + 4 * T], T), strict=True))
-        gain_values = packed[5 + 4 * T :]
+        update = read_update(loss, params, self.device, weights, per_type, records, per_step, gains)
+        norm = update.grad_norm
         # The decision uses the gradients only: under DDP they are all-reduced, so every
         # rank sees the same norm and all ranks skip (or step) together. A non-finite
         # loss that leaves the gradients finite (e.g. inf times a zero weight) cannot
         # corrupt the weights, so it only stays out of the loss history.
-        skipped = not math.isfinite(grad_norm)
-        clipped = False
+        skipped = not math.isfinite(norm)
         lr = optimizer.param_groups[0]["lr"]
+        clipped = False
         if skipped:
-            optimizer.zero_grad(set_to_none=True)
-            if self.puzzle_optimizer is not None:
-                self.puzzle_optimizer.zero_grad()
+            drop_gradients(optimizer, self.puzzle_optimizer)
             self.skipped_steps += 1
         else:
-            if self.grokfast.enabled:
-                self.grokfast.apply(self.core.named_parameters())
-                grad_norm = _grad_norm(params)
-            if c.gradient_clip_threshold is not None:
-                torch.nn.utils.clip_grad_norm_(params, c.gradient_clip_threshold)
-                clipped = grad_norm > c.gradient_clip_threshold
-            optimizer.step()
-            if self.puzzle_optimizer is not None:
-                self.puzzle_optimizer.step(_lr_fraction(optimizer))
-            if lr_scheduler is not None:
-                lr_scheduler.step()
-            if self.weight_average is not None:
-                self.weight_average.update(self.core)
-            if math.isfinite(loss_value):
-                self.loss_history.append(loss_value)
-            self.grad_norm_history.append(grad_norm)
-            self._write_memory(unroll.summary, unroll.latent, supervised(records)[-1].exact)
+            norm, clipped = step_on_gradients(
+                self.core,
+                params,
+                optimizer,
+                lr_scheduler,
+                norm=norm,
+                grokfast=self.grokfast,
+                clip_threshold=c.gradient_clip_threshold,
+                puzzle_optimizer=self.puzzle_optimizer,
+                weight_average=self.weight_average,
+            )
+            if math.isfinite(update.loss):
+                self.loss_history.append(update.loss)
+            self.grad_norm_history.append(norm)
+            if self.memory_bank is not None:
+                solved = supervised(records)[-1].exact
+                limit = c.memory_writes_per_step
+                self.memory_bank.write_solved(unroll.summary, unroll.latent, solved, limit)
         self.step_count += 1
-        for (strategy, _), gain in zip(gains, gain_values, strict=True):
+        for (strategy, _), gain in zip(gains, update.gains, strict=True):
             self.edit_selector.record(task_type, strategy, gain)
-        self._record_memory_reads(records)
+        if self.memory_bank is not None:
+            self.memory_bank.record_unroll_reads([r.memory_similarity for r in records])
 
-        token, halting, quality = (_finite_or_none(v) for v in totals_list)  # LOSS_TYPES order
-        return StepMetrics(
+        return step_metrics(
+            update,
+            records,
             step=self.step_count,
-            loss=_finite_or_none(loss_value),
-            loss_token=token,
-            loss_halting=halting,
-            loss_quality=quality,
-            step_losses=[_finite_or_none(v) for v in curves["step_losses"]],
-            acc_at=curves["acc_at"],
-            token_acc_at=curves["token_acc_at"],
-            halt_prob_at=curves["halt_prob_at"],
-            grad_norm=_finite_or_none(grad_norm),
-            clipped=bool(clipped),
+            grad_norm=norm,
+            clipped=clipped,
             skipped=skipped,
             skipped_total=self.skipped_steps,
-            edit_strategies=[r.strategy for r in records],
-            smoothed_loss=self._smoothed_loss(),
-            lr=None if skipped else lr,
+            smoothed_loss=orchestrator_state.smoothed_loss(self),
+            lr=lr,
             gradient_steps=K,
-            gradient_window_end=self.window_end,
+            window_end=self.window_end,
         )
 
     def draw_window_end(self, steps: int, window: int) -> int:
         """The step this update's gradient window ends at: the last one, or with
         ``backprop_window: random`` one drawn uniformly from ``window..steps``, the same
         on every DDP rank and again on a resumed run (seeded by the update number)."""
-        if self.config.backprop_window == "last" or window >= steps:
-            return steps
-        rng = np.random.default_rng((self.config.seed, self.step_count))
-        return int(rng.integers(window, steps + 1))
+        return draw_window_end(self.config, self.step_count, steps, window)
 
     def apply_truncated_backprop(
         self, step_outputs: list[StepRecord], config: OrchestrationConfig | None = None
     ) -> list[StepRecord]:
-        """The gradient cut of the training unroll: of its T = max_steps_train steps only
-        K (config.gradient_window) carry gradient, the last K or, with
-        ``backprop_window: random``, the K ending at this update's ``window_end``.
+        """The gradient cut of the training unroll (refiner.train.gradient_window): of its
+        T = max_steps_train steps only the K of this update's window carry gradient.
 
-        Returns `step_outputs` with every step outside the window detached: its loss
-        terms give no gradient, and the first window step starts from a detached
-        latent. The model's unroll calls this after every step with the records so far
-        and continues from what it returns, so this is where truncation happens; a
-        detached step drops its activations at once, so memory holds the window only."""
-        config = config or self.config
-        T, K = config.max_steps_train, config.gradient_window()
-        end = T if self.window_end is None else min(max(self.window_end, K), T)
-        return keep_last(K, T, end)(step_outputs)
+        Returns `step_outputs` with every step outside the window detached. The model's
+        unroll calls this after every step with the records so far and continues from
+        what it returns, so this is where truncation happens; a detached step drops its
+        activations at once, so memory holds the window only."""
+        return cut_outside_window(step_outputs, config or self.config, self.window_end)
 
     def select_edit_strategy(
         self, step: int, canvas_scores: torch.Tensor | None, task_type: str
@@ -407,7 +333,6 @@ class UnifiedRefinerOrchestrator:
 
     # ------------------------------------------------------------------ evaluation
 
-    @torch.no_grad()
     def evaluate(
         self,
         batch: Mapping[str, torch.Tensor],
@@ -415,32 +340,11 @@ class UnifiedRefinerOrchestrator:
         steps: int | None = None,
     ) -> dict[str, Any]:
         """Full unroll (no early stopping) on a labelled batch: acc@t, token acc@t,
-        halting probability and type-weighted loss per step (`task_type`: as inference).
-
-        Changes no state (no edit-history updates, no memory writes)."""
-        inputs, target = self._batch(batch)
-        puzzle_ids = self._puzzle_ids(batch)
+        halting probability and type-weighted loss per step (`task_type`: as inference;
+        refiner.evaluate.unroll_curves). Changes no state."""
         steps = steps or self.config.max_steps_train
-        was_training = self.core.training
-        self.core.eval()
-        try:
-            with self.autocast_context(), self.exploring(False):
-                unroll = self.core(
-                    inputs,
-                    steps=steps,
-                    target=target,
-                    edit_fn=self.edit_policy.edit_fn(self._task_type(task_type)),
-                    memory=self.memory_snapshot(),
-                    puzzle_ids=puzzle_ids,
-                    token_weight=self.token_weight,
-                )
-        finally:
-            self.core.train(was_training)
-        _, per_step = step_losses(unroll.steps, self.config)
-        curves = _curves(unroll.steps, per_step)
-        return {
-            key: curves[key] for key in ("acc_at", "token_acc_at", "halt_prob_at", "step_losses")
-        }
+        task_type = self._task_type(task_type)
+        return unroll_curves(self, batch, task_type, steps, self.loss_options)
 
     def inference(
         self,
@@ -452,70 +356,29 @@ class UnifiedRefinerOrchestrator:
         puzzle_ids: torch.Tensor | np.ndarray | list | None = None,
     ) -> dict[str, Any]:
         """Refine each sample until it stops; stopped samples leave the active batch
-        (the loop is refiner.infer.inference.infer_few).
+        (refiner.infer.inference.infer_few, which documents the result's keys).
 
         `early_stopping=False` (or config.stopping.early_stopping=False) runs every
         sample to the step limit. `task_type` picks the edit history to choose edits
         from; by default the task type this orchestrator was trained on. Changes no
         state except memory-bank read counters. `puzzle_ids` [B]: each row's puzzle
-        identity (`puzzle_ids_for`), with a puzzle embedding (None: unknown).
-        Returns final_canvas_ids [B][L], final_canvas (decoded by the tokenizer, or None
-        without one), steps_taken [B], mean_steps, sample_steps (sum of steps_taken),
-        stopping_reason [B] (refiner.infer.halting.STOP_REASONS), stopping_reason_counts,
-        final_canvas_scores [B], quality_per_step / halt_prob_per_step (means over the
-        samples active at each step), active_per_step, edit_strategy_use, memory (bank
-        stats or None), stopping (the settings that ran and their origin: "config",
-        "calibrated at update N on M rows" or "early stopping off") and, with
-        return_traces, traces: per step its active rows, their
-        canvases, scores, halting probabilities, strategy and the rows that stopped.
-        """
-        c = self.config
+        identity (`puzzle_ids_for`), with a puzzle embedding (None: unknown)."""
         return infer_few(
             self,
             input_ids,
             max_steps=max_steps_override,  # None: the config's (a calibration may cap it)
-            early_stopping=c.stopping.early_stopping if early_stopping is None else early_stopping,
+            early_stopping=early_stopping,
             task_type=self._task_type(task_type),
             return_traces=return_traces,
-            puzzle_ids=None
-            if puzzle_ids is None
-            else torch.as_tensor(puzzle_ids, dtype=torch.long),
+            puzzle_ids=puzzle_ids,
         )
 
     # ------------------------------------------------------------------ stats and state
 
     def get_training_stats(self) -> dict[str, Any]:
-        """Counters, recent gradient norms and losses, edit performance, memory stats.
-
-        The seed's key names (`training_mode`, `edit_strategy_performance`,
-        `memory_stats`) sit beside this project's (`mode`, `edit_performance`, `memory`)."""
-        grads, losses = list(self.grad_norm_history), list(self.loss_history)
-        mode = "train" if self.training else "eval"
-        edit_performance = self.edit_selector.performance()
-        memory = self.memory_bank.get_stats() if self.memory_bank is not None else None
-        return {
-            "step_count": self.step_count,
-            "skipped_steps": self.skipped_steps,
-            "mode": mode,
-            "training_mode": mode,
-            "task_type": self.task_type,
-            "gradient_norm": {
-                "recent": grads[-1] if grads else None,
-                "average": sum(grads) / len(grads) if grads else None,
-                "history_length": len(grads),
-            },
-            "loss": {
-                "recent": losses[-1] if losses else None,
-                "average": sum(losses) / len(losses) if losses else None,
-                "smoothed": self._smoothed_loss(),
-                "history_length": len(losses),
-            },
-            "edit_performance": edit_performance,
-            "edit_strategy_performance": edit_performance,
-            "memory": memory,
-            "memory_stats": memory,
-            "config": self.config.to_dict(),
-        }
+        """Counters, recent gradient norms and losses, edit performance, memory stats
+        (refiner.train.orchestrator_state.training_stats)."""
+        return orchestrator_state.training_stats(self)
 
     @contextlib.contextmanager
     def averaged_weights(self) -> Iterator[None]:
@@ -528,69 +391,17 @@ class UnifiedRefinerOrchestrator:
             yield
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything the orchestrator owns, as tensors and plain containers. With an EMA
-        of the weights, "model" is the average (what evaluation and serving load) and
-        "weight_average" the live weights training resumes from."""
-        model, weight_average = self.core.state_dict(), None
-        if self.weight_average is not None:
-            live, model = self.weight_average.module_states(self.core)
-            weight_average = {"live_model": live, "updates": self.weight_average.updates}
-        return {
-            VERSION_KEY: STATE_VERSION,  # how refiner.checkpoints.upgrades reads it later
-            "model": model,
-            "weight_average": weight_average,
-            "model_config": self.core.config.to_dict(),
-            "config": self.config.to_dict(),
-            "step_count": self.step_count,
-            "skipped_steps": self.skipped_steps,
-            "task_type": self.task_type,
-            "loss_history": list(self.loss_history),
-            "grad_norm_history": list(self.grad_norm_history),
-            "edit_selector": self.edit_selector.state_dict(),
-            "grokfast": self.grokfast.state_dict(),
-            "memory_bank": self.memory_bank.state_dict() if self.memory_bank is not None else None,
-            "puzzle_index": self.puzzle_index.to_dict() if self.puzzle_index is not None else None,
-            "calibration": self.calibration.to_dict() if self.calibration is not None else None,
-        }
+        """Everything the orchestrator owns (refiner.train.orchestrator_state.state_of):
+        with an EMA, "model" holds the average and "weight_average" the live weights."""
+        return orchestrator_state.state_of(self)
 
     def load_state_dict(self, state: Mapping[str, Any], resume_training: bool = False) -> None:
-        """Restore from `state_dict()` (of this version or an older one: see
-        refiner.checkpoints.upgrades). The orchestrator keeps its own config object.
-
-        The model gets the checkpoint's "model" weights (an EMA run's average); with
-        `resume_training`, an EMA run's live weights go back into the model and the
-        average behind them, so training continues where it stopped."""
-        state = upgrade_state(dict(state))  # an older state gains what it lacks
-        self.core.load_state_dict(state["model"])
-        averaged = state["weight_average"]
-        if self.weight_average is not None:
-            if resume_training and averaged is not None:
-                self.weight_average.restore(self.core, averaged["live_model"], averaged["updates"])
-            else:
-                self.weight_average.reset(self.core)
-        self.step_count = state["step_count"]
-        self.skipped_steps = state["skipped_steps"]
-        self.task_type = state["task_type"]
-        self.loss_history = deque(state["loss_history"], maxlen=HISTORY_LENGTH)
-        self.grad_norm_history = deque(state["grad_norm_history"], maxlen=HISTORY_LENGTH)
-        self.edit_selector.load_state_dict(state["edit_selector"])
-        self.grokfast.load_state_dict(state["grokfast"], self.device)
-        if self.memory_bank is not None and state["memory_bank"] is not None:
-            self.memory_bank.load_state_dict(state["memory_bank"])
-        if state["puzzle_index"] is not None:
-            self.puzzle_index = PuzzleIndex.from_dict(state["puzzle_index"])
-        calibration = state["calibration"]
-        self.calibration = CalibrationResult.from_dict(calibration) if calibration else None
+        """Restore from `state_dict()`, of this version or an older one; with
+        `resume_training`, an EMA run continues from its live weights
+        (refiner.train.orchestrator_state.restore_state)."""
+        orchestrator_state.restore_state(self, state, resume_training)
 
     # ------------------------------------------------------------------ helpers
-
-    def _batch(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs, target = batch["input"], batch["target"]
-        if inputs.shape != target.shape or inputs.dim() != 2:
-            raise ValueError(
-                f"batch input and target must both be [B, L]; got {tuple(inputs.shape)} and {tuple(target.shape)}"
-            )
-        return inputs.to(self.device, torch.long), target.to(self.device, torch.long)
 
     def puzzle_ids_for(
         self, group_ids: list[str] | np.ndarray, aug_index: np.ndarray | None = None
@@ -602,27 +413,6 @@ class UnifiedRefinerOrchestrator:
         if self.puzzle_index is None:
             raise ValueError("the model has a puzzle embedding but no puzzle index was set")
         return torch.from_numpy(self.puzzle_index.ids(group_ids, aug_index)).to(self.device)
-
-    def _puzzle_ids(
-        self, batch: Mapping[str, torch.Tensor], required: bool = False
-    ) -> torch.Tensor | None:
-        """The batch's puzzle identities [B] when the model is puzzle-conditioned."""
-        if self.core.puzzle_embed is None:
-            return None
-        ids = batch.get(BATCH_KEY)
-        if ids is None:
-            if required:
-                raise ValueError(
-                    f"the model has a puzzle embedding (model.puzzle_embedding="
-                    f"{self.core.config.puzzle_embedding!r}) but the batch has no {BATCH_KEY!r}"
-                )
-            return None
-        ids = ids.to(self.device, torch.long).reshape(-1)
-        if ids.shape[0] != batch["input"].shape[0]:
-            raise ValueError(
-                f"batch {BATCH_KEY!r} has {ids.shape[0]} ids for {batch['input'].shape[0]} rows"
-            )
-        return ids
 
     def autocast_context(self) -> contextlib.AbstractContextManager:
         """bf16 autocast around forwards when enabled, else nothing."""
@@ -638,82 +428,9 @@ class UnifiedRefinerOrchestrator:
         """A given task type, else the one trained on, else the default."""
         return task_type or self.task_type or DEFAULT_TASK_TYPE
 
-    def _write_memory(
-        self, summary: torch.Tensor, latent: torch.Tensor, solved: torch.Tensor
-    ) -> None:
-        """Write up to memory_writes_per_step solved rows: summary [B, D] as keys, the
-        pooled final latent [B, L, D] as values."""
-        n = self.config.memory_writes_per_step
-        if self.memory_bank is None or n == 0:
-            return
-        rows = solved.nonzero().squeeze(1)[:n]
-        if rows.numel():
-            self.memory_bank.write(summary[rows].float(), latent[rows].mean(1).float())
-
-    def _record_memory_reads(self, records: list[StepRecord]) -> None:
-        if self.memory_bank is None or self.memory_bank.size == 0:
-            return
-        reads = [r.memory_similarity for r in records if r.memory_similarity is not None]
-        if reads:  # all steps' reads counted in one host transfer
-            self.memory_bank.record_reads(torch.cat(reads))
-
-    def _smoothed_loss(self) -> float | None:
-        recent = list(self.loss_history)[-self.config.loss_smoothing_window :]
-        return sum(recent) / len(recent) if recent else None
-
     def decode(self, ids: list[int]) -> Any:
         """Token ids decoded by the tokenizer (None without one)."""
         if self.tokenizer is None:
             return None
         decoded = self.tokenizer.decode(ids)
         return decoded.tolist() if isinstance(decoded, np.ndarray) else decoded
-
-
-def _grad_norm_tensor(params: Sequence[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """The global gradient norm as a 0-d fp32 tensor (no host sync) of parameters that
-    have gradients."""
-    grads = [p.grad.float() for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros((), device=device)
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-
-
-def _grad_norm(params: Sequence[torch.Tensor]) -> float:
-    if not params:
-        return 0.0
-    return _grad_norm_tensor(params, params[0].device).item()
-
-
-_CURVES = ("step_losses", "acc_at", "token_acc_at", "halt_prob_at")
-
-
-def _curves_tensor(records: list[StepRecord], per_step: torch.Tensor) -> torch.Tensor:
-    """Per-step metrics of a supervised unroll, [4, T] on the device: step_losses
-    (type-weighted), acc_at (exact match), token_acc_at, halt_prob_at (_CURVES order)."""
-    return torch.stack(
-        [
-            per_step.detach().float(),
-            torch.stack([step.exact.float().mean() for step in supervised(records)]),
-            torch.stack([step.token_acc for step in supervised(records)]).float(),
-            torch.stack([r.halt_prob.mean() for r in records]).float(),
-        ]
-    )
-
-
-def _rows(flat: list[float], width: int) -> list[list[float]]:
-    return [flat[i : i + width] for i in range(0, len(flat), width)]
-
-
-def _curves(records: list[StepRecord], per_step: torch.Tensor) -> dict[str, list[float]]:
-    """`_curves_tensor` as lists, in one host transfer."""
-    return dict(zip(_CURVES, _curves_tensor(records, per_step).tolist(), strict=True))
-
-
-def _lr_fraction(optimizer: torch.optim.Optimizer) -> float:
-    """The dense LR's current fraction of its base (an LR scheduler records the base)."""
-    group = optimizer.param_groups[0]
-    return group["lr"] / group.get("initial_lr", group["lr"])
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None

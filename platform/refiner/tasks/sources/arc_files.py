@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from refiner.tasks.validation import MAX_REPORTED_PROBLEMS, Problem, TaskFileError
+from refiner.tasks.problems import MAX_REPORTED_PROBLEMS, Problem, TaskFileError
 
 MAX_SIDE = 30
 NUM_COLOURS = 10

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from refiner.tasks.validation import MAX_REPORTED_PROBLEMS, Problem, TaskFileError
+from refiner.tasks.problems import MAX_REPORTED_PROBLEMS, Problem, TaskFileError
 
 HEADER = ("source", "question", "answer", "rating")
 

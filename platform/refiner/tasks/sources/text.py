@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from refiner.data.tokenizers import ByteTokenizer
+from refiner.tasks.problems import MAX_REPORTED_PROBLEMS, Problem, TaskFileError
 from refiner.tasks.schema import TASK_SCHEMA
-from refiner.tasks.validation import MAX_REPORTED_PROBLEMS, Problem, TaskFileError
 
 NUM_SYMBOLS = 256
 SAMPLE_COUNT = 256
