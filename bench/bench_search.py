@@ -253,8 +253,13 @@ def objectives(args: argparse.Namespace) -> dict[str, str]:
 
 
 def in_order(trials: list[TrialSummary]) -> list[TrialSummary]:
-    """Trials in the order the searcher proposed them (Tune numbers trial ids)."""
-    return sorted(trials, key=lambda t: int(t.trial_id.rsplit("_", 1)[-1]))
+    """Trials in the order the searcher proposed them. Random search's trial ids end in
+    Tune's counter (``abc12_00003``); a searcher's (Optuna) are bare hex ids, and the sweep
+    lists its trials in the order Tune created them, which is kept."""
+    counters = [t.trial_id.rsplit("_", 1)[-1] for t in trials]
+    if all("_" in t.trial_id and c.isdigit() for t, c in zip(trials, counters, strict=True)):
+        return sorted(trials, key=lambda t: int(t.trial_id.rsplit("_", 1)[-1]))
+    return list(trials)
 
 
 def curve(outcome: SweepOutcome, metric: str) -> list[float]:
