@@ -1,8 +1,15 @@
 """Search strategies at equal compute, over several sweep seeds, in one run.
 
-    python bench/bench_search.py --part searchers --seeds 0 1 2        # random vs Optuna TPE
-    python bench/bench_search.py --part front --seeds 0 1 2            # two-objective fronts
-    python bench/bench_search.py --task sudoku --set task.size=4 --steps 200 --num-samples 16
+    python bench/bench_search.py                       # all three parts, sudoku 4x4, seeds 0 1 2
+    python bench/bench_search.py --part searchers      # random vs Optuna TPE only
+    python bench/bench_search.py --part front --seeds 0 # two-objective fronts, one seed
+
+The default task is sudoku 4x4 (the tiny sweep model, whole-grid attention) at 60 updates
+per trial: at that budget exact match (``val_acc_infer``) is 0 for every configuration
+(checked in one process for lr 1e-5..3e-2 at 100 updates), so trials are ranked by
+held-out token accuracy (``val_token_acc_infer``), which separates the good and the bad
+regions (0.01 at lr 1e-5, ~0.6 at 1e-2); ``--metric val_acc_infer`` with more ``--steps``
+ranks by exact match where a budget allows it.
 
 Every strategy gets the same trials (num_samples), updates per trial and scheduler
 (FIFO: every trial to the end), over a space with clearly bad regions (learning rate
@@ -11,22 +18,24 @@ over three decades, the truncation window down to one step). Per sweep seed:
 - searchers: trials (in the order they were proposed) each strategy needed to come within
   ``--within`` (1 point) of the best ``--metric`` any strategy found with that seed; the
   model-based search's count as a fraction of random's (the issue's goal: <= 60%).
-- front: random sampling against Optuna's multi-objective TPE on (val_acc_infer max,
-  val_mean_steps min): the hypervolume of each front at equal trials, against a reference
-  point every trial beats (accuracy 0, max_steps_infer + 1 steps).
-- pbt: ASHA (random search, ``--num-samples`` trials) against PBT over the same space's
+- front: random sampling against Optuna's multi-objective TPE on (``--metric`` max,
+  val_mean_steps min), ``--front-samples`` trials each: the hypervolume of each front at
+  equal trials, against a reference point every trial beats (accuracy 0, the largest
+  max_steps_infer + 1 steps).
+- pbt: ASHA (random search, ``--asha-samples`` trials) against PBT over the same space's
   mutable keys with a population sized to ASHA's total updates (equal compute): the best
   ``--metric`` each reached and the updates each spent.
 
-Medians and the spread (min..max over seeds) are printed as a markdown table and written
-to ``--out``. Timings are not compared (the machine is shared); compute is trial-updates.
+Medians and the spread (min..max over seeds) go into bench/results/search.md and
+search.json (bench/harness.py; ``make bench-table`` puts the headline rows into
+BENCHMARKS.md), and every finished sweep's trials into search.partial.jsonl as they end.
+Timings are not compared (the machine is shared); compute is trial-updates.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -36,12 +45,13 @@ from typing import Any
 
 import ray
 import yaml
+from harness import Headline, parser, results_paths, write_results
 
 from refiner.config.experiment import load_task_table, prepare_experiment
 from refiner.distributed.compat import init_local_on_loopback
 from refiner.distributed.sweep_driver import run_sweep
 from refiner.sweep.outcome import SweepOutcome, TrialSummary, finite
-from refiner.sweep.pareto import hypervolume
+from refiner.sweep.pareto import hypervolume, pareto_front
 from refiner.sweep.plan import SweepPlan
 from refiner.sweep.space import load_space
 from refiner.tracking import sweeps as sweep_tracking
@@ -70,59 +80,113 @@ FRONT_SPACE = {
         "stopping": {"max_accuracy_loss": {"uniform": [0.0, 5.0]}},
     },
 }
-OBJECTIVES = {"val_acc_infer": "max", "val_mean_steps": "min"}
+STEPS = "val_mean_steps"  # the second objective: inference steps, fewer is better
+# The task: sudoku 4x4 needs whole-grid attention (sweep.yaml's parity uses a window of 1).
+TASK = ["task.size=4", "model.attention_window=null"]
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--part", choices=("searchers", "front", "pbt", "all"), default="searchers")
+    p = parser(__doc__, "search")
+    p.add_argument("--part", choices=("searchers", "front", "pbt", "all"), default="all")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--num-samples", type=int, default=10)
-    p.add_argument("--steps", type=int, default=90)
-    p.add_argument("--startup", type=int, default=3, help="TPE's random trials first")
-    p.add_argument("--concurrent", type=int, default=2, help="trials at once (both strategies)")
+    p.add_argument("--num-samples", type=int, default=6, help="trials per searcher sweep")
+    p.add_argument("--front-samples", type=int, default=5, help="trials per front sweep")
+    p.add_argument("--asha-samples", type=int, default=4, help="ASHA's trials (pbt part)")
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--startup", type=int, default=2, help="TPE's random trials first")
+    p.add_argument("--concurrent", type=int, default=3, help="trials at once (all strategies)")
+    p.add_argument("--num-cpus", type=int, default=8, help="Ray's logical CPUs")
     p.add_argument("--metric", default="val_token_acc_infer")
     p.add_argument("--mode", choices=("max", "min"), default="max")
     p.add_argument("--within", type=float, default=0.01, help="1 point = 0.01")
-    p.add_argument("--task", default=None, help="e.g. sudoku (default: the sweep config's)")
+    p.add_argument("--task", default="sudoku", help="task source (default sudoku, size 4)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "search.md"))
+    p.add_argument(
+        "--tables-from",
+        type=Path,
+        metavar="PARTIAL_JSONL",
+        help="build the tables from the sweeps a run recorded (its search.partial.jsonl) "
+        "instead of running any; give the options that run had",
+    )
     args = p.parse_args()
-    init_local_on_loopback(num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1")
+    args.json_path, args.md_path = results_paths("search", args.out)
+    if args.tables_from is not None:
+        return tables_from(args.tables_from, args)
+    args.json_path.with_suffix(".partial.jsonl").unlink(missing_ok=True)  # this run's sweeps
+    init_local_on_loopback(
+        num_cpus=args.num_cpus, include_dashboard=True, dashboard_host="127.0.0.1"
+    )
     work = Path(tempfile.mkdtemp(prefix="bench-search-"))
-    overrides = [*TINY, *args.set, f"training.steps={args.steps}"]
+    task = TASK if args.task == "sudoku" else []
+    overrides = [
+        *TINY,
+        *task,
+        "training.checkpoint_every=20",
+        "training.report_every=20",
+        *args.set,
+        f"training.steps={args.steps}",
+    ]
     config, _ = prepare_experiment(BASE, overrides, task=args.task)
     tasks = load_task_table(config.task, config.seed)
     started = time.perf_counter()
     lines = header(args)
     raw: dict[str, Any] = {}
-    if args.part in ("searchers", "all"):
-        runs = {
-            (kind, seed): sweep(work, config.to_dict(), tasks, kind, seed, args, SPACE)
-            for seed in args.seeds
-            for kind in ("random", "optuna")
-        }
-        lines += searcher_table(runs, args)
-        raw["searchers"] = {f"{k}-{s}": curve(o, args.metric) for (k, s), o in runs.items()}
-    if args.part in ("front", "all"):
-        runs = {
-            (kind, seed): sweep(work, config.to_dict(), tasks, kind, seed, args, FRONT_SPACE, True)
-            for seed in args.seeds
-            for kind in ("random", "optuna")
-        }
-        lines += front_table(runs, config.orchestration.max_steps_infer, args)
-    if args.part in ("pbt", "all"):
-        lines += pbt_table(work, config.to_dict(), tasks, args)
+    headline: list[Headline] = []
+    parts = [args.part] if args.part != "all" else ["searchers", "front", "pbt"]
+    for part in parts:
+        try:
+            table, row, raw[part] = PARTS[part](work, config, tasks, args)
+        except Exception as err:  # one part's failure must not lose the others' numbers
+            raw[part] = {"error": repr(err)}
+            table = ["", f"## {part}: FAILED ({err!r})"]
+        else:
+            headline.append(row)
+        lines += table
     ray.shutdown()
-    lines.append(f"\nWall time of the whole benchmark: {time.perf_counter() - started:.0f} s.")
+    raw["wall_s"] = round(time.perf_counter() - started)
+    lines.append(f"\nWall time of the whole benchmark: {raw['wall_s']} s.")
     text = "\n".join(lines) + "\n"
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
-    Path(args.out).with_suffix(".json").write_text(json.dumps(raw, indent=1))
     print(text)
+    write_results("search", out=args.out, headline=headline, results=raw, markdown=text)
     return 0
+
+
+def searchers_part(
+    work: Path, config: Any, tasks: Any, args: argparse.Namespace
+) -> tuple[list[str], Headline, dict[str, Any]]:
+    runs = {
+        (kind, seed): sweep(work, config.to_dict(), tasks, kind, seed, args, SPACE)
+        for seed in args.seeds
+        for kind in ("random", "optuna")
+    }
+    return searcher_table(runs, args)
+
+
+def front_part(
+    work: Path, config: Any, tasks: Any, args: argparse.Namespace
+) -> tuple[list[str], Headline, dict[str, Any]]:
+    runs = {
+        (kind, seed): sweep(
+            work,
+            config.to_dict(),
+            tasks,
+            kind,
+            seed,
+            args,
+            FRONT_SPACE,
+            two_objectives=True,
+            num_samples=args.front_samples,
+        )
+        for seed in args.seeds
+        for kind in ("random", "optuna")
+    }
+    return front_table(runs, config.orchestration.max_steps_infer, args)
+
+
+def pbt_part(
+    work: Path, config: Any, tasks: Any, args: argparse.Namespace
+) -> tuple[list[str], Headline, dict[str, Any]]:
+    return pbt_table(pbt_runs(work, config.to_dict(), tasks, args), args)
 
 
 def sweep(
@@ -136,19 +200,20 @@ def sweep(
     two_objectives: bool = False,
     scheduler: dict[str, Any] | None = None,
     num_samples: int | None = None,
+    concurrent: int | None = None,
 ) -> SweepOutcome:
     """One sweep: ``kind`` random or optuna, FIFO (unless told), the same trial count and
     budget."""
     settings: dict[str, Any] = {
         "num_samples": num_samples or args.num_samples,
         "seed": seed,
-        "max_concurrent_trials": args.concurrent,
+        "max_concurrent_trials": concurrent or args.concurrent,
         "search": {"type": kind, "n_startup_trials": args.startup},
         "scheduler": scheduler or {"type": "fifo", "metric": args.metric, "mode": args.mode},
     }
     if two_objectives:
-        settings["objectives"] = OBJECTIVES
-        settings["scheduler"] = {"type": "fifo", "metric": "val_acc_infer", "mode": "max"}
+        settings["objectives"] = objectives(args)
+        settings["scheduler"] = {"type": "fifo", "metric": args.metric, "mode": args.mode}
     label = (scheduler or {}).get("type", "front" if two_objectives else "search")
     name = f"{label}-{kind}-{seed}"
     path = work / f"{name}.yaml"
@@ -165,13 +230,13 @@ def sweep(
     )
     outcome = run_sweep(plan, tasks, tracking=sweep_tracking)
     # Each sweep's trials as they finish: a long run that is cut short still leaves these.
-    with open(Path(args.out).with_suffix(".partial.jsonl"), "a", encoding="utf-8") as f:
+    with open(args.json_path.with_suffix(".partial.jsonl"), "a", encoding="utf-8") as f:
         trials = [
             {
                 "trial": t.trial_id,
                 "params": t.params,
                 "metrics": {
-                    k: v for k, v in t.metrics.items() if k in (args.metric, *OBJECTIVES, "step")
+                    k: v for k, v in t.metrics.items() if k in (args.metric, STEPS, "step")
                 },
             }
             for t in in_order(outcome.trials)
@@ -183,9 +248,18 @@ def sweep(
     return outcome
 
 
+def objectives(args: argparse.Namespace) -> dict[str, str]:
+    return {args.metric: args.mode, STEPS: "min"}
+
+
 def in_order(trials: list[TrialSummary]) -> list[TrialSummary]:
-    """Trials in the order the searcher proposed them (Tune numbers trial ids)."""
-    return sorted(trials, key=lambda t: int(t.trial_id.rsplit("_", 1)[-1]))
+    """Trials in the order the searcher proposed them. Random search's trial ids end in
+    Tune's counter (``abc12_00003``); a searcher's (Optuna) are bare hex ids, and the sweep
+    lists its trials in the order Tune created them, which is kept."""
+    counters = [t.trial_id.rsplit("_", 1)[-1] for t in trials]
+    if all("_" in t.trial_id and c.isdigit() for t, c in zip(trials, counters, strict=True)):
+        return sorted(trials, key=lambda t: int(t.trial_id.rsplit("_", 1)[-1]))
+    return list(trials)
 
 
 def curve(outcome: SweepOutcome, metric: str) -> list[float]:
@@ -208,7 +282,20 @@ def trials_to_reach(values: list[float], target: float) -> int | None:
     return None
 
 
-def searcher_table(runs: dict, args: argparse.Namespace) -> list[str]:
+def spread(values: list[float]) -> str:
+    """``median (min..max)`` of the finite values."""
+    finite_values = [v for v in values if v == v]
+    if not finite_values:
+        return "n/a"
+    return (
+        f"{statistics.median(finite_values):.2f} "
+        f"({min(finite_values):.2f}..{max(finite_values):.2f})"
+    )
+
+
+def searcher_table(
+    runs: dict, args: argparse.Namespace
+) -> tuple[list[str], Headline, dict[str, Any]]:
     lines = [
         "",
         f"## Random vs Optuna TPE: trials to come within {args.within:g} of the best "
@@ -218,7 +305,7 @@ def searcher_table(runs: dict, args: argparse.Namespace) -> list[str]:
         # (with --mode min the values shown are negated: higher is better throughout)
         "|---|---|---|---|---|",
     ]
-    ratios = []
+    ratios, raw = [], {}
     for seed in args.seeds:
         r, o = curve(runs["random", seed], args.metric), curve(runs["optuna", seed], args.metric)
         best = top(r + o)
@@ -226,47 +313,64 @@ def searcher_table(runs: dict, args: argparse.Namespace) -> list[str]:
         # Not reached within the budget counts as budget + 1 (a lower bound on the cost).
         cr, co = (n if n is not None else args.num_samples + 1 for n in (nr, no))
         ratios.append(co / cr)
+        raw[str(seed)] = {"random": r, "optuna": o, "trials": {"random": nr, "optuna": no}}
         lines.append(
             f"| {seed} | {best:.3f} | {top(r):.3f}, {nr or '>' + str(args.num_samples)} | "
             f"{top(o):.3f}, {no or '>' + str(args.num_samples)} | {co / cr:.2f} |"
         )
+    won = sum(x < 1 for x in ratios)
     lines += [
         "",
-        f"Median optuna/random ratio {statistics.median(ratios):.2f} "
-        f"(min {min(ratios):.2f}, max {max(ratios):.2f}; goal <= 0.60).",
+        f"Optuna/random trials ratio, median (min..max) over {len(ratios)} seeds: "
+        f"{spread(ratios)}; goal <= 0.60. Optuna needed fewer trials on {won} of "
+        f"{len(ratios)} seeds.",
     ]
-    return lines
+    row = Headline(
+        f"Optuna TPE vs random search, trials to within {args.within * 100:g} pt of the best "
+        f"`{args.metric}` ({len(ratios)} seeds, {args.num_samples} trials)",
+        28,
+        "<= 60% of random's trials",
+        f"median {spread(ratios)} of random's trials; fewer on {won} of {len(ratios)} seeds",
+        order=105,
+    )
+    return lines, row, {"ratios": ratios, "per_seed": raw}
 
 
-def front_table(runs: dict, max_steps_infer_base: int, args: argparse.Namespace) -> list[str]:
+def front_table(
+    runs: dict, max_steps_infer_base: int, args: argparse.Namespace
+) -> tuple[list[str], Headline, dict[str, Any]]:
+    goals = objectives(args)
     steps_cap = 1 + max(4, max_steps_infer_base)  # the space's largest max_steps_infer + 1
     reference = (0.0, float(steps_cap))
     lines = [
         "",
-        f"## Two objectives ({', '.join(f'{m} {d}' for m, d in OBJECTIVES.items())}): "
-        f"hypervolume of the front at {args.num_samples} trials, reference {reference}",
+        f"## Two objectives ({', '.join(f'{m} {d}' for m, d in goals.items())}): "
+        f"hypervolume of the front at {args.front_samples} trials, reference {reference}",
         "",
         "| seed | random: front size, hypervolume | optuna: front size, hypervolume | ratio |",
         "|---|---|---|---|",
     ]
-    ratios = []
+    ratios, raw = [], {}
     for seed in args.seeds:
         r, o = runs["random", seed], runs["optuna", seed]
-        hr = hypervolume(r.trials, OBJECTIVES, reference)
-        ho = hypervolume(o.trials, OBJECTIVES, reference)
+        hr = hypervolume(r.trials, goals, reference)
+        ho = hypervolume(o.trials, goals, reference)
         ratio = ho / hr if hr else float("nan")
         ratios.append(ratio)
+        raw[str(seed)] = {"random": hr, "optuna": ho, "front": [len(r.front), len(o.front)]}
         lines.append(
             f"| {seed} | {len(r.front)}, {hr:.3f} | {len(o.front)}, {ho:.3f} | {ratio:.2f} |"
         )
-    finite_ratios = [x for x in ratios if x == x]
-    if finite_ratios:
-        lines += [
-            "",
-            f"Median optuna/random hypervolume {statistics.median(finite_ratios):.2f} "
-            f"(min {min(finite_ratios):.2f}, max {max(finite_ratios):.2f}).",
-        ]
-    return lines
+    lines += ["", f"Optuna/random hypervolume, median (min..max): {spread(ratios)}."]
+    row = Headline(
+        f"two-objective front (`{args.metric}` max, `{STEPS}` min): hypervolume, Optuna "
+        f"multi-objective TPE / random ({len(ratios)} seeds, {args.front_samples} trials)",
+        28,
+        "report (> 1: TPE's front dominates more)",
+        f"median {spread(ratios)}",
+        order=106,
+    )
+    return lines, row, {"ratios": ratios, "per_seed": raw, "reference": reference}
 
 
 PBT_SPACE = {  # the mutable part of SPACE (PBT refuses max_steps_train: the unroll is fixed)
@@ -282,16 +386,12 @@ PBT_SPACE = {  # the mutable part of SPACE (PBT refuses max_steps_train: the unr
 }
 
 
-def pbt_table(work: Path, base: dict[str, Any], tasks: Any, args: argparse.Namespace) -> list[str]:
+def pbt_runs(
+    work: Path, base: dict[str, Any], tasks: Any, args: argparse.Namespace
+) -> dict[tuple[str, int], SweepOutcome]:
     """ASHA first; PBT's population then spends about the updates ASHA spent."""
-    lines = [
-        "",
-        f"## PBT vs ASHA at equal total updates: best `{args.metric}`",
-        "",
-        "| seed | ASHA: trials, updates, best | PBT: population, updates, best |",
-        "|---|---|---|",
-    ]
     interval = int(base["training"]["checkpoint_every"])
+    runs = {}
     for seed in args.seeds:
         asha = sweep(
             work,
@@ -304,13 +404,15 @@ def pbt_table(work: Path, base: dict[str, Any], tasks: Any, args: argparse.Names
             scheduler={
                 "type": "asha",
                 "metric": args.metric,
-                "mode": "max",
+                "mode": args.mode,
                 "grace_period": interval,
                 "reduction_factor": 2,
             },
+            num_samples=args.asha_samples,
         )
         population = max(2, round(asha.total_steps / args.steps))
-        pbt = sweep(
+        runs["asha", seed] = asha
+        runs["pbt", seed] = sweep(
             work,
             base,
             tasks,
@@ -321,31 +423,118 @@ def pbt_table(work: Path, base: dict[str, Any], tasks: Any, args: argparse.Names
             scheduler={
                 "type": "pbt",
                 "metric": args.metric,
-                "mode": "max",
+                "mode": args.mode,
                 "perturbation_interval": interval,
             },
             num_samples=population,
+            concurrent=population,  # PBT compares members that run side by side
         )
+    return runs
+
+
+def pbt_table(
+    runs: dict[tuple[str, int], SweepOutcome], args: argparse.Namespace
+) -> tuple[list[str], Headline, dict[str, Any]]:
+    lines = [
+        "",
+        f"## PBT vs ASHA at equal total updates: best `{args.metric}`",
+        "",
+        "| seed | ASHA: trials, updates, best | PBT: population, updates, best | PBT - ASHA |",
+        "|---|---|---|---|",
+    ]
+    gains, raw = [], {}
+    for seed in args.seeds:
+        asha, pbt = runs["asha", seed], runs["pbt", seed]
         best = [top(curve(o, args.metric)) for o in (asha, pbt)]
+        gains.append(best[1] - best[0])
+        raw[str(seed)] = {
+            "asha": {"trials": len(asha.trials), "updates": asha.total_steps, "best": best[0]},
+            "pbt": {"population": len(pbt.trials), "updates": pbt.total_steps, "best": best[1]},
+        }
         lines.append(
             f"| {seed} | {len(asha.trials)}, {asha.total_steps}, {best[0]:.3f} | "
-            f"{population}, {pbt.total_steps}, {best[1]:.3f} |"
+            f"{len(pbt.trials)}, {pbt.total_steps}, {best[1]:.3f} | {best[1] - best[0]:+.3f} |"
         )
-    return lines
+    won = sum(g > 0 for g in gains)
+    lines += [
+        "",
+        f"PBT's best minus ASHA's, median (min..max): {spread(gains)}; PBT higher on {won} "
+        f"of {len(gains)} seeds.",
+    ]
+    row = Headline(
+        f"PBT vs ASHA at equal total updates, best `{args.metric}` ({len(gains)} seeds)",
+        28,
+        "report",
+        f"PBT - ASHA median {spread(gains)}; PBT higher on {won} of {len(gains)} seeds",
+        order=107,
+    )
+    return lines, row, {"gains": gains, "per_seed": raw}
+
+
+def recorded_runs(path: Path, args: argparse.Namespace) -> dict[str, dict]:
+    """The sweeps a run recorded in its .partial.jsonl, keyed per part as the tables want
+    them (``search-optuna-1`` -> searchers[("optuna", 1)])."""
+    parts: dict[str, dict] = {"searchers": {}, "front": {}, "pbt": {}}
+    where = {"search": "searchers", "front": "front", "asha": "pbt", "pbt": "pbt"}
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        label, kind, seed = record["sweep"].rsplit("-", 2)
+        trials = [
+            TrialSummary(
+                t["trial"], f"{record['sweep']}-{t['trial']}", t["params"], t["metrics"], "done"
+            )
+            for t in record["trials"]
+        ]
+        outcome = SweepOutcome(record["sweep"], args.metric, args.mode, trials, None, None)
+        outcome.front = pareto_front(trials, objectives(args)) if label == "front" else []
+        key = kind if label == "search" or label == "front" else label
+        parts[where[label]][key, int(seed)] = outcome
+    return parts
+
+
+def tables_from(path: Path, args: argparse.Namespace) -> int:
+    """The tables of the sweeps a (possibly cut short) run recorded, without running any."""
+    lines = [*header(args), "", f"Tables rebuilt from the sweeps recorded in `{path.name}`."]
+    raw: dict[str, Any] = {}
+    headline = []
+    recorded = recorded_runs(path, args)
+    keys = {
+        "searchers": ("random", "optuna"),
+        "front": ("random", "optuna"),
+        "pbt": ("asha", "pbt"),
+    }
+    for part, runs in recorded.items():
+        if not all((k, seed) in runs for seed in args.seeds for k in keys[part]):
+            lines += ["", f"## {part}: not run (no complete set of sweeps recorded)"]
+            continue
+        if part == "searchers":
+            table, row, raw[part] = searcher_table(runs, args)
+        elif part == "front":
+            table, row, raw[part] = front_table(runs, 4, args)
+        else:
+            table, row, raw[part] = pbt_table(runs, args)
+        lines += table
+        headline.append(row)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    write_results("search", out=args.out, headline=headline, results=raw, markdown=text)
+    return 0
 
 
 def header(args: argparse.Namespace) -> list[str]:
     return [
         "# Search strategies at equal compute (bench/bench_search.py)",
         "",
-        "Command: `python bench/bench_search.py " + " ".join(sys.argv[1:]) + "`",
-        f"Machine: {platform.machine()} Linux, 2-core CPU shared with other jobs (4 logical "
-        f"Ray CPUs), no GPU; date {time.strftime('%Y-%m-%d')}.",
-        f"Setup: {args.num_samples} trials per sweep, {args.steps} updates each, FIFO, "
-        f"{args.concurrent} at once, sweep seeds {args.seeds}; TPE starts with "
-        f"{args.startup} random trials.",
+        f"Setup: task {args.task}{' 4x4' if args.task == 'sudoku' else ''}, the tiny sweep "
+        f"model, {args.steps} updates per trial, ranked by `{args.metric}` ({args.mode}); "
+        f"searchers {args.num_samples} trials per sweep, FIFO, fronts {args.front_samples}, "
+        f"ASHA {args.asha_samples}; {args.concurrent} trials at once on {args.num_cpus} "
+        f"logical Ray CPUs; sweep seeds {args.seeds}; TPE starts with {args.startup} random "
+        "trials.",
     ]
 
+
+PARTS = {"searchers": searchers_part, "front": front_part, "pbt": pbt_part}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,7 +4,7 @@
     python jobs/sweep.py --space tune_spaces/step_weights.yaml --num-samples 8 --steps 200
     python jobs/sweep.py --space tune_spaces/optuna.yaml   # Optuna TPE proposes the trials
     python jobs/sweep.py --space tune_spaces/pareto.yaml --register-name refiner-front
-    python jobs/sweep.py --space tune_spaces/pbt.yaml      # population-based training
+    python jobs/sweep.py --space tune_spaces/pbt.yaml      # population-based training (or pb2.yaml)
     python jobs/sweep.py --resume truncation-20250101-120000   # finish errored/unfinished trials
     ray job submit --working-dir . --runtime-env-json '{"py_modules": ["platform/refiner"]}' \\
         -- python jobs/sweep.py --tracking-uri http://HEAD:5000 --storage s3://bucket/sweeps

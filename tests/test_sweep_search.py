@@ -254,6 +254,65 @@ def test_shipped_pbt_space_mutates_only_mutable_keys() -> None:
     assert space.settings.scheduler.type == "pbt" and space.params
 
 
+def pb2_space(space: dict, **scheduler: object) -> dict:
+    return pbt_space(space, **{"type": "pb2", **scheduler})
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            pb2_space({"model.n_layers": {"uniform": [1, 2]}}),
+            r"space.yaml: space.model.n_layers: PB2 cannot change it during a run",
+        ),
+        (
+            pb2_space(
+                {
+                    "training.lr": {"loguniform": [1e-4, 1e-2]},
+                    "orchestration.step_loss_weights.schedule": {"choice": ["uniform", "linear"]},
+                }
+            ),
+            r"space.orchestration.step_loss_weights.schedule: PB2 needs \[low, high\] bounds "
+            r"to explore \(uniform or loguniform\), got choice",
+        ),
+        (
+            pb2_space({"training.lr": {"grid": [1e-3, 1e-2]}}),
+            r"space.training.lr: PB2 needs \[low, high\] bounds",
+        ),
+        (
+            {
+                **pb2_space({"training.lr": {"uniform": [1e-4, 1e-2]}}),
+                "sweep": {"search": {"type": "optuna"}, "scheduler": {"type": "pb2"}},
+            },
+            "sweep.scheduler.type: pb2 draws its first population at random",
+        ),
+        (
+            pb2_space({"training.lr": {"uniform": [1e-4, 1e-2]}}, type="pb3"),
+            r"type: must be one of \['asha', 'fifo', 'pbt', 'pb2'\], got 'pb3'",
+        ),
+    ],
+)
+def test_pb2_refuses_keys_without_bounds_or_that_cannot_change(
+    tmp_path: Path, data: dict, message: str
+) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpaceError, match=message):
+        load_space(path)
+
+
+def test_pb2_scheduler_gets_the_spaces_bounds() -> None:
+    from ray.tune.schedulers.pb2 import PB2
+
+    from refiner.distributed.search import scheduler
+
+    space = load_space(ROOT / "tune_spaces" / "pb2.yaml")
+    made = scheduler(space.settings.scheduler, 120, 20, space, BASE)
+    assert isinstance(made, PB2)
+    assert made._hyperparam_bounds == {k: list(s.values) for k, s in space.params.items()}
+    assert made._perturbation_interval == space.settings.scheduler.perturbation_interval
+
+
 def test_restored_optimizer_follows_the_configs_learning_rate() -> None:
     # A PBT exploit restores a peer's optimizer (its rate) under a mutated config rate.
     import torch

@@ -191,3 +191,65 @@ def test_pbt_exploit_restores_the_peer_checkpoint(tmp_path: Path, local_ray) -> 
             (m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")
         )
         assert history[-1][0] == 30
+
+
+@pytest.mark.timeout(900)
+def test_pb2_exploit_goes_on_with_values_within_the_bounds(tmp_path: Path, local_ray) -> None:
+    # Two trials, the bottom half (one) takes over the other's checkpoint at every
+    # perturbation; PB2's model picks the values it goes on with inside the space's bounds.
+    low, high = 1e-5, 1e-2
+    space_file = tmp_path / "pb2.yaml"
+    space_file.write_text(
+        yaml.safe_dump(
+            {
+                "sweep": {
+                    "num_samples": 2,
+                    "seed": 3,
+                    "max_concurrent_trials": 2,
+                    "scheduler": {
+                        "type": "pb2",
+                        "metric": "loss",
+                        "mode": "min",
+                        "perturbation_interval": 10,
+                        "quantile_fraction": 0.5,
+                    },
+                },
+                "space": {"training.lr": {"loguniform": [low, high]}},
+            }
+        )
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    storage = str(tmp_path / "store")
+    plan = plan_sweep(
+        space_file,
+        job("sweep").DEFAULT_CONFIG,
+        TINY_SWEEP,
+        steps=30,
+        name="pb2",
+        storage=storage,
+        tracking_uri=uri,
+        experiment="sweeps",
+        out_dir=tmp_path / "out",
+    )
+    config = plan.config()
+    outcome = run_sweep(plan, load_task_table(config.task, config.seed), tracking=sweep_tracking)
+    assert len(outcome.trials) == 2 and not outcome.errored
+    assert {t.steps for t in outcome.trials} == {30}
+    for t in outcome.trials:  # the last values each trial ran with
+        assert low <= t.params["training.lr"] <= high
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("sweeps").experiment_id])
+    children = {c.data.tags["refiner.trial_id"]: c for c in runs if c.data.tags.get(PARENT_TAG)}
+    exploited = [
+        run
+        for trial_id, run in children.items()
+        if run.data.tags.get("refiner.pbt.restored_from_trial") not in (None, trial_id)
+    ]
+    assert exploited, {k: r.data.tags for k, r in children.items()}
+    for run in exploited:
+        tags = run.data.tags
+        assert tags["refiner.resumed_from_step"] == tags["refiner.pbt.restored_from_step"]
+        note = tags[f"refiner.pbt.g{tags['refiner.pbt.generation']}"]
+        went_on = yaml.safe_load(note.split("went on with ", 1)[1])
+        assert low <= went_on["training.lr"] <= high

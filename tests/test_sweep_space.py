@@ -10,7 +10,8 @@ from ray.tune.search.variant_generator import generate_variants
 
 from refiner.config.experiment import ExperimentConfig, prepare_experiment
 from refiner.distributed.search import param_space
-from refiner.sweep.space import SpaceError, load_space, parse_space, validate_combinations
+from refiner.sweep.combinations import validate_combinations
+from refiner.sweep.space import SpaceError, load_space, parse_space
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACES = sorted((ROOT / "tune_spaces").glob("*.yaml"))

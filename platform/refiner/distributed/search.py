@@ -18,12 +18,14 @@ from ray.tune.schedulers import (
     PopulationBasedTraining,
     TrialScheduler,
 )
+from ray.tune.schedulers.pb2 import PB2
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from refiner.distributed.optuna_search import optuna_searcher
 from refiner.runs.tracker import flatten
-from refiner.sweep.space import Sampler, SchedulerSettings, SearchSpace, SweepSettings
+from refiner.sweep.settings import SchedulerSettings, SweepSettings
+from refiner.sweep.space import Sampler, SearchSpace
 
 
 def param_space(
@@ -96,25 +98,13 @@ def scheduler(
     base: Mapping[str, Any] | None = None,
 ) -> TrialScheduler:
     """ASHA over the update counter (``step``); FIFO runs every trial to the end; PBT
-    mutates every swept key (``space``) every ``perturbation_interval`` updates."""
+    mutates every swept key (``space``) every ``perturbation_interval`` updates, PB2
+    picks new values within the keys' bounds with its Gaussian-process bandit."""
     if settings.type == "fifo":
         return FIFOScheduler()
-    if settings.type == "pbt":
-        assert space is not None and base is not None, "PBT mutates the space's keys"
-        checkpoint_every = int(base["training"]["checkpoint_every"])
-        return PopulationBasedTraining(
-            time_attr=settings.time_attr,
-            metric=settings.metric,
-            mode=settings.mode,
-            perturbation_interval=settings.perturbation_interval or checkpoint_every,
-            hyperparam_mutations={
-                key: _domain(sampler, 0) for key, sampler in _mutable(space, base).items()
-            },
-            quantile_fraction=settings.quantile_fraction,
-            resample_probability=settings.resample_probability,
-            # Reports between checkpoints carry no validation metric: PBT waits for one.
-            require_attrs=False,
-        )
+    if settings.population:
+        assert space is not None and base is not None, "PBT and PB2 mutate the space's keys"
+        return _population_scheduler(settings, space, base)
     max_t, grace = resolved_budget(settings, steps, report_every)
     return ASHAScheduler(
         time_attr=settings.time_attr,
@@ -126,6 +116,38 @@ def scheduler(
         # A trial at max_t finishes by itself: stopping it there would kill its driver
         # before run_training logs the final evaluation and the checkpoint artifact.
         stop_last_trials=False,
+    )
+
+
+def _population_scheduler(
+    settings: SchedulerSettings, space: SearchSpace, base: Mapping[str, Any]
+) -> PopulationBasedTraining:
+    interval = settings.perturbation_interval or int(base["training"]["checkpoint_every"])
+    if settings.type == "pb2":
+        return PB2(
+            time_attr=settings.time_attr,
+            metric=settings.metric,
+            mode=settings.mode,
+            perturbation_interval=interval,
+            # Linear bounds, also for a loguniform key (PB2's model works on the raw
+            # value): the space check allows only uniform and loguniform keys here.
+            hyperparam_bounds={key: list(s.values) for key, s in space.params.items()},
+            quantile_fraction=settings.quantile_fraction,
+            require_attrs=False,  # reports between checkpoints carry no validation metric
+            log_config=False,  # Tune's per-trial config files; the MLflow tags record it
+        )
+    return PopulationBasedTraining(
+        time_attr=settings.time_attr,
+        metric=settings.metric,
+        mode=settings.mode,
+        perturbation_interval=interval,
+        hyperparam_mutations={
+            key: _domain(sampler, 0) for key, sampler in _mutable(space, base).items()
+        },
+        quantile_fraction=settings.quantile_fraction,
+        resample_probability=settings.resample_probability,
+        # Reports between checkpoints carry no validation metric: PBT waits for one.
+        require_attrs=False,
     )
 
 

@@ -23,6 +23,7 @@ from refiner.checkpoints.storage import list_checkpoints
 from refiner.distributed.search import param_space, resolved_budget, scheduler, search_algorithm
 from refiner.distributed.sweep_progress import SweepProgress
 from refiner.distributed.trial import TrialContext, run_trial
+from refiner.sweep.combinations import trial_config
 from refiner.sweep.export import export_config
 from refiner.sweep.outcome import SweepOutcome, TrialSummary, best_trial, finite
 from refiner.sweep.pareto import choose, pareto_front, write_front_artifacts
@@ -33,7 +34,6 @@ from refiner.sweep.plan import (
     trial_cpus,
     trial_run_name,
 )
-from refiner.sweep.space import trial_config
 
 
 class SweepTracking(Protocol):
@@ -89,7 +89,7 @@ def run_sweep(
         plan.base,
         plan.trials_storage,
         open_tracker=children.open,
-        population=sched.type == "pbt",
+        population=sched.population,
     )
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context, tasks=tasks),

@@ -17,11 +17,12 @@ import pyarrow as pa
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from refiner.checkpoints.storage import list_checkpoints
 from refiner.distributed.pbt import train_population_member
 from refiner.distributed.trainer import run_training
 from refiner.runs.tracker import NullTracker, RunTracker
+from refiner.sweep.combinations import trial_config
 from refiner.sweep.plan import trial_run_name
-from refiner.sweep.space import trial_config
 
 # (run name, trial id) -> the trial's tracker; e.g. refiner.tracking.sweeps.ChildRuns.open
 TrackerFactory = Callable[[str, str], RunTracker]
@@ -49,9 +50,16 @@ def run_trial(params: Mapping[str, Any], context: TrialContext, tasks: pa.Table)
         if context.population:
             train_population_member(config, tasks, name, context.storage, tracker, params)
         else:
-            run_training(
+            finished_before = _at_budget(f"{context.storage}/{name}", config.training.steps)
+            outcome = run_training(
                 config, tasks, name, context.storage, tracker, callbacks=[TuneReportCallback()]
             )
+            if finished_before and outcome.metrics:
+                # A resumed sweep restarts a trial whose run had already reached its last
+                # update (the driver died before Tune recorded it done): the run reports
+                # nothing new, so Tune, the searcher and the best-trial choice would see no
+                # final result. Its last checkpoint's metrics are that result.
+                tune.report(dict(outcome.metrics))
     except SystemExit:
         # Tune stopping the trial (ASHA) exits this actor, possibly after the sweep driver
         # has settled the run's status: the driver owns the status of a stopped trial.
@@ -60,6 +68,12 @@ def run_trial(params: Mapping[str, Any], context: TrialContext, tasks: pa.Table)
         _finish(tracker, "FAILED")
         raise
     _finish(tracker, "FINISHED")
+
+
+def _at_budget(run_dir: str, steps: int) -> bool:
+    """Whether the trial's Train run already has a checkpoint at its last update."""
+    checkpoints = list_checkpoints(run_dir)
+    return bool(checkpoints) and checkpoints[-1][0] >= steps
 
 
 def _finish(tracker: RunTracker, status: str) -> None:

@@ -20,13 +20,9 @@ from typing import Any
 from refiner.checkpoints.storage import filesystem, resolve_storage
 from refiner.config.experiment import ExperimentConfig, TrainingConfig, prepare_experiment
 from refiner.config.sections import ConfigError
-from refiner.sweep.space import (
-    SearchSpace,
-    SweepSettings,
-    load_space,
-    parse_space,
-    validate_combinations,
-)
+from refiner.sweep.combinations import validate_combinations
+from refiner.sweep.settings import SweepSettings
+from refiner.sweep.space import SearchSpace, load_space, parse_space
 
 PLAN_FILE = "refiner_sweep.json"
 DATA_CPUS = 1.0  # per running trial, for its Ray Data augmentation tasks
@@ -135,9 +131,9 @@ def plan_sweep(
 
 
 def check_pbt_interval(space: SearchSpace, training: TrainingConfig, origin: str) -> None:
-    """PBT compares and exploits trials at checkpoints: its interval must land on them."""
+    """PBT/PB2 compare and exploit trials at checkpoints: the interval must land on them."""
     sched = space.settings.scheduler
-    if sched.type != "pbt" or sched.perturbation_interval is None:
+    if not sched.population or sched.perturbation_interval is None:
         return
     if sched.perturbation_interval % training.checkpoint_every:
         raise ConfigError(
