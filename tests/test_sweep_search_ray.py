@@ -20,6 +20,7 @@ from tiny_runs import TINY_SWEEP
 from refiner.config.experiment import load_task_table
 from refiner.distributed.optuna_search import optuna_searcher
 from refiner.distributed.sweep_driver import run_sweep
+from refiner.sweep.outcome import SweepOutcome
 from refiner.sweep.plan import SweepPlan, plan_sweep
 from refiner.tracking import PARENT_TAG
 from refiner.tracking import sweeps as sweep_tracking
@@ -51,22 +52,9 @@ def test_optuna_two_objective_sweep(tmp_path: Path, local_ray, capsys) -> None:
             }
         )
     )
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    storage = str(tmp_path / "store")
-    plan = plan_sweep(
-        space_file,
-        job("sweep").DEFAULT_CONFIG,
-        TINY_SWEEP,
-        steps=20,
-        name="front",
-        storage=storage,
-        tracking_uri=uri,
-        experiment="sweeps",
-        register_name="refiner-front",
-        out_dir=tmp_path / "out",
+    outcome, uri, storage = tiny_sweep(
+        tmp_path, space_file, "front", 20, register_name="refiner-front"
     )
-    config = plan.config()
-    outcome = run_sweep(plan, load_task_table(config.task, config.seed), tracking=sweep_tracking)
 
     assert len(outcome.trials) == 3 and not outcome.errored
     assert {t.status for t in outcome.trials} == {"done"}
@@ -146,21 +134,7 @@ def test_pbt_exploit_restores_the_peer_checkpoint(tmp_path: Path, local_ray) -> 
             }
         )
     )
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    storage = str(tmp_path / "store")
-    plan = plan_sweep(
-        space_file,
-        job("sweep").DEFAULT_CONFIG,
-        TINY_SWEEP,
-        steps=30,
-        name="pbt",
-        storage=storage,
-        tracking_uri=uri,
-        experiment="sweeps",
-        out_dir=tmp_path / "out",
-    )
-    config = plan.config()
-    outcome = run_sweep(plan, load_task_table(config.task, config.seed), tracking=sweep_tracking)
+    outcome, uri, storage = tiny_sweep(tmp_path, space_file, "pbt", 30)
     assert len(outcome.trials) == 2 and not outcome.errored
     assert {t.steps for t in outcome.trials} == {30}  # an exploit continues, never restarts
 
@@ -218,21 +192,7 @@ def test_pb2_exploit_goes_on_with_values_within_the_bounds(tmp_path: Path, local
             }
         )
     )
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    storage = str(tmp_path / "store")
-    plan = plan_sweep(
-        space_file,
-        job("sweep").DEFAULT_CONFIG,
-        TINY_SWEEP,
-        steps=30,
-        name="pb2",
-        storage=storage,
-        tracking_uri=uri,
-        experiment="sweeps",
-        out_dir=tmp_path / "out",
-    )
-    config = plan.config()
-    outcome = run_sweep(plan, load_task_table(config.task, config.seed), tracking=sweep_tracking)
+    outcome, uri, _ = tiny_sweep(tmp_path, space_file, "pb2", 30)
     assert len(outcome.trials) == 2 and not outcome.errored
     assert {t.steps for t in outcome.trials} == {30}
     for t in outcome.trials:  # the last values each trial ran with
@@ -253,3 +213,27 @@ def test_pb2_exploit_goes_on_with_values_within_the_bounds(tmp_path: Path, local
         note = tags[f"refiner.pbt.g{tags['refiner.pbt.generation']}"]
         went_on = yaml.safe_load(note.split("went on with ", 1)[1])
         assert low <= went_on["training.lr"] <= high
+
+
+def tiny_sweep(
+    tmp_path: Path, space_file: Path, name: str, steps: int, **plan: str
+) -> tuple[SweepOutcome, str, str]:
+    """``space_file`` swept on the tiny run, into a SQLite store and a local storage folder
+    under ``tmp_path``: the outcome, the tracking URI and the storage path."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    storage = str(tmp_path / "store")
+    swept = plan_sweep(
+        space_file,
+        job("sweep").DEFAULT_CONFIG,
+        TINY_SWEEP,
+        steps=steps,
+        name=name,
+        storage=storage,
+        tracking_uri=uri,
+        experiment="sweeps",
+        out_dir=tmp_path / "out",
+        **plan,
+    )
+    config = swept.config()
+    tasks = load_task_table(config.task, config.seed)
+    return run_sweep(swept, tasks, tracking=sweep_tracking), uri, storage
