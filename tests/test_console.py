@@ -26,6 +26,7 @@ from refiner.distributed.compat import session_logs_dir
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 RAY_FILE = str(Path(ray.data.__file__).parent / "_internal" / "somewhere.py")
+SKLEARN_FILE = str(Path("site-packages") / "sklearn" / "gaussian_process" / "kernels.py")
 OUR_FILE = str(Path(console.__file__))
 
 
@@ -57,6 +58,20 @@ def test_ray_deprecations_go_to_the_log_file_and_the_rest_shows(job_ray) -> None
     ) == ["ray-user-warning-2", "project-deprecation-3", "project-warning-4"]
     kept = Path(session_logs_dir(), console.DEPRECATIONS_LOG).read_text()
     assert "ray-internal-deprecation-1" in kept and "project-warning-4" not in kept
+
+
+class ConvergenceWarning(UserWarning):
+    """Named as scikit-learn's (sklearn.exceptions), which the console matches by name."""
+
+
+def test_pb2_model_fit_notices_go_to_the_notices_log(job_ray) -> None:
+    assert shown(
+        (ConvergenceWarning, SKLEARN_FILE, "length scale close to its bound (probe-12)"),
+        (UserWarning, SKLEARN_FILE, "another sklearn warning (probe-13)"),
+        (ConvergenceWarning, OUR_FILE, "a convergence warning of ours (probe-14)"),
+    ) == ["another sklearn warning (probe-13)", "a convergence warning of ours (probe-14)"]
+    kept = Path(session_logs_dir(), console.NOTICES_LOG).read_text()
+    assert "probe-12" in kept and "probe-13" not in kept
 
 
 def test_ray_data_info_and_progress_hint_stay_in_its_log_file(job_ray) -> None:

@@ -19,6 +19,10 @@ Left out of the console (all of it stays in the Ray session's log files,
 - Ray's error-level notice that its own ``PreemptionWatcher`` actor (Ray Train's) keeps
   constructor arguments in the object store (ray-project/ray#53727: Ray's code, nothing
   for the user to do), which the driver would echo from the Train controller: written to
+  ``logs/refiner-ray-notices.log``;
+- scikit-learn's ``ConvergenceWarning``s from the Gaussian process that PB2 refits in the
+  sweep driver at every perturbation (a kernel length scale at its bound, lbfgs out of
+  iterations: nothing the user set, and nothing to act on): written to
   ``logs/refiner-ray-notices.log``.
 
 A worker also learns its own cluster's address (``RAY_ADDRESS``): Ray Train's placement
@@ -56,6 +60,8 @@ DEPRECATIONS_LOG = "refiner-ray-deprecations.log"
 NOTICES_LOG = "refiner-ray-notices.log"
 TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 _RAY_DIR = str(Path(ray.__file__).resolve().parent)
+# scikit-learn is found by name, not imported: only PB2 sweeps load it
+_SKLEARN_DIR = f"{os.sep}sklearn{os.sep}"
 _DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 
 
@@ -159,21 +165,29 @@ def _route_ray_deprecations() -> None:
     shown = warnings.showwarning
 
     def showwarning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        text = warnings.formatwarning(message, category, filename, lineno)
         if issubclass(category, _DEPRECATIONS) and str(filename).startswith(_RAY_DIR):
-            if _log_deprecation(warnings.formatwarning(message, category, filename, lineno)):
+            if _log_line(DEPRECATIONS_LOG, text):
                 return
+        if _is_model_fit_notice(category, str(filename)) and _log_line(NOTICES_LOG, text):
+            return
         shown(message, category, filename, lineno, file, line)
 
     showwarning._refiner_quiet = True  # type: ignore[attr-defined]
     warnings.showwarning = showwarning
 
 
-def _log_deprecation(text: str) -> bool:
+def _is_model_fit_notice(category: type[Warning], filename: str) -> bool:
+    """scikit-learn's convergence notice from PB2's Gaussian process fit."""
+    return category.__name__ == "ConvergenceWarning" and _SKLEARN_DIR in filename
+
+
+def _log_line(name: str, text: str) -> bool:
     folder = session_logs_dir()
     if folder is None:
         return False
     try:
-        with open(os.path.join(folder, DEPRECATIONS_LOG), "a", encoding="utf-8") as log:
+        with open(os.path.join(folder, name), "a", encoding="utf-8") as log:
             log.write(f"[pid {os.getpid()}] {text}")
     except OSError:
         return False  # cannot keep it in a file: show it after all
