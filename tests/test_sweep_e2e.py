@@ -9,15 +9,12 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 from ray_cluster import SWEEP_RAY
-from sweep_fixtures import job, write_space
-from tiny_runs import TINY_SWEEP
+from sweep_fixtures import job, tiny_sweep, write_space
 
-from refiner.config.experiment import load_experiment_config, load_task_table
-from refiner.distributed.sweep_driver import run_sweep
+from refiner.config.experiment import load_experiment_config
 from refiner.sweep.outcome import format_summary
-from refiner.sweep.plan import plan_sweep
+from refiner.sweep.plan import SweepPlan
 from refiner.tracking import PARENT_TAG
-from refiner.tracking import sweeps as sweep_tracking
 from refiner.tracking.sweeps import BEST_TAG, KIND_TAG, STOPPED_TAG, SWEEP_TAG
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray(**SWEEP_RAY), pytest.mark.timeout(600)]
@@ -38,21 +35,8 @@ def test_asha_sweep_mlflow_compare_evaluate(tmp_path: Path, local_ray, capsys) -
             "max_t": 40,
         },
     )
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    plan = plan_sweep(
-        space,
-        job("sweep").DEFAULT_CONFIG,
-        TINY_SWEEP,
-        steps=40,
-        name="asha",
-        storage=str(tmp_path / "store"),
-        tracking_uri=uri,
-        experiment="sweeps",
-        register_name="refiner-best",
-        out_dir=tmp_path / "out",
-    )
-    config = plan.config()
-    outcome = run_sweep(plan, load_task_table(config.task, config.seed), tracking=sweep_tracking)
+    outcome, uri, storage = tiny_sweep(tmp_path, space, "asha", 40, register_name="refiner-best")
+    plan = SweepPlan.load(storage, "asha")
     print(format_summary(outcome, list(plan.search_space().params), plan))
 
     statuses = {t.params["training.lr"]: t.status for t in outcome.trials}

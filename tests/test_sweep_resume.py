@@ -7,13 +7,12 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 from ray_cluster import SWEEP_RAY, ray_cluster
-from sweep_fixtures import job, write_space
-from tiny_runs import TINY_SWEEP
+from sweep_fixtures import tiny_sweep, write_space
 
 from refiner.config.experiment import load_task_table
 from refiner.distributed.fault_injection import FAULT_ENV
 from refiner.distributed.sweep_driver import run_sweep
-from refiner.sweep.plan import SweepPlan, plan_sweep
+from refiner.sweep.plan import SweepPlan
 from refiner.tracking import PARENT_TAG
 from refiner.tracking import sweeps as sweep_tracking
 
@@ -38,29 +37,15 @@ def test_failed_trial_is_resumed(tmp_path: Path, ray_with_fault_hook) -> None:
         {"seed": {"grid": [0, 1]}},
         {"type": "fifo", "metric": "loss", "mode": "min"},
     )
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    storage = str(tmp_path / "store")
-    plan = plan_sweep(
-        space,
-        job("sweep").DEFAULT_CONFIG,
-        TINY_SWEEP,
-        steps=20,
-        name="faulty",
-        storage=storage,
-        tracking_uri=uri,
-        experiment="sweeps",
-        out_dir=tmp_path / "out",
-    )
-    config = plan.config()
-    tasks = load_task_table(config.task, config.seed)
-    first = run_sweep(plan, tasks, tracking=sweep_tracking)
+    first, uri, storage = tiny_sweep(tmp_path, space, "faulty", 20)
     assert [t.params["seed"] for t in first.errored] == [1]
     done_before = {t.trial_id for t in first.trials if t.status == "done"}
     assert len(done_before) == 1
 
-    resumed = run_sweep(
-        SweepPlan.load(storage, "faulty"), tasks, resume=True, tracking=sweep_tracking
-    )
+    plan = SweepPlan.load(storage, "faulty")
+    config = plan.config()
+    tasks = load_task_table(config.task, config.seed)
+    resumed = run_sweep(plan, tasks, resume=True, tracking=sweep_tracking)
     assert not resumed.errored
     assert {t.status for t in resumed.trials} == {"done"}
     assert {t.trial_id for t in resumed.trials} == {t.trial_id for t in first.trials}

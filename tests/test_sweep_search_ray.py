@@ -14,16 +14,11 @@ import yaml
 from mlflow import MlflowClient
 from ray.tune.search import ConcurrencyLimiter
 from ray_cluster import SWEEP_RAY
-from sweep_fixtures import job
-from tiny_runs import TINY_SWEEP
+from sweep_fixtures import job, tiny_sweep
 
-from refiner.config.experiment import load_task_table
 from refiner.distributed.optuna_search import optuna_searcher
-from refiner.distributed.sweep_driver import run_sweep
-from refiner.sweep.outcome import SweepOutcome
-from refiner.sweep.plan import SweepPlan, plan_sweep
+from refiner.sweep.plan import SweepPlan
 from refiner.tracking import PARENT_TAG
-from refiner.tracking import sweeps as sweep_tracking
 from refiner.tracking.sweeps import BEST_TAG, FRONT_TAG
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray(**SWEEP_RAY), pytest.mark.timeout(600)]
@@ -213,27 +208,3 @@ def test_pb2_exploit_goes_on_with_values_within_the_bounds(tmp_path: Path, local
         note = tags[f"refiner.pbt.g{tags['refiner.pbt.generation']}"]
         went_on = yaml.safe_load(note.split("went on with ", 1)[1])
         assert low <= went_on["training.lr"] <= high
-
-
-def tiny_sweep(
-    tmp_path: Path, space_file: Path, name: str, steps: int, **plan: str
-) -> tuple[SweepOutcome, str, str]:
-    """``space_file`` swept on the tiny run, into a SQLite store and a local storage folder
-    under ``tmp_path``: the outcome, the tracking URI and the storage path."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    storage = str(tmp_path / "store")
-    swept = plan_sweep(
-        space_file,
-        job("sweep").DEFAULT_CONFIG,
-        TINY_SWEEP,
-        steps=steps,
-        name=name,
-        storage=storage,
-        tracking_uri=uri,
-        experiment="sweeps",
-        out_dir=tmp_path / "out",
-        **plan,
-    )
-    config = swept.config()
-    tasks = load_task_table(config.task, config.seed)
-    return run_sweep(swept, tasks, tracking=sweep_tracking), uri, storage
