@@ -15,8 +15,8 @@ FAULT_ENV = "REFINER_TEST_FAULT_AT_STEP"
 
 def fault_hook(rank: int, world: int, run_dir: str, seed: int) -> Callable[[int], None] | None:
     """Test hook, not configuration: ``REFINER_TEST_FAULT_AT_STEP=N`` (or ``N,seed=S``, only
-    runs whose config seed is S) in the environment the workers start with makes the last
-    rank raise once per run at update N. Tests set it; a real run never does, and then
+    runs whose config seed is S; ``N,seed=S|R``, either seed) in the environment the
+    workers start with makes the last rank raise once per run at update N. Tests set it; a real run never does, and then
     there is no hook at all (None: the loop calls nothing).
 
     A marker file keeps the restarted worker group from failing again at the same step.
@@ -24,9 +24,9 @@ def fault_hook(rank: int, world: int, run_dir: str, seed: int) -> Callable[[int]
     spec = os.environ.get(FAULT_ENV)
     if not spec:
         return None
-    at, _, only_seed = spec.partition(",seed=")
+    at, _, only_seeds = spec.partition(",seed=")
     at_step = int(at)
-    if rank != world - 1 or (only_seed and int(only_seed) != seed):
+    if rank != world - 1 or (only_seeds and seed not in {int(s) for s in only_seeds.split("|")}):
         return None
     run_key = hashlib.sha1(run_dir.encode()).hexdigest()[:12]
     marker = Path(tempfile.gettempdir()) / f"refiner-fault-{run_key}-{at_step}"
