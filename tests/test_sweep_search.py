@@ -254,6 +254,38 @@ def test_shipped_pbt_space_mutates_only_mutable_keys() -> None:
     assert space.settings.scheduler.type == "pbt" and space.params
 
 
+def test_pbt_mutations_stay_among_the_choices() -> None:
+    # Tune's own explore step, run many times on the shipped PBT space: choices move to a
+    # neighbour or are redrawn (a string schedule scaled by 1.2 raised TypeError mid-sweep),
+    # numbers are scaled or redrawn.
+    import random
+
+    from ray.tune.schedulers.pbt import _explore
+
+    from refiner.distributed.search import scheduler
+
+    space = load_space(ROOT / "tune_spaces" / "pbt.yaml")
+    made = scheduler(space.settings.scheduler, 120, 20, space, BASE)
+    choices = {k: set(s.values) for k, s in space.params.items() if s.kind == "choice"}
+    window = space.params["orchestration.backprop_truncate_steps"]
+    allowed = window.allowed(BASE["orchestration"]["max_steps_train"])
+    choices["orchestration.backprop_truncate_steps"] = set(allowed)
+    config = {
+        "training.lr": 1e-3,
+        "orchestration.truncated_backprop": True,
+        "orchestration.backprop_truncate_steps": 4,
+        "orchestration.step_loss_weights.schedule": "linear",
+    }
+    random.seed(0)
+    for _ in range(200):
+        config, _ops = _explore(
+            config, made._hyperparam_mutations, 0.25, made._perturbation_factors, None
+        )
+        for key, allowed in choices.items():
+            assert config[key] in allowed, (key, config[key])
+        assert config["training.lr"] > 0
+
+
 def pb2_space(space: dict, **scheduler: object) -> dict:
     return pbt_space(space, **{"type": "pb2", **scheduler})
 

@@ -142,13 +142,23 @@ def _population_scheduler(
         mode=settings.mode,
         perturbation_interval=interval,
         hyperparam_mutations={
-            key: _domain(sampler, 0) for key, sampler in _mutable(space, base).items()
+            key: _mutation(sampler) for key, sampler in _mutable(space, base).items()
         },
         quantile_fraction=settings.quantile_fraction,
         resample_probability=settings.resample_probability,
         # Reports between checkpoints carry no validation metric: PBT waits for one.
         require_attrs=False,
     )
+
+
+def _mutation(sampler: Sampler) -> list[Any] | Any:
+    """How PBT changes a key: a list for a choice (Tune moves to a neighbouring value or
+    redraws one), a domain for a number (scaled by 0.8 or 1.2, or redrawn). A choice given
+    as a domain would be scaled too: a string schedule raises TypeError, and a truncation
+    window of 4 becomes 5, a value the space never offered."""
+    if sampler.kind == "choice":
+        return list(sampler.values)
+    return _domain(sampler, 0)
 
 
 def _mutable(space: SearchSpace, base: Mapping[str, Any]) -> dict[str, Sampler]:
