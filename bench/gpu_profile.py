@@ -40,6 +40,7 @@ MATMUL_KERNEL = re.compile(
 )
 MATMUL_OPS = re.compile(r"^aten::(mm|addmm|bmm|baddbmm|_scaled_dot_product|_flash|_efficient)")
 TOP_OPS = 15
+CALL = "gpu_profile call: "  # our ranges (inductor's own are named "## ... ##")
 
 
 def profile_calls(
@@ -57,15 +58,15 @@ def profile_calls(
     sync(device)
     with profile(activities=activities) as prof:
         for name, call in steps.items():
-            with torch.profiler.record_function(f"## {name}"):
+            with torch.profiler.record_function(CALL + name):
                 start = time.perf_counter()
                 call()
                 sync(device)
                 walls[name] = time.perf_counter() - start
     events = list(prof.events())
     for event in events:  # each call's window, as the profiler timed it
-        if event.name.startswith("## "):
-            windows[event.name[3:]] = (event.time_range.start, event.time_range.end)
+        if event.name.startswith(CALL):
+            windows[event.name[len(CALL) :]] = (event.time_range.start, event.time_range.end)
     result: dict[str, Any] = {"device": device.type, "calls": {}}
     for name, (start_us, end_us) in windows.items():
         inside = [e for e in events if start_us <= e.time_range.start < end_us]
@@ -107,7 +108,8 @@ def _is_optimizer(event: Any) -> bool:
 
 def _annotation(event: Any) -> bool:
     """Profiler ranges that wrap ops rather than do work (their self time is Python)."""
-    return event.name.startswith(("## ", "Optimizer.", "ProfilerStep"))
+    name = getattr(event, "name", None) or event.key  # an event, or an average of them
+    return name.startswith((CALL, "## ", "Optimizer.", "ProfilerStep"))
 
 
 def _union(intervals: list[tuple[float, float]]) -> float:
