@@ -142,11 +142,12 @@ def main() -> None:
     for (name, sizes, batch, T, K), (full_name, *_) in zip(shapes, SHAPES, strict=True):
         if args.only and args.only not in name and args.only not in full_name:
             continue
+        row: dict[str, Any] = {"shape": name, "batch": batch}
+        results["shapes"].append(row)  # filled variant by variant, saved after each
         try:
-            row = check_shape(name, sizes, batch, T, K, device, peak, steps, chosen, args)
+            check_shape(row, sizes, T, K, device, peak, steps, chosen, args, results)
         except Exception as err:  # report and go on to the next shape
-            row = {"shape": name, "error": repr(err)[:500]}
-        results["shapes"].append(row)
+            row["error"] = repr(err)[:500]
         emit(results, row, args)
         free(device)
     if args.ceiling:
@@ -203,9 +204,8 @@ def count_flops(sizes: dict, batch: int, T: int, K: int, device: torch.device) -
 
 
 def check_shape(
-    name: str,
+    row: dict[str, Any],
     sizes: dict,
-    batch: int,
     T: int,
     K: int,
     device: torch.device,
@@ -213,8 +213,11 @@ def check_shape(
     steps: int,
     variants: list[str],
     args: Any,
-) -> dict[str, Any]:
-    row: dict[str, Any] = {"shape": name, "batch": batch}
+    results: dict[str, Any],
+) -> None:
+    """Fill `row` (its shape's name and batch) with every variant's measurements, writing
+    the results file after each (a run stopped at its time limit keeps the variants done)."""
+    name, batch = row["shape"], row["batch"]
     flops = count_flops(sizes, batch, T, K, device)
     row["flops_per_step"] = flops
     reference: dict[str, Any] | None = None  # eager's weights and inference result
@@ -264,6 +267,8 @@ def check_shape(
         row[variant_name] = timing
         o = optimizer = None  # type: ignore[assignment]
         free(device)
+        save(results, args)
+        print(f"{name}, {variant_name}: {json.dumps(timing)[:400]}", flush=True)
     if "eager" in row and "fast" in row and "step_s" in row["fast"] and "step_s" in row["eager"]:
         row["train_speedup"] = round(row["eager"]["step_s"] / row["fast"]["step_s"], 3)
         if "infer" in row["fast"]:
@@ -272,7 +277,6 @@ def check_shape(
         timing = row[variant_name]
         if variant_name != "eager" and "step_s" in timing and "step_s" in row.get("eager", {}):
             timing["speedup"] = round(row["eager"]["step_s"] / timing["step_s"], 3)
-    return row
 
 
 def profile_variant(
@@ -364,13 +368,18 @@ def emit(results: dict[str, Any], line: dict[str, Any], args: Any = None) -> Non
     time limit keeps what it measured)."""
     print(json.dumps(line), flush=True)
     if args is not None:
-        write_results(
-            "gpu_check",
-            out=args.out,
-            smoke=args.smoke,
-            headline=headline(results) if not (args.smoke or args.only or args.steps) else [],
-            results=results,
-        )
+        save(results, args)
+
+
+def save(results: dict[str, Any], args: Any) -> None:
+    """Write every result so far to the results file."""
+    write_results(
+        "gpu_check",
+        out=args.out,
+        smoke=args.smoke,
+        headline=headline(results) if not (args.smoke or args.only or args.steps) else [],
+        results=results,
+    )
 
 
 def headline(results: dict[str, Any]) -> list[Headline]:
