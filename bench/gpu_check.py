@@ -159,7 +159,7 @@ def main() -> None:
 
         def build(b: int) -> Any:
             o, optimizer, data = setup(sizes, b, T, K, device, replace(VARIANTS["fast"], mode=mode))
-            return lambda: o.train_step(data, optimizer)
+            return lambda: update(o, data, optimizer)
 
         rows = batch_ceiling(build, batches, flops, peak, device, args.ceiling_budget)
         results["ceiling"] = {"shape": name, "variant": "fast", "rows": rows}
@@ -193,6 +193,21 @@ def setup(
         for key in ("input", "target")
     }
     return o, optimizer, data
+
+
+def update(
+    o: UnifiedRefinerOrchestrator, data: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer
+) -> Any:
+    """One training update. A new step for CUDA graphs (`reduce-overhead`): the previous
+    update's graph outputs may be overwritten (a no-op for every other variant)."""
+    torch.compiler.cudagraph_mark_step_begin()
+    return o.train_step(data, optimizer)
+
+
+def infer(o: UnifiedRefinerOrchestrator, data: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Infer-few on the batch's inputs, as a new step for CUDA graphs (see `update`)."""
+    torch.compiler.cudagraph_mark_step_begin()
+    return o.inference(data["input"])
 
 
 def count_flops(sizes: dict, batch: int, T: int, K: int, device: torch.device) -> int:
@@ -233,12 +248,12 @@ def check_shape(
             reset_memory(device)
             start = time.perf_counter()
             for _ in range(2):  # warm-up (compiles on the fast path)
-                o.train_step(data, optimizer)
+                update(o, data, optimizer)
             sync(device)
             warmup = time.perf_counter() - start
             start = time.perf_counter()
             for _ in range(steps):
-                o.train_step(data, optimizer)
+                update(o, data, optimizer)
             sync(device)
             dt = (time.perf_counter() - start) / steps
             timing: dict[str, Any] = {
@@ -288,11 +303,11 @@ def profile_variant(
 ) -> dict[str, Any]:
     """3 warm updates and one infer-few call under torch.profiler (bench/gpu_profile.py)."""
 
-    def update() -> Any:
-        return o.train_step(data, optimizer)
+    def one_update() -> Any:
+        return update(o, data, optimizer)
 
-    calls = {f"train {i + 1}": update for i in range(3)}
-    calls["inference"] = lambda: o.inference(data["input"])
+    calls = {f"train {i + 1}": one_update for i in range(3)}
+    calls["inference"] = lambda: infer(o, data)
     return profile_calls(calls, device, trace)
 
 
@@ -316,7 +331,7 @@ def infer_check(
     for _ in range(2):  # the first call compiles the inference buckets
         sync(device)
         start = time.perf_counter()
-        result = o.inference(data["input"])
+        result = infer(o, data)
         sync(device)
         timings.append(time.perf_counter() - start)
     seconds = timings[-1]
