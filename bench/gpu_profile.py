@@ -216,6 +216,7 @@ def batch_ceiling(
             row["out_of_memory"] = str(err).splitlines()[0][:200]
         finally:
             update = None  # type: ignore[assignment]  # free the model before the next size
+            torch._dynamo.reset()  # its compiled graphs too (and their recompile budget)
             gc.collect()
             if device.type == "cuda":
                 torch.cuda.empty_cache()
