@@ -118,6 +118,11 @@ def main() -> None:
     )
     p.add_argument("--ceiling", action="store_true", help="the default shape's batch ceiling")
     p.add_argument("--ceiling-cap", type=int, default=None, help=f"default {CEILING_CAP}")
+    p.add_argument(
+        "--ceiling-batches",
+        default=None,
+        help="comma-separated batch sizes to try (default: doubling from twice the shape's)",
+    )
     p.add_argument("--ceiling-budget", type=float, default=150.0, help="seconds")
     args = p.parse_args()
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -154,6 +159,8 @@ def main() -> None:
         name, sizes, batch, T, K = shapes[0]
         cap = args.ceiling_cap or (64 if args.smoke else CEILING_CAP)
         batches = [batch * 2**i for i in range(1, 16) if batch * 2**i <= cap]
+        if args.ceiling_batches:  # each size compiles afresh: a few chosen ones save minutes
+            batches = [int(b) for b in args.ceiling_batches.split(",") if int(b) <= cap]
         flops = count_flops(sizes, batch, T, K, device) / batch  # linear in the batch
         mode = VARIANTS["fast"].mode or args.mode
 
