@@ -140,16 +140,20 @@ def test_benchmarks_md_headline_table_matches_the_committed_results_files():
 
 
 def test_every_gpu_session_file_parses_into_runnable_commands():
-    sessions = sorted((ROOT / "bench" / "results" / "gpu_h200").glob("session*.yaml"))
+    folder = ROOT / "bench" / "results" / "gpu_h200"
+    sessions = sorted(folder.glob("session*.yaml"))
     assert len(sessions) == 7
-    for path in sessions:
+    round2 = sorted(folder.glob("round2_*.yaml"))  # issue 30's two prepared commands
+    assert [p.stem for p in round2] == ["round2_accuracy", "round2_speed"]
+    for path in sessions + round2:
         spec = gpu_variants.load_variants(path)
         for v in spec.variants:
             argv = gpu_variants.command(spec, v, Path("/tmp/o"), True, "cpu", 10)
             assert (ROOT / argv[1]).is_file() and argv[-2:] != ["--device"]
-            if "--maze-recipe" in argv:  # every --set is still a valid override of the recipe
+            if "--maze-recipe" in argv or "--with-maze" in argv:  # every --set is valid
                 sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
-                recipe = argv[argv.index("--maze-recipe") + 1]
+                flag = "--maze-recipe"
+                recipe = argv[argv.index(flag) + 1] if flag in argv else "maze_hard_gpu.yaml"
                 load_experiment_config(ROOT / "jobs" / "configs" / recipe, sets)
     s5 = gpu_variants.load_variants(ROOT / "bench" / "results" / "gpu_h200" / "session5.yaml")
     t16 = next(v for v in s5.variants if v.name == "T16_K1")

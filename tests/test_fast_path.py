@@ -119,3 +119,24 @@ def test_compiled_matches_eager_in_training_and_inference():
     assert f["stopping_reason"] == e["stopping_reason"]
     assert f["active_per_step"] == e["active_per_step"]
     assert f["final_canvas_ids"] == e["final_canvas_ids"]
+
+
+def test_fused_adamw_steps_as_the_default_one():
+    """`make_optimizer(fused=True)` (a GPU lever, bench/gpu_check.py --variants fused) is
+    the same AdamW: same groups and decay, same update up to rounding."""
+    models = [torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.LayerNorm(4)) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    optimizers = [
+        make_optimizer(models[0], lr=1e-2),
+        make_optimizer(models[1], lr=1e-2, fused=True),
+    ]
+    assert optimizers[1].defaults["fused"] and not optimizers[0].defaults["fused"]
+    x = torch.randn(5, 6)
+    for _ in range(3):
+        for model, optimizer in zip(models, optimizers, strict=True):
+            optimizer.zero_grad()
+            model(x).pow(2).sum().backward()
+            optimizer.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert [g["weight_decay"] for g in optimizers[1].param_groups] == [0.1, 0.0]

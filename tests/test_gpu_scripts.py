@@ -3,6 +3,7 @@ machines have none of them): their CPU smoke runs must finish with those imports
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -86,9 +87,30 @@ def test_field_check_trains_mazes_for_a_number_of_updates_with_grid_local_attent
             assert 0.0 <= float(fields[fields.index(key) + 1]) <= 1.0
 
 
-def test_fast_path_check_smoke_runs_without_ray_or_mlflow():
+def test_fast_path_check_smoke_runs_and_profiles_without_ray_or_mlflow(tmp_path):
     out = run_without_platform_deps(
-        "bench/gpu_check.py", "--smoke", "--only", "smoke default", "--steps", "1"
+        "bench/gpu_check.py",
+        "--smoke",
+        "--only",
+        "smoke default",
+        "--steps",
+        "1",
+        "--profile",
+        "--trace-dir",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "gpu_check.json"),
     )
     assert '"shape": "smoke default"' in out
     assert '"train_speedup"' in out and '"same_steps": true' in out
+    # the profile of the compiled variant: shares of each call's wall time, top ops, trace
+    assert "profile of smoke default (fast)" in out and "top ops by self CPU time" in out
+    row = json.loads((tmp_path / "gpu_check.json").read_text())["results"]["shapes"][0]
+    calls = row["profile"]["calls"]
+    assert list(calls) == ["train 1", "train 2", "train 3", "inference"]
+    for shares in calls.values():
+        parts = [shares[k] for k in ("matmul_attention", "optimizer", "other_kernels")]
+        assert all(0 <= p <= 1 for p in parts) and 0 <= shares["host_gaps"] <= 1
+        assert shares["matmul_attention"] > 0
+    assert calls["train 1"]["optimizer"] > 0 and calls["inference"]["optimizer"] == 0
+    assert row["profile"]["top_ops"] and (tmp_path / "trace_smoke_fast.json.gz").stat().st_size

@@ -105,6 +105,25 @@ def test_stopped_samples_leave_the_batch():
     assert traces[1]["rows"] == hard and len(traces[1]["canvas"]) == n_hard
 
 
+def test_traces_carry_each_cells_top_two_logit_margin():
+    """The margin between the proposal's best and second-best logit, per active cell:
+    what tells a near tie (which rounding can flip) from a clear choice."""
+    o = _orchestrator(patience=None)
+    batch = parity_batch(4)
+    r = o.inference(batch["input"], return_traces=True, early_stopping=False, max_steps_override=2)
+    with torch.no_grad(), o.exploring(False):
+        core = o.core.eval()
+        x = core.embed_input(batch["input"])
+        state = core.initial_state(batch["input"])
+        logits = core.step(x, state.canvas, state.latent, o.memory_snapshot()).logits
+    top2 = logits.float().topk(2, dim=-1).values
+    first = r["traces"][0]["logit_margin"]
+    assert torch.tensor(first) == pytest.approx(top2[..., 0] - top2[..., 1], abs=1e-5)
+    for step in r["traces"]:
+        margins = torch.tensor(step["logit_margin"])
+        assert margins.shape == (len(step["rows"]), SEQ_LEN) and (margins >= 0).all()
+
+
 def test_result_structure_and_consistency_with_the_unroll():
     o = _orchestrator(patience=None)
     batch = parity_batch(5)

@@ -14,7 +14,14 @@ from sweep_fixtures import job
 from refiner.augment.symmetry import DIHEDRAL_ALL
 from refiner.checkpoints.files import save_checkpoint
 from refiner.data.tokenizers import PAD
-from refiner.evaluate.voting import View, arc_views, exact_match, top_answers, vote_arc
+from refiner.evaluate.voting import (
+    View,
+    arc_views,
+    exact_match,
+    exact_rows,
+    top_answers,
+    vote_arc,
+)
 from refiner.tasks.schema import TASK_SCHEMA
 from refiner.tasks.sources.arc import place_in_canvas
 
@@ -138,6 +145,11 @@ def test_exact_match_per_puzzle_and_per_cell():
     assert report.exact == 0.5
     assert report.cell_accuracy == pytest.approx(7 / 8)
     assert report.filled_cell_accuracy == pytest.approx(3 / 4)
+    # per row, the same rule; PAD targets are not scored, extra predicted columns ignored
+    assert exact_rows(table, predicted).tolist() == [True, False]
+    short = table.set_column(6, "target", pa.array([[5, 6, 6, 5], [5, 6, 6]], pa.list_(pa.int64())))
+    wider = np.array([[5, 6, 6, 5, 9], [5, 6, 6, 9, 9]])
+    assert exact_rows(short, wider).tolist() == [True, True]
 
 
 def test_predict_with_a_wrong_shape_is_an_error():

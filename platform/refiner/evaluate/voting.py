@@ -244,10 +244,18 @@ def exact_match(tasks: pa.Table, predict: Predict, batch_size: int = 256) -> Exa
     right = predicted == targets
     return ExactReport(
         puzzles=len(targets),
-        exact=float((right | ~scored).all(axis=1).mean()),
+        exact=float(exact_rows(tasks, predicted).mean()),
         cell_accuracy=float(right[scored].mean()),
         filled_cell_accuracy=float(right[to_fill].mean()) if to_fill.any() else 1.0,
     )
+
+
+def exact_rows(tasks: pa.Table, predicted: np.ndarray) -> np.ndarray:
+    """Per row of ``tasks``: whether ``predicted`` ([rows, at least the longest target]
+    ids) gets every target cell right (PAD cells are not scored): exact_match's rule."""
+    length = max(len(ids) for ids in tasks.column("target").to_pylist())
+    targets = _pad(tasks.column("target").to_pylist(), length)
+    return ((np.asarray(predicted)[:, :length] == targets) | (targets == PAD)).all(axis=1)
 
 
 def _report(

@@ -48,7 +48,9 @@ def infer_few(
     stats or None), stopping (the settings that ran and their origin: "config",
     "calibrated at update N on M rows" or "early stopping off") and, with
     return_traces, traces: per step its active rows, their canvases, scores, halting
-    probabilities, strategy and the rows that stopped."""
+    probabilities, strategy, the rows that stopped, and each active cell's logit_margin
+    (top-1 minus top-2 logit of the step's proposal: near 0, a near tie that rounding
+    can flip)."""
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps_override must be >= 1, got {max_steps}")
     o = orchestrator
@@ -107,7 +109,9 @@ def infer_few(
                     "strategy": strategy,
                 }
                 if return_traces:
+                    top2 = out.logits.float().topk(2, dim=-1).values  # [active, L, 2]
                     record.update(
+                        logit_margin=(top2[..., 0] - top2[..., 1]).tolist(),
                         rows=rows.tolist(),
                         canvas=canvas.tolist(),
                         score=score.tolist(),

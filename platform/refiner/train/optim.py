@@ -13,15 +13,19 @@ def make_optimizer(
     lr: float = 1e-3,
     weight_decay: float = 0.1,
     betas: tuple[float, float] = (0.9, 0.95),
+    fused: bool | None = None,
 ) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices only (not on norms, biases or scalar gates)."""
+    """AdamW; weight decay on matrices only (not on norms, biases or scalar gates).
+
+    `fused`: torch's fused AdamW kernel (one launch for every parameter; a lever for the
+    GPU's step time, `bench/gpu_check.py --variants fused`); None keeps torch's default."""
     model = getattr(model, "module", model)  # a DDP wrapper shares the same parameters
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=lr, betas=betas)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
 
 
 def warmup_cosine(
