@@ -16,8 +16,8 @@ FAULT_ENV = "REFINER_TEST_FAULT_AT_STEP"
 def fault_hook(rank: int, world: int, run_dir: str, seed: int) -> Callable[[int], None] | None:
     """Test hook, not configuration: ``REFINER_TEST_FAULT_AT_STEP=N`` (or ``N,seed=S``, only
     runs whose config seed is S; ``N,seed=S|R``, either seed) in the environment the
-    workers start with makes the last rank raise once per run at update N. Tests set it; a real run never does, and then
-    there is no hook at all (None: the loop calls nothing).
+    workers start with makes the last rank raise once per run at update N. Tests set it;
+    a real run never does, and then there is no hook at all (None: the loop calls nothing).
 
     A marker file keeps the restarted worker group from failing again at the same step.
     """

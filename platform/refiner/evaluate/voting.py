@@ -244,7 +244,7 @@ def exact_match(tasks: pa.Table, predict: Predict, batch_size: int = 256) -> Exa
     right = predicted == targets
     return ExactReport(
         puzzles=len(targets),
-        exact=float(exact_rows(tasks, predicted).mean()),
+        exact=float(_all_scored_right(predicted, targets).mean()),
         cell_accuracy=float(right[scored].mean()),
         filled_cell_accuracy=float(right[to_fill].mean()) if to_fill.any() else 1.0,
     )
@@ -255,7 +255,12 @@ def exact_rows(tasks: pa.Table, predicted: np.ndarray) -> np.ndarray:
     ids) gets every target cell right (PAD cells are not scored): exact_match's rule."""
     length = max(len(ids) for ids in tasks.column("target").to_pylist())
     targets = _pad(tasks.column("target").to_pylist(), length)
-    return ((np.asarray(predicted)[:, :length] == targets) | (targets == PAD)).all(axis=1)
+    return _all_scored_right(np.asarray(predicted)[:, :length], targets)
+
+
+def _all_scored_right(predicted: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per row: every cell that is not PAD in ``targets`` predicted right."""
+    return ((predicted == targets) | (targets == PAD)).all(axis=1)
 
 
 def _report(
