@@ -19,9 +19,17 @@ over three decades, the truncation window down to one step). Per sweep seed:
   ``--within`` (1 point) of the best ``--metric`` any strategy found with that seed; the
   model-based search's count as a fraction of random's (the issue's goal: <= 60%).
 - front: random sampling against Optuna's multi-objective TPE on (``--metric`` max,
-  val_mean_steps min), ``--front-samples`` trials each: the hypervolume of each front at
-  equal trials, against a reference point every trial beats (accuracy 0, the largest
-  max_steps_infer + 1 steps).
+  val_mean_steps min), ``--front-samples`` trials each, over the step limit, the halting
+  bound and the learning rate: the hypervolume of each front at equal trials, against a
+  reference point every trial beats (accuracy 0, the largest max_steps_infer + 1 steps).
+  Calibrated halting trades exact-match rows for steps, so the front only has a shape
+  where exact match is above 0: rank it by ``val_acc_infer`` on a model and budget that
+  reach it (sudoku 4x4 reaches ~75% exact in 300 updates at d_model 64, 2 layers):
+
+      python bench/bench_search.py --part front --metric val_acc_infer --steps 300 \
+          --front-samples 6 --set model.d_model=64 --set model.n_layers=2 \
+          --set training.batch_size=32 --set orchestration.augmentation_count=8 \
+          --set training.checkpoint_every=100 --set training.report_every=100
 - pbt: ASHA (random search, ``--asha-samples`` trials) against PBT over the same space's
   mutable keys with a population sized to ASHA's total updates (equal compute): the best
   ``--metric`` each reached and the updates each spent.
@@ -73,13 +81,15 @@ SPACE = {  # bad regions on purpose: lr 1e-5 learns nothing in the budget, 3e-2 
         "step_loss_weights": {"schedule": {"choice": ["uniform", "linear", "exponential"]}},
     },
 }
-FRONT_SPACE = {
+FRONT_SPACE = {  # what a trial's accuracy costs in steps: the step limit and the halting bound
     "training": {"lr": {"loguniform": [1.0e-4, 3.0e-2]}},
     "orchestration": {
-        "max_steps_infer": {"choice": [1, 2, 3, 4]},
-        "stopping": {"max_accuracy_loss": {"uniform": [0.0, 5.0]}},
+        "max_steps_infer": {"choice": [1, 2, 3, 4, 6, 8]},
+        "stopping": {"max_accuracy_loss": {"uniform": [0.0, 20.0]}},
     },
 }
+# The hypervolume's reference point: no accuracy, one step past the space's largest limit.
+FRONT_REFERENCE = (0.0, 1.0 + max(FRONT_SPACE["orchestration"]["max_steps_infer"]["choice"]))
 STEPS = "val_mean_steps"  # the second objective: inference steps, fewer is better
 # The task: sudoku 4x4 needs whole-grid attention (sweep.yaml's parity uses a window of 1).
 TASK = ["task.size=4", "model.attention_window=null"]
@@ -180,7 +190,7 @@ def front_part(
         for seed in args.seeds
         for kind in ("random", "optuna")
     }
-    return front_table(runs, config.orchestration.max_steps_infer, args)
+    return front_table(runs, args)
 
 
 def pbt_part(
@@ -324,6 +334,7 @@ def searcher_table(
         f"Optuna/random trials ratio, median (min..max) over {len(ratios)} seeds: "
         f"{spread(ratios)}; goal <= 0.60. Optuna needed fewer trials on {won} of "
         f"{len(ratios)} seeds.",
+        *by_budget(raw, args),
     ]
     row = Headline(
         f"Optuna TPE vs random search, trials to within {args.within * 100:g} pt of the best "
@@ -336,12 +347,52 @@ def searcher_table(
     return lines, row, {"ratios": ratios, "per_seed": raw}
 
 
-def front_table(
-    runs: dict, max_steps_infer_base: int, args: argparse.Namespace
-) -> tuple[list[str], Headline, dict[str, Any]]:
+def by_budget(per_seed: dict[str, dict], args: argparse.Namespace) -> list[str]:
+    """Where a searcher starts to pay: the best found after n trials (median over seeds),
+    and how each sweep spent its trials (the bad region: under half the seed's best; the
+    later half: the trials a model-based searcher proposes from what it learnt)."""
+    budgets = sorted({n for n in (2, 4, 6, 8, 12, 16) if n < args.num_samples} | {args.num_samples})
+    lines = [
+        "",
+        "Best so far after n trials (median over seeds; ahead: seeds where Optuna's best "
+        "is higher by more than 0.005):",
+        "",
+        "| trials | random | optuna | optuna - random | optuna ahead / behind |",
+        "|---|---|---|---|---|",
+    ]
+    for n in budgets:
+        r = [top(run["random"][:n]) for run in per_seed.values()]
+        o = [top(run["optuna"][:n]) for run in per_seed.values()]
+        gaps = [b - a for a, b in zip(r, o, strict=True)]
+        ahead, behind = sum(g > 0.005 for g in gaps), sum(g < -0.005 for g in gaps)
+        lines.append(
+            f"| {n} | {statistics.median(r):.3f} | {statistics.median(o):.3f} | "
+            f"{statistics.median(gaps):+.3f} | {ahead} / {behind} |"
+        )
+    half = args.num_samples // 2
+    spent = {}
+    for kind in ("random", "optuna"):
+        bad = later = 0
+        medians = []
+        for run in per_seed.values():
+            best = top(run["random"] + run["optuna"])
+            bad += sum(v < best / 2 for v in run[kind] if v == v)
+            later_values = [v for v in run[kind][half:] if v == v]
+            medians.append(statistics.median(later_values) if later_values else float("nan"))
+            later += len(later_values)
+        spent[kind] = f"{bad} of {len(per_seed) * args.num_samples} trials under half the best, "
+        spent[kind] += f"later-half median {spread(medians)}"
+    return [
+        *lines,
+        "",
+        f"How the trials were spent (over {len(per_seed)} seeds): random {spent['random']}; "
+        f"optuna {spent['optuna']} (trials {half + 1}..{args.num_samples} of each sweep).",
+    ]
+
+
+def front_table(runs: dict, args: argparse.Namespace) -> tuple[list[str], Headline, dict[str, Any]]:
     goals = objectives(args)
-    steps_cap = 1 + max(4, max_steps_infer_base)  # the space's largest max_steps_infer + 1
-    reference = (0.0, float(steps_cap))
+    reference = FRONT_REFERENCE
     lines = [
         "",
         f"## Two objectives ({', '.join(f'{m} {d}' for m, d in goals.items())}): "
@@ -504,13 +555,15 @@ def tables_from(path: Path, args: argparse.Namespace) -> int:
         "pbt": ("asha", "pbt"),
     }
     for part, runs in recorded.items():
+        if args.part not in ("all", part):
+            continue
         if not all((k, seed) in runs for seed in args.seeds for k in keys[part]):
             lines += ["", f"## {part}: not run (no complete set of sweeps recorded)"]
             continue
         if part == "searchers":
             table, row, raw[part] = searcher_table(runs, args)
         elif part == "front":
-            table, row, raw[part] = front_table(runs, 4, args)
+            table, row, raw[part] = front_table(runs, args)
         else:
             table, row, raw[part] = pbt_table(runs, args)
         lines += table
