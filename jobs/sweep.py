@@ -99,11 +99,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:  # no Ray, no MLflow: prints what would run
             print(describe_sweep_plan(plan, tasks, address=args.address, resume=bool(args.resume)))
             return 0
-    from refiner.distributed.cluster import check_storage_shared, init_ray
+    from refiner.distributed.cluster import check_storage_shared, init_ray, session_logs
     from refiner.distributed.sweep_driver import run_sweep
     from refiner.tracking import sweeps as sweep_tracking
+    from refiner.tracking.console import quiet_mlflow_console
 
     print(f"[sweep] {init_ray(args.address, local_cluster_cpus(space.settings, config.training))}")
+    logs = quiet_mlflow_console(session_logs())  # MLflow's INFO lines, bars: beside Ray's
+    print(f"[sweep] Ray's and MLflow's other lines: {logs.parent}", flush=True)
     with input_checks():  # several nodes: a local --storage path is not shared by them
         check_storage_shared(plan.storage)
     stop_on_sigterm()  # `ray job stop`: the MLflow parent run ends KILLED (after init_ray)

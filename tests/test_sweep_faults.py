@@ -142,6 +142,9 @@ def test_killed_trial_driver_is_resumed(tmp_path: Path) -> None:
         assert job.wait(timeout=300) == 1, readable(first_log)
         log = readable(first_log, 100_000)
         assert "1 trial(s) errored" in log, log[-4000:]
+        # The finished trial logged its model: MLflow's INFO lines and download bars went
+        # to the session's log folder, not to the sweep's console.
+        assert "INFO mlflow" not in log and "Downloading artifacts" not in log, log[-4000:]
         resume_hint = f"python jobs/sweep.py --resume {NAME} --storage {storage.resolve()}"
         assert resume_hint in log, log[-4000:]
         rows = summary(first_log)

@@ -26,9 +26,13 @@ MLFLOW_LOG = "refiner-mlflow.log"
 _MLFLOW_DIR = str(Path(mlflow.__file__).resolve().parent)
 
 
+_routed_to: list[str] = []  # the folder this process's MLflow lines go to, once routed
+
+
 def quiet_mlflow_console(log_dir: str | os.PathLike) -> Path:
     """Route MLflow's INFO lines and its own UserWarnings to ``log_dir/refiner-mlflow.log``
     and turn its artifact progress bars off; returns the log file."""
+    _routed_to[:] = [str(log_dir)]
     path = Path(log_dir) / MLFLOW_LOG
     path.parent.mkdir(parents=True, exist_ok=True)
     os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = "false"
@@ -46,6 +50,12 @@ def quiet_mlflow_console(log_dir: str | os.PathLike) -> Path:
     logger.setLevel(min(logger.level or logging.INFO, logging.INFO))
     _route_mlflow_warnings(path)
     return path
+
+
+def mlflow_console_log_dir() -> str | None:
+    """The folder ``quiet_mlflow_console`` routed this process's MLflow lines to, if any:
+    a sweep's driver hands it to its trial processes, which log models too."""
+    return _routed_to[0] if _routed_to else None
 
 
 def _route_mlflow_warnings(path: Path) -> None:

@@ -30,6 +30,7 @@ from refiner.tracking import (
     get_or_create_experiment,
     open_run,
 )
+from refiner.tracking.console import mlflow_console_log_dir, quiet_mlflow_console
 
 SWEEP_TAG = "refiner.sweep"  # on the parent and every child: the sweep's name
 KIND_TAG = "refiner.kind"  # "sweep" (parent) or "trial" (child)
@@ -74,9 +75,14 @@ class ChildRuns:
     # Where the sweep came from, taken by the sweep's driver when it makes this object
     # (a trial runs in a Ray worker, whose command line and checkout are not the user's).
     provenance: dict[str, str] = field(default_factory=run_provenance)
+    # Where the driver routes MLflow's console lines; a trial process logs its model, and
+    # its INFO lines and download bars would reach the sweep's console through Ray's echo.
+    console_log_dir: str | None = field(default_factory=mlflow_console_log_dir)
 
     def open(self, run_name: str, trial_id: str) -> MlflowTracker:
         """Create the trial's run, or reopen it when the trial resumes (one run per trial)."""
+        if self.console_log_dir:
+            quiet_mlflow_console(self.console_log_dir)
         tags = {
             **self.provenance,
             SWEEP_TAG: self.sweep_name,
