@@ -24,13 +24,14 @@ over three decades, the truncation window down to one step). Per sweep seed:
   reference point every trial beats (accuracy 0, the largest max_steps_infer + 1 steps).
   Calibrated halting trades exact-match rows for steps, so the front only has a shape
   where exact match is above 0: rank it by ``val_acc_infer`` on a model and budget that
-  reach it (sudoku 4x4 reached 75% exact in 300 updates at d_model 64, 2 layers, lr 3e-3):
+  reach it (sudoku 4x4 reached 70% exact in 300 updates at d_model 64, 2 layers, a constant
+  lr of 3e-3; with the cosine decay to 0.1 of it at update 300, three trials stayed at 0):
 
-      python bench/bench_search.py --part front --metric val_acc_infer --steps 300 \\
-          --front-samples 6 --set model.d_model=64 --set model.n_layers=2 \\
+      python bench/bench_search.py --part front --metric val_acc_infer --steps 250 \\
+          --front-samples 5 --set model.d_model=64 --set model.n_layers=2 \\
           --set training.batch_size=32 --set orchestration.augmentation_count=8 \\
-          --set training.checkpoint_every=100 --set training.report_every=100 \\
-          --set training.warmup_steps=20
+          --set training.checkpoint_every=125 --set training.report_every=125 \\
+          --set training.warmup_steps=20 --set training.min_lr_ratio=1.0
 - pbt: ASHA (random search, ``--asha-samples`` trials) against PBT over the same space's
   mutable keys with a population sized to ASHA's total updates (equal compute): the best
   ``--metric`` each reached and the updates each spent.
