@@ -374,14 +374,13 @@ def by_budget(per_seed: dict[str, dict], args: argparse.Namespace) -> list[str]:
     half = args.num_samples // 2
     spent = {}
     for kind in ("random", "optuna"):
-        bad = later = 0
+        bad = 0
         medians = []
         for run in per_seed.values():
             best = top(run["random"] + run["optuna"])
             bad += sum(v < best / 2 for v in run[kind] if v == v)
             later_values = [v for v in run[kind][half:] if v == v]
             medians.append(statistics.median(later_values) if later_values else float("nan"))
-            later += len(later_values)
         spent[kind] = f"{bad} of {len(per_seed) * args.num_samples} trials under half the best, "
         spent[kind] += f"later-half median {spread(medians)}"
     return [
