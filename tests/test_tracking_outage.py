@@ -58,6 +58,8 @@ def test_outage_is_buffered_replays_are_not_logged_twice_and_losses_are_named(se
     first = run.for_training()
     for step in range(1, 6):
         report(first, step)
+    assert first.settle(60)  # before a checkpoint: what was reported is in the history
+    assert steps_of(client, run.run_id, "loss") == list(range(1, 6))
     assert first.flush(60)["lost_points"] == 0
     servers.suspend()  # SIGSTOP: it answers nothing (a restart is the job test's)
     started = time.monotonic()
@@ -70,6 +72,9 @@ def test_outage_is_buffered_replays_are_not_logged_twice_and_losses_are_named(se
     assert time.monotonic() - started < 5  # the loop did not wait on the frozen server
     time.sleep(3)  # the sender's health probe (2 s) finds the server away
     assert first.pending_points == 10  # 5 reports x 2 keys, kept
+    waited = time.monotonic()
+    assert not first.settle(10)  # before a checkpoint: no wait on a server known away
+    assert time.monotonic() - waited < 1
     servers.resume()
     for step in range(11, 16):
         report(first, step)

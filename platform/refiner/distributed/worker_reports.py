@@ -26,6 +26,9 @@ from refiner.runs.tracker import RunTracker
 from refiner.train.fit import Update
 from refiner.train.orchestrator import UnifiedRefinerOrchestrator
 
+# Rank 0 waits at most this long, before a checkpoint, for its reports to be recorded.
+_SETTLE_BEFORE_CHECKPOINT_S = 10.0
+
 
 @dataclass
 class WorkerReports:
@@ -79,6 +82,8 @@ class WorkerReports:
         if self.rank == 0:
             print_progress(metrics, training.steps, report)
             self.tracker.log_metrics(metrics, step)
+            if checkpoint_due:  # recorded before the checkpoint: a resume starts past it
+                self.tracker.settle(_SETTLE_BEFORE_CHECKPOINT_S)
         report_to_ray(
             metrics,
             self.orchestrator,

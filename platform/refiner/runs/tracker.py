@@ -62,6 +62,12 @@ class RunTracker(Protocol):
         not be recorded (``lost_summary`` reads it). Empty when nothing is buffered."""
         ...
 
+    def settle(self, timeout_s: float) -> bool:
+        """Before a checkpoint: wait up to ``timeout_s`` for what is buffered to be
+        recorded, unless the backend is known to be away (training never waits on an
+        outage). True when nothing is left to send."""
+        ...
+
 
 class NullTracker:
     """A tracker that drops everything (tests of the loop logic, --no-tracking)."""
@@ -101,6 +107,9 @@ class NullTracker:
 
     def flush(self, timeout_s: float) -> dict[str, Any]:
         return {}
+
+    def settle(self, timeout_s: float) -> bool:
+        return True
 
 
 LOST_TAG = "refiner.tracking.lost"  # on a run: what an outage kept out of its history

@@ -191,6 +191,9 @@ class MlflowTracker:
     def flush(self, timeout_s: float) -> dict[str, Any]:
         return {}  # every call above writes at once
 
+    def settle(self, timeout_s: float) -> bool:
+        return True
+
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status)
 

@@ -18,7 +18,10 @@ Two faults meet here, both on the way from the training loop to the MLflow run:
   Before its first write, this tracker reads the last step the run's history holds for
   each metric key and never sends a point at or below it: what the killed attempt
   recorded stays, the replay adds nothing twice. (A point that was buffered and lost
-  with the killed process is not in the history, so the replay records it.)
+  with the killed process is not in the history, so the replay records it.) The replay
+  starts after the checkpoint, so the checkpoint's own report is never replayed: before
+  a checkpoint the loop ``settle``s, waiting a few seconds for the sender (not at all
+  while the server is away).
 
 The marks are re-read after any failed write: a batch whose answer was lost may have
 been stored all the same.
@@ -175,6 +178,16 @@ class BufferedTracker(MlflowTracker):
                 "outage_s": round(self.outage_s + self._outage_so_far(), 1),
                 "replayed_points_not_logged": self.replayed,
             }
+
+    def settle(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the sender to record what is pending, unless the
+        server is away. The loop calls it before a checkpoint, so that a checkpoint's own
+        report is in the history before the checkpoint exists: a process killed right
+        after it is resumed past that step and would never report it again."""
+        if self._down_since is not None:
+            return False
+        self._kick()
+        return self._idle.wait(timeout_s)
 
     def _kick(self) -> None:
         with self._lock:
