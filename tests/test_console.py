@@ -74,6 +74,39 @@ def test_pb2_model_fit_notices_go_to_the_notices_log(job_ray) -> None:
     assert "probe-12" in kept and "probe-13" not in kept
 
 
+def test_tunes_pbt_actor_reuse_hint_goes_to_the_notices_log(job_ray) -> None:
+    tune_file = str(Path(ray.__file__).parent / "tune" / "tune.py")
+    hint = (  # Ray Tune's words, at the start of every PBT sweep
+        "Consider boosting PBT performance by enabling `reuse_actors` as "
+        "well as implementing `reset_config` for Trainable."
+    )
+    assert shown(
+        (UserWarning, tune_file, f"{hint} (probe-15)"),
+        (UserWarning, OUR_FILE, f"{hint} (probe-16)"),
+        (UserWarning, tune_file, "another Tune warning (probe-17)"),
+    ) == [f"{hint} (probe-16)", "another Tune warning (probe-17)"]
+    kept = Path(session_logs_dir(), console.NOTICES_LOG).read_text()
+    assert "probe-15" in kept and "probe-17" not in kept
+
+
+def test_pbt_trials_do_not_print_tunes_checkpoint_created_line() -> None:
+    import inspect
+
+    from ray.train._internal import storage as tune_storage
+
+    from refiner.distributed.compat import quiet_tune_checkpoint_logging
+
+    # The logger named is the one that says it (Ray 2.60's function-trainable storage).
+    assert "Checkpoint successfully created at" in inspect.getsource(tune_storage)
+    logger = logging.getLogger(tune_storage.__name__)
+    previous = logger.level
+    try:
+        quiet_tune_checkpoint_logging()  # what a PBT trial does first
+        assert not logger.isEnabledFor(logging.INFO) and logger.isEnabledFor(logging.WARNING)
+    finally:
+        logger.setLevel(previous)
+
+
 def test_ray_data_info_and_progress_hint_stay_in_its_log_file(job_ray) -> None:
     data_logger = logging.getLogger("ray.data")
     (console_handler,) = [h for h in data_logger.handlers if type(h).__name__ == "PlainRayHandler"]

@@ -47,6 +47,18 @@ def quiet_train_report_logging() -> None:
     logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
 
 
+def quiet_tune_checkpoint_logging() -> None:
+    """Ray Tune's "Checkpoint successfully created at: ..." INFO line: keep WARNING and up.
+
+    Why: a PBT trial reports every Train checkpoint to Tune (``tune.report(...,
+    checkpoint=...)``), and each report printed that line on the sweep's console. It is
+    logged by ``ray.train._internal.storage`` (Ray 2.60, the function trainable's storage).
+    """
+    from ray.train._internal import storage as tune_storage
+
+    logging.getLogger(tune_storage.__name__).setLevel(logging.WARNING)
+
+
 def ray_data_default_logging() -> dict[str, Any]:
     """A copy of Ray Data's default logging config (what ``RAY_DATA_LOGGING_CONFIG`` replaces).
 

@@ -9,6 +9,8 @@ Left out of the console (all of it stays in the Ray session's log files,
   "Moving model to device", "Checkpoint successfully created"): ``ray.train``'s
   ``LoggingConfig(log_level="WARNING")`` in the run config; its system log files
   (``logs/train/ray-train-sys-*.log``) keep every level;
+- Ray Tune's "Checkpoint successfully created at" INFO line, once per report of a PBT
+  trial (``compat.quiet_tune_checkpoint_logging``, called by the trial);
 - Ray Data's INFO lines ("Starting execution of Dataset", execution plans): its console
   handler at WARNING through ``RAY_DATA_LOGGING_CONFIG``; ``logs/ray-data/`` keeps them;
 - Ray's notice that a new local cluster has token authentication on (its default);
@@ -23,7 +25,10 @@ Left out of the console (all of it stays in the Ray session's log files,
 - scikit-learn's ``ConvergenceWarning``s from the Gaussian process that PB2 refits in the
   sweep driver at every perturbation (a kernel length scale at its bound, lbfgs out of
   iterations: nothing the user set, and nothing to act on): written to
-  ``logs/refiner-ray-notices.log``.
+  ``logs/refiner-ray-notices.log``;
+- Ray Tune's hint, at the start of every PBT or PB2 sweep, to enable ``reuse_actors``
+  and implement ``reset_config``: each trial here starts a Ray Train run of its own, so
+  a reused trial actor would save nothing: written to ``logs/refiner-ray-notices.log``.
 
 A worker also learns its own cluster's address (``RAY_ADDRESS``): Ray Train's placement
 group cleaner looks a cluster up by address, and with several Ray instances on one
@@ -169,7 +174,10 @@ def _route_ray_deprecations() -> None:
         if issubclass(category, _DEPRECATIONS) and str(filename).startswith(_RAY_DIR):
             if _log_line(DEPRECATIONS_LOG, text):
                 return
-        if _is_model_fit_notice(category, str(filename)) and _log_line(NOTICES_LOG, text):
+        notice = _is_model_fit_notice(category, str(filename)) or _is_actor_reuse_hint(
+            str(message), str(filename)
+        )
+        if notice and _log_line(NOTICES_LOG, text):
             return
         shown(message, category, filename, lineno, file, line)
 
@@ -180,6 +188,11 @@ def _route_ray_deprecations() -> None:
 def _is_model_fit_notice(category: type[Warning], filename: str) -> bool:
     """scikit-learn's convergence notice from PB2's Gaussian process fit."""
     return category.__name__ == "ConvergenceWarning" and _SKLEARN_DIR in filename
+
+
+def _is_actor_reuse_hint(message: str, filename: str) -> bool:
+    """Ray Tune's PBT hint to reuse trial actors (``ray/tune/tune.py``)."""
+    return filename.startswith(_RAY_DIR) and "`reuse_actors`" in message and "PBT" in message
 
 
 def _log_line(name: str, text: str) -> bool:

@@ -35,6 +35,7 @@ from ray.util.queue import Empty, Queue
 
 from refiner.checkpoints.storage import CHECKPOINT_META, filesystem, persist_checkpoint
 from refiner.config.experiment import ExperimentConfig
+from refiner.distributed.compat import quiet_tune_checkpoint_logging
 from refiner.distributed.trainer import run_training
 from refiner.runs.tracker import RunTracker
 
@@ -64,6 +65,7 @@ def train_population_member(
     swept: Mapping[str, Any],
 ) -> None:
     """Run (or continue) one PBT trial; every report reaches Tune with its checkpoint."""
+    quiet_tune_checkpoint_logging()  # the trial's own progress lines say it
     trial_id = tune.get_context().get_trial_id()
     start = tune.get_checkpoint()
     run_name = name
