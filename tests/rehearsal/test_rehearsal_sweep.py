@@ -8,9 +8,10 @@ state on the S3 server, a parent run and one child run per trial on the MLflow s
 Once the trial on worker node 2 has a checkpoint in S3, node 2 is SIGKILLed (its whole
 process group) and started again 10 s later, as a replaced spot node. Sweep trials run
 with ``training.max_failures: 0`` (jobs/configs/sweep.yaml), so the trial that lost its
-worker errors (and any trial whose Tune actor was on node 2), the others go on, and the job ends FAILED (exit status 1) naming the
-``--resume`` command. That command, submitted as a second job, re-runs only the errored
-trials from their newest S3 checkpoints, into the same child runs.
+worker errors (and any trial whose Tune actor was on node 2), the others go on, and the
+job ends FAILED (exit status 1) naming the ``--resume`` command. That command, submitted
+as a second job, re-runs only the errored trials from their newest S3 checkpoints, into
+the same child runs.
 """
 
 from __future__ import annotations
