@@ -372,3 +372,71 @@ def test_restored_optimizer_follows_the_configs_learning_rate() -> None:
     my_sched.step()  # the schedule goes on from the new base rate
     peer_sched.step()
     assert mine.param_groups[0]["lr"] == pytest.approx(peer_opt.param_groups[0]["lr"] / 10)
+
+
+class _Controller:
+    """The calls Tune's PBT makes on its controller in an asynchronous exploit."""
+
+    search_alg = None
+
+    def __init__(self, trials: list) -> None:
+        self.trials = trials
+        self.paused: list = []
+
+    def get_trials(self) -> list:
+        return self.trials
+
+    def pause_trial(self, trial, should_checkpoint: bool = True) -> None:
+        self.paused.append(trial)
+
+
+def late_trial_sequence(made, checkpoint_dir: Path) -> tuple[list, object, object]:
+    """The leader reaches its first two perturbations before the other trial has a score
+    (its Train workers came up first), so Tune never marks it a top trial; then the late
+    trial, behind it, reaches its first. Returns (paused trials, late trial, leader's
+    checkpoint)."""
+    from ray.train import Checkpoint
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune.experiment import Trial
+
+    config = {"training.lr": 1e-3}
+    leader, late = (Trial("__fake", config=dict(config), stub=True) for _ in range(2))
+    controller = _Controller([leader, late])
+    for t in (leader, late):
+        t.set_status(Trial.RUNNING)
+        made.on_trial_add(controller, t)
+    made._log_config = False  # Tune's policy log goes in a trial folder stubs do not have
+    interval = made._perturbation_interval
+    checkpoint = Checkpoint.from_directory(str(checkpoint_dir))
+
+    def report(trial: Trial, step: int, loss: float) -> None:
+        made.on_trial_result(controller, trial, {"step": step, "loss": loss})
+
+    report(leader, interval, 2.0)
+    leader.run_metadata.checkpoint_manager.register_checkpoint(
+        _TrainingResult(checkpoint=checkpoint, metrics={"step": 2 * interval})
+    )
+    report(leader, 2 * interval, 1.5)
+    report(late, interval, 3.0)
+    return controller.paused, late, checkpoint
+
+
+@pytest.mark.parametrize("kind", ["pbt", "pb2"])
+def test_a_late_bottom_trial_exploits_the_leaders_latest_checkpoint(
+    tmp_path: Path, kind: str
+) -> None:
+    from refiner.distributed.search import scheduler
+
+    space = load_space(ROOT / "tune_spaces" / f"{kind}.yaml")
+    settings = space.settings.scheduler
+    settings = type(settings)(**{**vars(settings), "metric": "loss", "mode": "min"})
+    made = scheduler(settings, 120, 20, space, BASE)
+    paused, late, checkpoint = late_trial_sequence(made, tmp_path)
+    assert paused == [late]  # the exploit: the late trial goes on from the leader's
+    assert late.checkpoint.path == checkpoint.path
+
+    # Tune's own scheduler (the subclass's base) skips that exploit: what the subclass mends.
+    plain = scheduler(settings, 120, 20, space, BASE)
+    plain.__class__ = plain.__class__.__bases__[1]
+    paused, late, _ = late_trial_sequence(plain, tmp_path)
+    assert paused == [] and late.checkpoint is None

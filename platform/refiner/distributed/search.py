@@ -18,6 +18,7 @@ from ray.tune.schedulers import (
     PopulationBasedTraining,
     TrialScheduler,
 )
+from ray.tune.experiment import Trial
 from ray.tune.schedulers.pb2 import PB2
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -124,7 +125,7 @@ def _population_scheduler(
 ) -> PopulationBasedTraining:
     interval = settings.perturbation_interval or int(base["training"]["checkpoint_every"])
     if settings.type == "pb2":
-        return PB2(
+        return ExploitingPB2(
             time_attr=settings.time_attr,
             metric=settings.metric,
             mode=settings.mode,
@@ -136,7 +137,7 @@ def _population_scheduler(
             require_attrs=False,  # reports between checkpoints carry no validation metric
             log_config=False,  # Tune's per-trial config files; the MLflow tags record it
         )
-    return PopulationBasedTraining(
+    return ExploitingPBT(
         time_attr=settings.time_attr,
         metric=settings.metric,
         mode=settings.mode,
@@ -149,6 +150,44 @@ def _population_scheduler(
         # Reports between checkpoints carry no validation metric: PBT waits for one.
         require_attrs=False,
     )
+
+
+class _ExploitsTheLatestCheckpoint:
+    """Asynchronous PBT scores a trial only at its own perturbations, and forgets a top
+    trial's checkpoint when, at its last one, it had no scored peer to be compared with.
+    Trials start a few seconds apart (each brings up its own Train workers), so in a small
+    population the first one can run a whole interval ahead: when the second reaches its
+    perturbation and is the bottom half, Tune finds no checkpoint to clone and skips the
+    exploit ("[pbt]: no checkpoint for trial ..."), and with two trials there may never be
+    another. Every trial reports a checkpoint at each perturbation (the interval is a
+    multiple of checkpoint_every), so the peer's latest reported checkpoint is the one
+    taken: the state its score was measured on, or newer."""
+
+    _trial_state: dict[Trial, Any]
+
+    def _checkpoint_or_exploit(
+        self,
+        trial: Trial,
+        tune_controller: Any,
+        upper_quantile: list[Trial],
+        lower_quantile: list[Trial],
+    ) -> None:
+        if trial in lower_quantile:
+            for peer in upper_quantile:
+                state = self._trial_state[peer]
+                if state.last_checkpoint is None and peer.checkpoint is not None:
+                    state.last_checkpoint = peer.checkpoint
+        super()._checkpoint_or_exploit(  # type: ignore[misc]
+            trial, tune_controller, upper_quantile, lower_quantile
+        )
+
+
+class ExploitingPBT(_ExploitsTheLatestCheckpoint, PopulationBasedTraining):
+    """Tune's PBT; a bottom trial always finds its top peer's checkpoint."""
+
+
+class ExploitingPB2(_ExploitsTheLatestCheckpoint, PB2):
+    """Tune's PB2; a bottom trial always finds its top peer's checkpoint."""
 
 
 def _mutation(sampler: Sampler) -> list[Any] | Any:
