@@ -437,6 +437,22 @@ def test_a_late_bottom_trial_exploits_the_leaders_latest_checkpoint(
 
     # Tune's own scheduler (the subclass's base) skips that exploit: what the subclass mends.
     plain = scheduler(settings, 120, 20, space, BASE)
-    plain.__class__ = plain.__class__.__bases__[1]
+    plain.__class__ = plain.__class__.__bases__[-1]
     paused, late, _ = late_trial_sequence(plain, tmp_path)
+    assert paused == [] and late.checkpoint is None
+
+
+@pytest.mark.parametrize("kind", ["pbt", "pb2"])
+def test_no_exploit_at_a_trials_last_update(tmp_path: Path, kind: str) -> None:
+    # The same reports, but the late trial's first perturbation is its last update: its
+    # run has nothing left to train, and a copy of the leader's final checkpoint would
+    # only end it on the leader's numbers.
+    from refiner.distributed.search import scheduler
+
+    space = load_space(ROOT / "tune_spaces" / f"{kind}.yaml")
+    settings = space.settings.scheduler
+    settings = type(settings)(**{**vars(settings), "metric": "loss", "mode": "min"})
+    interval = scheduler(settings, 120, 20, space, BASE)._perturbation_interval
+    made = scheduler(settings, interval, 20, space, BASE)
+    paused, late, _ = late_trial_sequence(made, tmp_path)
     assert paused == [] and late.checkpoint is None

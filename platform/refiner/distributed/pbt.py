@@ -12,7 +12,9 @@ Train's ``TuneReportCallback`` forwards metrics only, so here:
   seeded with a copy of that checkpoint: the training loop restores everything from it
   (weights, optimizer, LR schedule, EMA, calibration, Grokfast state) and the data
   stream starts at its data epoch, as for any resumed run. The trial's config, with
-  the mutated values, wins where it may differ (the learning rate: see the loop).
+  the mutated values, wins where it may differ (the learning rate: see the loop);
+- at each checkpoint the run waits for Tune's verdict on it (``pbt_verdicts``), so that
+  a generation Tune ends trains and logs nothing past the checkpoint it ended at.
 
 The trial's MLflow child run records each generation: which trial and update its
 weights came from, and the values it went on with.
@@ -36,6 +38,7 @@ from ray.util.queue import Empty, Queue
 from refiner.checkpoints.storage import CHECKPOINT_META, filesystem, persist_checkpoint
 from refiner.config.experiment import ExperimentConfig
 from refiner.distributed.compat import quiet_tune_checkpoint_logging
+from refiner.distributed.pbt_verdicts import TrialVerdicts
 from refiner.distributed.trainer import run_training
 from refiner.runs.tracker import RunTracker
 
@@ -63,10 +66,14 @@ def train_population_member(
     storage: str,
     tracker: RunTracker,
     swept: Mapping[str, Any],
+    sweep_name: str,
 ) -> None:
-    """Run (or continue) one PBT trial; every report reaches Tune with its checkpoint."""
+    """Run (or continue) one PBT trial; every report reaches Tune with its checkpoint,
+    and the run goes on past a checkpoint only once Tune has decided it may."""
     quiet_tune_checkpoint_logging()  # the trial's own progress lines say it
     trial_id = tune.get_context().get_trial_id()
+    verdicts = TrialVerdicts(sweep_name, trial_id)
+    verdicts.start_generation()
     start = tune.get_checkpoint()
     run_name = name
     if start is not None:
@@ -83,6 +90,7 @@ def train_population_member(
                 storage,
                 tracker,
                 callbacks=[CheckpointReportCallback(queue)],
+                verdicts=verdicts,
             )
         except BaseException as err:  # re-raised in the trial's thread below
             failure.append(err)

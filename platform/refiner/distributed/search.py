@@ -15,15 +15,13 @@ from ray import tune
 from ray.tune.schedulers import (
     ASHAScheduler,
     FIFOScheduler,
-    PopulationBasedTraining,
     TrialScheduler,
 )
-from ray.tune.experiment import Trial
-from ray.tune.schedulers.pb2 import PB2
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from refiner.distributed.optuna_search import optuna_searcher
+from refiner.distributed.population import RefinerPB2, RefinerPBT
 from refiner.runs.tracker import flatten
 from refiner.sweep.settings import SchedulerSettings, SweepSettings
 from refiner.sweep.space import Sampler, SearchSpace
@@ -97,15 +95,20 @@ def scheduler(
     report_every: int,
     space: SearchSpace | None = None,
     base: Mapping[str, Any] | None = None,
+    sweep_name: str | None = None,
 ) -> TrialScheduler:
     """ASHA over the update counter (``step``); FIFO runs every trial to the end; PBT
     mutates every swept key (``space``) every ``perturbation_interval`` updates, PB2
-    picks new values within the keys' bounds with its Gaussian-process bandit."""
+    picks new values within the keys' bounds with its Gaussian-process bandit; both post
+    their verdicts for the trials of ``sweep_name`` to wait on (``pbt_verdicts``)."""
     if settings.type == "fifo":
         return FIFOScheduler()
     if settings.population:
         assert space is not None and base is not None, "PBT and PB2 mutate the space's keys"
-        return _population_scheduler(settings, space, base)
+        made = _population_scheduler(settings, space, base)
+        made.verdicts_for = sweep_name
+        made.final_step = steps
+        return made
     max_t, grace = resolved_budget(settings, steps, report_every)
     return ASHAScheduler(
         time_attr=settings.time_attr,
@@ -122,10 +125,10 @@ def scheduler(
 
 def _population_scheduler(
     settings: SchedulerSettings, space: SearchSpace, base: Mapping[str, Any]
-) -> PopulationBasedTraining:
+) -> RefinerPBT | RefinerPB2:
     interval = settings.perturbation_interval or int(base["training"]["checkpoint_every"])
     if settings.type == "pb2":
-        return ExploitingPB2(
+        return RefinerPB2(
             time_attr=settings.time_attr,
             metric=settings.metric,
             mode=settings.mode,
@@ -137,7 +140,7 @@ def _population_scheduler(
             require_attrs=False,  # reports between checkpoints carry no validation metric
             log_config=False,  # Tune's per-trial config files; the MLflow tags record it
         )
-    return ExploitingPBT(
+    return RefinerPBT(
         time_attr=settings.time_attr,
         metric=settings.metric,
         mode=settings.mode,
@@ -150,44 +153,6 @@ def _population_scheduler(
         # Reports between checkpoints carry no validation metric: PBT waits for one.
         require_attrs=False,
     )
-
-
-class _ExploitsTheLatestCheckpoint:
-    """Asynchronous PBT scores a trial only at its own perturbations, and forgets a top
-    trial's checkpoint when, at its last one, it had no scored peer to be compared with.
-    Trials start a few seconds apart (each brings up its own Train workers), so in a small
-    population the first one can run a whole interval ahead: when the second reaches its
-    perturbation and is the bottom half, Tune finds no checkpoint to clone and skips the
-    exploit ("[pbt]: no checkpoint for trial ..."), and with two trials there may never be
-    another. Every trial reports a checkpoint at each perturbation (the interval is a
-    multiple of checkpoint_every), so the peer's latest reported checkpoint is the one
-    taken: the state its score was measured on, or newer."""
-
-    _trial_state: dict[Trial, Any]
-
-    def _checkpoint_or_exploit(
-        self,
-        trial: Trial,
-        tune_controller: Any,
-        upper_quantile: list[Trial],
-        lower_quantile: list[Trial],
-    ) -> None:
-        if trial in lower_quantile:
-            for peer in upper_quantile:
-                state = self._trial_state[peer]
-                if state.last_checkpoint is None and peer.checkpoint is not None:
-                    state.last_checkpoint = peer.checkpoint
-        super()._checkpoint_or_exploit(  # type: ignore[misc]
-            trial, tune_controller, upper_quantile, lower_quantile
-        )
-
-
-class ExploitingPBT(_ExploitsTheLatestCheckpoint, PopulationBasedTraining):
-    """Tune's PBT; a bottom trial always finds its top peer's checkpoint."""
-
-
-class ExploitingPB2(_ExploitsTheLatestCheckpoint, PB2):
-    """Tune's PB2; a bottom trial always finds its top peer's checkpoint."""
 
 
 def _mutation(sampler: Sampler) -> list[Any] | Any:

@@ -111,7 +111,9 @@ def run_sweep(
                 param_space=param_space(space, settings.search_seed, plan.base),
                 tune_config=tune.TuneConfig(
                     num_samples=num_samples or settings.num_samples,
-                    scheduler=scheduler(sched, steps, training.report_every, space, plan.base),
+                    scheduler=scheduler(
+                        sched, steps, training.report_every, space, plan.base, plan.name
+                    ),
                     # The generator limits concurrency itself (Tune ignores
                     # max_concurrent_trials beside a generator instance).
                     search_alg=search_algorithm(space, concurrency, plan.base),

@@ -39,6 +39,7 @@ from refiner.distributed.data import (
 )
 from refiner.distributed.failure_policy import FailFastTorchTrainer, deterministic_cause, reason
 from refiner.distributed.loop import TrainingDiverged, train_loop_per_worker
+from refiner.distributed.pbt_verdicts import TrialVerdicts
 from refiner.distributed.worker_job import WorkerJob
 from refiner.evaluate.canvas_pictures import picture_rows
 from refiner.evaluate.predictors import field_kind
@@ -77,9 +78,11 @@ def run_training(
     tracker: RunTracker | None = None,
     *,
     callbacks: list[Any] | None = None,
+    verdicts: TrialVerdicts | None = None,
 ) -> TrainingOutcome:
     """Train one run; ``callbacks`` go to Ray Train's RunConfig (a sweep passes Tune's
-    ``TuneReportCallback`` so that every report reaches the trial's scheduler)."""
+    ``TuneReportCallback`` so that every report reaches the trial's scheduler); a PBT
+    trial's run waits at each checkpoint for Tune's ``verdicts``."""
     started = time.perf_counter()
     tracker = tracker or NullTracker()
     storage = resolve_storage(storage)
@@ -156,6 +159,7 @@ def run_training(
         field_rows=held_out if field_kind(held_out) else None,
         puzzles=puzzles,
         picture_rows=picture_rows(held_out),  # drawn at every validation checkpoint
+        verdicts=verdicts,
     )
     trainer = FailFastTorchTrainer(
         train_loop_per_worker,

@@ -48,7 +48,9 @@ def run_trial(params: Mapping[str, Any], context: TrialContext, tasks: pa.Table)
     tracker = context.open_tracker(name, trial_id) if context.open_tracker else NullTracker()
     try:
         if context.population:
-            train_population_member(config, tasks, name, context.storage, tracker, params)
+            train_population_member(
+                config, tasks, name, context.storage, tracker, params, context.sweep_name
+            )
         else:
             finished_before = _at_budget(f"{context.storage}/{name}", config.training.steps)
             outcome = run_training(

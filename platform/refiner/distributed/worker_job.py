@@ -8,6 +8,7 @@ from typing import Any
 import pyarrow as pa
 
 from refiner.distributed.data import StreamPlan
+from refiner.distributed.pbt_verdicts import TrialVerdicts
 from refiner.model.puzzles import PuzzleIndex
 from refiner.runs.tracker import NullTracker, RunTracker
 
@@ -27,3 +28,4 @@ class WorkerJob:
     field_rows: pa.Table | None = None  # held-out benchmark rows (sudoku/maze/ARC), see predictors
     puzzles: PuzzleIndex | None = None  # puzzle identities (model.puzzle_embedding)
     picture_rows: pa.Table | None = None  # held-out rows drawn at checkpoints (canvas_pictures)
+    verdicts: TrialVerdicts | None = None  # PBT: wait at each checkpoint for Tune's verdict

@@ -13,6 +13,7 @@ import torch
 
 from refiner.checkpoints.files import CONFIG_FILE
 from refiner.config.experiment import ExperimentConfig
+from refiner.distributed.pbt_verdicts import stop_here
 from refiner.distributed.report_window import ReportWindow
 from refiner.distributed.worker_checkpoints import report_to_ray
 from refiner.distributed.worker_console import print_progress, say
@@ -95,6 +96,10 @@ class WorkerReports:
             self.job,
         )
         self.window = ReportWindow()
+        verdicts = self.job.verdicts
+        if checkpoint_due and self.rank == 0 and verdicts is not None:
+            if not verdicts.goes_on_after(step):  # the other ranks wait in the next update
+                stop_here(verdicts.trial_id, step)
         return self.diverged is not None
 
     def validate(self, metrics: dict[str, Any], step: int) -> EvaluationReport | None:
