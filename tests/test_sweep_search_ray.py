@@ -24,6 +24,7 @@ from refiner.tracking.sweeps import BEST_TAG, FRONT_TAG
 pytestmark = [pytest.mark.slow, pytest.mark.ray(**SWEEP_RAY), pytest.mark.timeout(600)]
 
 OBJECTIVES = {"val_acc_infer": "max", "val_mean_steps": "min"}
+STEPS = 30  # a population trial's updates: perturbations at 10 and 20, none at the last
 
 
 def test_optuna_two_objective_sweep(tmp_path: Path, local_ray, capsys) -> None:
@@ -167,8 +168,11 @@ def test_pbt_exploit_restores_the_peer_checkpoint(tmp_path: Path, local_ray) -> 
 
 @pytest.mark.timeout(900)
 def test_pb2_exploit_goes_on_with_values_within_the_bounds(tmp_path: Path, local_ray) -> None:
-    # Two trials, the bottom half (one) takes over the other's checkpoint at every
+    # Two trials, the bottom half (one) takes over the other's checkpoint at a
     # perturbation; PB2's model picks the values it goes on with inside the space's bounds.
+    # Seed 10 draws lr 7.4e-3 and 4.2e-5: the second learns next to nothing, so it is the
+    # bottom half at any perturbation, whichever trial reports first (with lr 1.8e-5 and
+    # 5.1e-5, seed 3, the trial reporting later always looked better and none exploited).
     low, high = 1e-5, 1e-2
     space_file = tmp_path / "pb2.yaml"
     space_file.write_text(
@@ -176,7 +180,7 @@ def test_pb2_exploit_goes_on_with_values_within_the_bounds(tmp_path: Path, local
             {
                 "sweep": {
                     "num_samples": 2,
-                    "seed": 3,
+                    "seed": 10,
                     "max_concurrent_trials": 2,
                     "scheduler": {
                         "type": "pb2",
@@ -190,9 +194,9 @@ def test_pb2_exploit_goes_on_with_values_within_the_bounds(tmp_path: Path, local
             }
         )
     )
-    outcome, uri, _ = tiny_sweep(tmp_path, space_file, "pb2", 30)
+    outcome, uri, _ = tiny_sweep(tmp_path, space_file, "pb2", STEPS)
     assert len(outcome.trials) == 2 and not outcome.errored
-    assert {t.steps for t in outcome.trials} == {30}
+    assert {t.steps for t in outcome.trials} == {STEPS}
     for t in outcome.trials:  # the last values each trial ran with
         assert low <= t.params["training.lr"] <= high
 
@@ -215,4 +219,4 @@ def test_pb2_exploit_goes_on_with_values_within_the_bounds(tmp_path: Path, local
         history = sorted(
             (m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")
         )
-        assert history[-1] == (30, pytest.approx(final.metrics["loss"])), history
+        assert history[-1] == (STEPS, pytest.approx(final.metrics["loss"])), history

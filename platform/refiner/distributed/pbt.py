@@ -72,8 +72,7 @@ def train_population_member(
     and the run goes on past a checkpoint only once Tune has decided it may."""
     quiet_tune_checkpoint_logging()  # the trial's own progress lines say it
     trial_id = tune.get_context().get_trial_id()
-    verdicts = TrialVerdicts(sweep_name, trial_id)
-    verdicts.start_generation()
+    verdicts = TrialVerdicts.for_new_generation(sweep_name, trial_id)
     start = tune.get_checkpoint()
     run_name = name
     if start is not None:

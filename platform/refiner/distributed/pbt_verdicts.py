@@ -79,8 +79,19 @@ class TrialVerdicts:
     def _actor(self) -> ray.actor.ActorHandle:
         return ray.get_actor(verdicts_actor_name(self.sweep_name))
 
-    def start_generation(self) -> None:
-        ray.get(self._actor().forget.remote(self.trial_id))
+    @classmethod
+    def for_new_generation(cls, sweep_name: str, trial_id: str) -> TrialVerdicts | None:
+        """The trial's verdicts, cleared for a new generation; None where the sweep's
+        scheduler posts none (a PBT sweep started before verdicts, resumed now): its run
+        goes on without waiting, as it did then."""
+        verdicts = cls(sweep_name, trial_id)
+        try:
+            actor = verdicts._actor()
+        except ValueError:  # no actor of that name
+            say(f"[pbt] {trial_id}: this sweep's scheduler posts no verdicts; not waiting")
+            return None
+        ray.get(actor.forget.remote(trial_id))
+        return verdicts
 
     def goes_on_after(self, step: int) -> bool:
         """Rank 0, after reporting the checkpoint at ``step``: does Tune go on with it?
