@@ -56,7 +56,6 @@ from typing import Any
 import ray
 import yaml
 from harness import Headline, parser, results_paths, write_results
-from mlflow import MlflowClient
 
 from refiner.config.experiment import load_task_table, prepare_experiment
 from refiner.distributed.compat import init_local_on_loopback
@@ -65,7 +64,6 @@ from refiner.sweep.outcome import SweepOutcome, TrialSummary, finite
 from refiner.sweep.pareto import hypervolume, pareto_front
 from refiner.sweep.plan import SweepPlan
 from refiner.sweep.space import load_space
-from refiner.tracking import PARENT_TAG
 from refiner.tracking import sweeps as sweep_tracking
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -95,7 +93,9 @@ FRONT_SPACE = {  # what a trial's accuracy costs in steps: the step limit and th
 # The hypervolume's reference point: no accuracy, one step past the space's largest limit.
 FRONT_REFERENCE = (0.0, 1.0 + max(FRONT_SPACE["orchestration"]["max_steps_infer"]["choice"]))
 STEPS = "val_mean_steps"  # the second objective: inference steps, fewer is better
-EXPLOITS: dict[str, int] = {}  # sweep name -> PBT exploits (generations taken from a peer)
+# Sweeps recorded before the updates PBT trains again were counted (their updates are
+# the final steps' sum).
+WENT_BACK_UNRECORDED: set[str] = set()
 # The task: sudoku 4x4 needs whole-grid attention (sweep.yaml's parity uses a window of 1).
 TASK = ["task.size=4", "model.attention_window=null"]
 
@@ -244,7 +244,6 @@ def sweep(
         out_dir=str(work / "out"),
     )
     outcome = run_sweep(plan, tasks, tracking=sweep_tracking)
-    EXPLOITS[name] = count_exploits(plan.tracking_uri, outcome.parent_run_id)
     # Each sweep's trials as they finish: a long run that is cut short still leaves these.
     with open(args.json_path.with_suffix(".partial.jsonl"), "a", encoding="utf-8") as f:
         trials = [
@@ -257,30 +256,17 @@ def sweep(
             }
             for t in in_order(outcome.trials)
         ]
-        record = {"sweep": name, "trials": trials, "exploits": EXPLOITS[name]}
+        record = {
+            "sweep": name,
+            "trials": trials,
+            "exploits": outcome.exploits,
+            "went_back": outcome.went_back,
+        }
         f.write(json.dumps(record, default=str) + "\n")
     print(
         f"[bench] {name}: {len(outcome.trials)} trials, {outcome.total_steps} updates", flush=True
     )
     return outcome
-
-
-def count_exploits(tracking_uri: str, parent_run_id: str | None) -> int:
-    """The generations of the sweep's trials that took a peer's checkpoint (PBT tags each
-    on the trial's child run: ``refiner.pbt.g<N>`` = "exploited trial ..." or "resumed")."""
-    if parent_run_id is None:
-        return 0
-    client = MlflowClient(tracking_uri)
-    children = client.search_runs(
-        client.get_run(parent_run_id).info.experiment_id,
-        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
-    )
-    return sum(
-        value.startswith("exploited")
-        for run in children
-        for key, value in run.data.tags.items()
-        if key.startswith("refiner.pbt.g") and key[len("refiner.pbt.g") :].isdigit()
-    )
 
 
 def objectives(args: argparse.Namespace) -> dict[str, str]:
@@ -514,8 +500,8 @@ def pbt_table(
         "",
         f"## PBT vs ASHA at equal total updates: best `{args.metric}`",
         "",
-        "| seed | ASHA: trials, updates, best | PBT: population, updates, best | PBT exploits "
-        "| PBT - ASHA |",
+        "| seed | ASHA: trials, updates, best | PBT: population, updates trained, best "
+        "| PBT exploits | PBT - ASHA |",
         "|---|---|---|---|---|",
     ]
     gains, raw = [], {}
@@ -527,15 +513,22 @@ def pbt_table(
             "asha": {"trials": len(asha.trials), "updates": asha.total_steps, "best": best[0]},
             "pbt": {
                 "population": len(pbt.trials),
-                "updates": pbt.total_steps,
+                "updates": pbt.total_steps + pbt.went_back,
+                "final_steps": pbt.total_steps,
                 "best": best[1],
-                "exploits": EXPLOITS.get(pbt.name),
+                "exploits": len(pbt.exploits),
             },
         }
-        exploits = EXPLOITS.get(pbt.name, "not recorded")
+        # An exploit goes on from the peer's latest checkpoint: updates trained again
+        # (or skipped) count, so that the comparison is at the updates PBT really spent.
+        updates = (
+            f"{pbt.total_steps} (final steps; updates trained again not recorded)"
+            if pbt.name in WENT_BACK_UNRECORDED
+            else f"{pbt.total_steps + pbt.went_back} ({pbt.went_back:+d} on the final steps)"
+        )
         lines.append(
             f"| {seed} | {len(asha.trials)}, {asha.total_steps}, {best[0]:.3f} | "
-            f"{len(pbt.trials)}, {pbt.total_steps}, {best[1]:.3f} | {exploits} | "
+            f"{len(pbt.trials)}, {updates}, {best[1]:.3f} | {len(pbt.exploits)} | "
             f"{best[1] - best[0]:+.3f} |"
         )
     won = sum(g > 0 for g in gains)
@@ -569,8 +562,12 @@ def recorded_runs(path: Path, args: argparse.Namespace) -> dict[str, dict]:
             for t in record["trials"]
         ]
         outcome = SweepOutcome(record["sweep"], args.metric, args.mode, trials, None, None)
-        if "exploits" in record:
-            EXPLOITS[record["sweep"]] = record["exploits"]
+        exploits = record.get("exploits", [])
+        # Older records counted exploits only.
+        outcome.exploits = exploits if isinstance(exploits, list) else ["?"] * exploits
+        outcome.went_back = record.get("went_back", 0)
+        if "went_back" not in record:
+            WENT_BACK_UNRECORDED.add(record["sweep"])
         outcome.front = pareto_front(trials, objectives(args)) if label == "front" else []
         key = kind if label == "search" or label == "front" else label
         parts[where[label]][key, int(seed)] = outcome

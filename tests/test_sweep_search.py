@@ -456,3 +456,78 @@ def test_no_exploit_at_a_trials_last_update(tmp_path: Path, kind: str) -> None:
     made = scheduler(settings, interval, 20, space, BASE)
     paused, late, _ = late_trial_sequence(made, tmp_path)
     assert paused == [] and late.checkpoint is None
+
+
+def test_the_summary_lists_each_exploit() -> None:
+    from types import SimpleNamespace
+
+    from refiner.distributed.pbt import generation_note, population_history
+    from refiner.sweep.outcome import SweepOutcome, format_summary
+
+    went_on = '; checkpoint /store/x/checkpoint_000001; went on with {"training.lr": 0.002}'
+    tags = {  # a trial's run after two exploits and a resume between them
+        "refiner.pbt.generation": "3",
+        "refiner.pbt.g3": generation_note("ab_00002", "ab_00001", 80, 100) + went_on,
+        "refiner.pbt.g3.went_back": "20",
+        "refiner.pbt.g1": generation_note("ab_00000", "ab_00001", 40, 60) + went_on,
+        "refiner.pbt.g1.went_back": "20",
+        "refiner.pbt.g2": generation_note("ab_00001", "ab_00001", 60, 60) + went_on,
+        "refiner.pbt.g2.went_back": "0",
+    }
+    history = population_history({"ab_00001": tags, "ab_00000": {}})
+    assert history.exploits == [
+        "ab_00001 generation 1: exploited trial ab_00000 at update 40, leaving update 60",
+        "ab_00001 generation 3: exploited trial ab_00002 at update 80, leaving update 100",
+    ]
+    assert history.went_back == 40
+
+    trial = TrialSummary("ab_00001", "s-ab_00001", {}, {"loss": 1.0, "step": 120}, "done")
+    outcome = SweepOutcome(
+        "s", "loss", "min", [trial], trial, "p", exploits=history.exploits, went_back=40
+    )
+    plan = SimpleNamespace(name="s", storage="/x", experiment="e", tracking_uri="sqlite:///m")
+    summary = format_summary(outcome, [], plan)  # type: ignore[arg-type]
+    lines = history.exploits
+    assert "population: 2 exploit(s)\n  " + lines[0] + "\n  " + lines[1] in summary
+    assert "updates trained: 160 (the final steps add up to 120" in summary
+
+
+@pytest.mark.parametrize("all_run_at_once", [False, True])
+def test_no_fair_share_pause_when_the_population_runs_at_once(all_run_at_once: bool) -> None:
+    # A top trial reaches its perturbation while its peer waits (restarting after an
+    # exploit). Tune pauses the top trial so that the peer may take its place; when
+    # the whole population fits at once the peer has a place, and the pause would only
+    # restart the top trial's Train run.
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    from refiner.distributed.search import scheduler
+
+    space = load_space(ROOT / "tune_spaces" / "pbt.yaml")
+    settings = space.settings.scheduler
+    settings = type(settings)(**{**vars(settings), "metric": "loss", "mode": "min"})
+    made = scheduler(settings, 120, 20, space, BASE, all_run_at_once=all_run_at_once)
+    top, waiting = (Trial("__fake", config={"training.lr": 1e-3}, stub=True) for _ in range(2))
+    controller = _Controller([top, waiting])
+    for t in (top, waiting):
+        made.on_trial_add(controller, t)
+    top.set_status(Trial.RUNNING)
+    waiting.set_status(Trial.PENDING)
+    made._log_config = False
+    interval = made._perturbation_interval
+    decision = made.on_trial_result(controller, top, {"step": interval, "loss": 1.0})
+    expected = TrialScheduler.CONTINUE if all_run_at_once else TrialScheduler.PAUSE
+    assert decision == expected and controller.paused == []
+
+
+def test_progress_shows_the_values_a_report_was_made_with(capsys) -> None:
+    from types import SimpleNamespace
+
+    from refiner.distributed.sweep_progress import SweepProgress
+
+    progress = SweepProgress("s", "loss", 120, ["training.lr"])
+    # Tune's scheduler decides before the callbacks: an exploit has changed the config.
+    trial = SimpleNamespace(trial_id="ab_00001", config={"training.lr": 0.0028})
+    result = {"step": 80, "loss": 5.9, "config": {"training.lr": 0.000318}}
+    progress.on_trial_result(0, [], trial, result)
+    assert "lr=0.000318" in capsys.readouterr().out

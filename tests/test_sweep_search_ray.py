@@ -145,6 +145,10 @@ def test_pbt_exploit_restores_the_peer_checkpoint(tmp_path: Path, local_ray) -> 
         if run.data.tags.get("refiner.pbt.restored_from_trial") not in (None, trial_id)
     }
     assert exploited, {k: r.data.tags for k, r in children.items()}
+    assert {line.split()[0] for line in outcome.exploits} == set(exploited)  # the summary's
+    assert outcome.went_back == sum(
+        int(v) for c in children.values() for k, v in c.data.tags.items() if k.endswith("went_back")
+    )
     for trial_id, run in exploited.items():
         tags = run.data.tags
         peer = tags["refiner.pbt.restored_from_trial"]
@@ -155,7 +159,13 @@ def test_pbt_exploit_restores_the_peer_checkpoint(tmp_path: Path, local_ray) -> 
         # schedule, EMA and calibration travel in it) and went on from there.
         assert tags["refiner.resumed_from_step"] == str(step)
         generation = tags["refiner.pbt.generation"]
-        assert "exploited trial " + peer in tags[f"refiner.pbt.g{generation}"]
+        note = tags[f"refiner.pbt.g{generation}"]
+        assert "exploited trial " + peer in note
+        # It left its own run at its own checkpoint (the one Tune decided on), and counts
+        # the updates it goes back (or skips) by taking the peer's.
+        left_at = int(note.split("leaving update ")[1].split(";")[0])
+        assert left_at % 10 == 0 and 0 < left_at < 30
+        assert tags[f"refiner.pbt.g{generation}.went_back"] == str(left_at - step)
         seeded = Path(storage) / f"pbt.trials/pbt-{trial_id}-g{generation}"
         assert seeded.is_dir()
         history = sorted(

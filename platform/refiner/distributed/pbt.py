@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,12 @@ from ray import tune
 from ray.train.v2.api.callback import UserCallback
 from ray.util.queue import Empty, Queue
 
-from refiner.checkpoints.storage import CHECKPOINT_META, filesystem, persist_checkpoint
+from refiner.checkpoints.storage import (
+    CHECKPOINT_META,
+    filesystem,
+    list_checkpoints,
+    persist_checkpoint,
+)
 from refiner.config.experiment import ExperimentConfig
 from refiner.distributed.compat import quiet_tune_checkpoint_logging
 from refiner.distributed.pbt_verdicts import TrialVerdicts
@@ -45,6 +51,42 @@ from refiner.runs.tracker import RunTracker
 GENERATION_TAG = "refiner.pbt.generation"
 ORIGIN_TRIAL_TAG = "refiner.pbt.restored_from_trial"
 ORIGIN_STEP_TAG = "refiner.pbt.restored_from_step"
+GENERATION_NOTE_PREFIX = "refiner.pbt.g"  # + generation: where its weights came from, in words
+# + generation: how many updates the trial went back (the update it had reached minus
+# the restored checkpoint's); an exploit goes on from the peer's latest checkpoint,
+# which may be behind the trial (or ahead: then negative)
+WENT_BACK_SUFFIX = ".went_back"
+
+
+def generation_note(origin: str, trial_id: str, step: int, left_at: int | None) -> str:
+    """Where a generation's weights came from: a peer (an exploit) or the trial itself."""
+    note = f"{'exploited trial ' + origin if origin != trial_id else 'resumed'} at update {step}"
+    return note if left_at is None else f"{note}, leaving update {left_at}"
+
+
+@dataclass(frozen=True)
+class PopulationHistory:
+    """What a sweep's trial runs record of their exploits."""
+
+    exploits: list[str]  # one line per exploit, by trial, oldest first
+    went_back: int  # updates trained again (exploits and resumes), beyond the final steps
+
+
+def population_history(tags_by_trial: Mapping[str, Mapping[str, str]]) -> PopulationHistory:
+    lines, went_back = [], 0
+    for trial_id, tags in tags_by_trial.items():
+        generations = sorted(
+            int(key[len(GENERATION_NOTE_PREFIX) :])
+            for key in tags
+            if key.startswith(GENERATION_NOTE_PREFIX)
+            and key[len(GENERATION_NOTE_PREFIX) :].isdigit()
+        )
+        for g in generations:
+            note = tags[f"{GENERATION_NOTE_PREFIX}{g}"].split("; ", 1)[0]
+            went_back += int(tags.get(f"{GENERATION_NOTE_PREFIX}{g}{WENT_BACK_SUFFIX}", 0))
+            if note.startswith("exploited"):
+                lines.append(f"{trial_id} generation {g}: {note}")
+    return PopulationHistory(lines, went_back)
 
 
 class CheckpointReportCallback(UserCallback):
@@ -121,6 +163,11 @@ def _seed_generation(
     """A new Train run for this trial, its storage holding a copy of ``start``."""
     generation = _next_generation(storage, name)
     run_name = f"{name}-g{generation}"
+    # Where the trial's previous Train run stopped: at the checkpoint Tune decided on.
+    reached = list_checkpoints(
+        f"{storage}/{name if generation == 1 else f'{name}-g{generation - 1}'}"
+    )
+    left_at = reached[-1][0] if reached else None
     with start.as_directory() as directory:
         step = int(json.loads((Path(directory) / CHECKPOINT_META).read_text())["step"])
         persist_checkpoint(directory, f"{storage}/{run_name}", step, config.training.num_to_keep)
@@ -132,10 +179,13 @@ def _seed_generation(
             GENERATION_TAG: str(generation),
             ORIGIN_TRIAL_TAG: origin,
             ORIGIN_STEP_TAG: str(step),
-            f"refiner.pbt.g{generation}": (
-                f"{'exploited trial ' + origin if origin != trial_id else 'resumed'} at "
-                f"update {step} ({start.path}); went on with {values}"
+            f"{GENERATION_NOTE_PREFIX}{generation}": (
+                f"{generation_note(origin, trial_id, step, left_at)}; checkpoint {start.path}; "
+                f"went on with {values}"
             )[:5000],
+            f"{GENERATION_NOTE_PREFIX}{generation}{WENT_BACK_SUFFIX}": str(
+                0 if left_at is None else left_at - step
+            ),
         }
     )
     print(

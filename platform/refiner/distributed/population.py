@@ -12,6 +12,11 @@
 - No exploit, and no pause, at a trial's last update: its run has nothing left to train,
   so taking over a peer's final checkpoint would only make it a copy of that peer (and
   its MLflow run would end on the peer's numbers).
+- No pause for fair share when the whole population runs at once. Tune pauses a trial
+  at its perturbation whenever another waits (so that a population larger than the
+  cluster takes turns); but the trial that waits is usually one restarting after its
+  exploit, with its own resources free for it, and the pause costs the paused trial a
+  new Train run (workers, data stream) and a generation in its MLflow run for nothing.
 - Every decision on a trial's report goes to the sweep's verdicts actor, where the
   trial's Train run waits for it at each checkpoint (``pbt_verdicts``).
 """
@@ -32,6 +37,7 @@ class _RefinerPopulation:
     final_step: int | None = None  # a trial's last update (training.steps)
     _verdicts: Any = None  # the verdicts actor, made in the driver (never pickled)
     _at_final_step = False  # the report being decided on is the trial's last
+    all_run_at_once = False  # the population fits the cluster and the concurrency limit
     _trial_state: dict[Trial, Any]
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
@@ -43,8 +49,10 @@ class _RefinerPopulation:
         step = int(result.get("step", -1))
         self._at_final_step = self.final_step is not None and step >= self.final_step
         decision = super().on_trial_result(tune_controller, trial, result)  # type: ignore[misc]
-        if self._at_final_step and decision == TrialScheduler.PAUSE:
-            decision = TrialScheduler.CONTINUE  # it ends in seconds, freeing its place
+        if decision == TrialScheduler.PAUSE and (self._at_final_step or self.all_run_at_once):
+            # At its last update it ends in seconds, freeing its place; when all run at
+            # once, whoever waits has a place already.
+            decision = TrialScheduler.CONTINUE
         if self._verdicts is not None and step >= 0:
             go_on = decision == TrialScheduler.CONTINUE and trial.status != Trial.PAUSED
             self._verdicts.post.remote(trial.trial_id, step, go_on)

@@ -96,11 +96,13 @@ def scheduler(
     space: SearchSpace | None = None,
     base: Mapping[str, Any] | None = None,
     sweep_name: str | None = None,
+    all_run_at_once: bool = False,
 ) -> TrialScheduler:
     """ASHA over the update counter (``step``); FIFO runs every trial to the end; PBT
     mutates every swept key (``space``) every ``perturbation_interval`` updates, PB2
     picks new values within the keys' bounds with its Gaussian-process bandit; both post
-    their verdicts for the trials of ``sweep_name`` to wait on (``pbt_verdicts``)."""
+    their verdicts for the trials of ``sweep_name`` to wait on (``pbt_verdicts``), and
+    pause no trial for fair share when ``all_run_at_once`` (``population``)."""
     if settings.type == "fifo":
         return FIFOScheduler()
     if settings.population:
@@ -108,6 +110,7 @@ def scheduler(
         made = _population_scheduler(settings, space, base)
         made.verdicts_for = sweep_name
         made.final_step = steps
+        made.all_run_at_once = all_run_at_once
         return made
     max_t, grace = resolved_budget(settings, steps, report_every)
     return ASHAScheduler(

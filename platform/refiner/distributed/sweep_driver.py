@@ -8,6 +8,7 @@ nothing else.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
@@ -20,6 +21,7 @@ import ray
 from ray import tune
 
 from refiner.checkpoints.storage import list_checkpoints
+from refiner.distributed.pbt import population_history
 from refiner.distributed.search import param_space, resolved_budget, scheduler, search_algorithm
 from refiner.distributed.sweep_progress import SweepProgress
 from refiner.distributed.trial import TrialContext, run_trial
@@ -32,6 +34,7 @@ from refiner.sweep.plan import (
     check_trial_training,
     max_concurrent,
     trial_cpus,
+    trial_footprint,
     trial_run_name,
 )
 
@@ -105,14 +108,25 @@ def run_sweep(
             )
         else:
             plan.save()
-            concurrency = max_concurrent(settings, training, ray.cluster_resources().get("CPU", 1))
+            cluster_cpus = ray.cluster_resources().get("CPU", 1)
+            concurrency = max_concurrent(settings, training, cluster_cpus)
+            samples = num_samples or settings.num_samples
+            # Tune starts num_samples trials per combination of the grid keys.
+            grid = math.prod(len(s.values) for s in space.params.values() if s.kind == "grid")
+            placeable = math.floor(cluster_cpus / trial_footprint(settings, training) + 1e-9)
             tuner = tune.Tuner(
                 trainable,
                 param_space=param_space(space, settings.search_seed, plan.base),
                 tune_config=tune.TuneConfig(
-                    num_samples=num_samples or settings.num_samples,
+                    num_samples=samples,
                     scheduler=scheduler(
-                        sched, steps, training.report_every, space, plan.base, plan.name
+                        sched,
+                        steps,
+                        training.report_every,
+                        space,
+                        plan.base,
+                        plan.name,
+                        all_run_at_once=samples * grid <= min(concurrency, placeable),
                     ),
                     # The generator limits concurrency itself (Tune ignores
                     # max_concurrent_trials beside a generator instance).
@@ -145,6 +159,9 @@ def run_sweep(
         )
     best = best_trial(trials, sched.metric, sched.mode)
     outcome = SweepOutcome(plan.name, sched.metric, sched.mode, trials, best, parent.run_id)
+    if sched.population:
+        history = population_history({t.trial_id: children.tags(t.run_name) for t in trials})
+        outcome.exploits, outcome.went_back = history.exploits, history.went_back
     if settings.objectives:
         _record_front(plan, outcome, children, parent, tracking, settings.objectives, swept)
     best = outcome.best

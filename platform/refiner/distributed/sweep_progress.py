@@ -43,7 +43,9 @@ class SweepProgress(Callback):
         print(
             f"[sweep] {trial.trial_id}  step {int(result.get('step', 0)):>5}/{self.steps}  "
             f"loss {result.get('loss', float('nan')):.4f}  {metric}"
-            f"{describe_params(trial.config, self.swept_keys)}",
+            # The values the report was made with: a PBT exploit decided on this report
+            # has already changed the trial's config.
+            f"{describe_params(result.get('config') or trial.config, self.swept_keys)}",
             flush=True,
         )
 

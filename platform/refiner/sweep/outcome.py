@@ -44,6 +44,8 @@ class SweepOutcome:
     objectives: dict[str, str] = field(default_factory=dict)  # a two-objective sweep's
     front: list[TrialSummary] = field(default_factory=list)  # its Pareto front
     choice_reason: str = ""  # why the best trial was chosen from the front
+    exploits: list[str] = field(default_factory=list)  # PBT/PB2: who took whose weights
+    went_back: int = 0  # PBT/PB2: updates trained again after exploits, beyond total_steps
 
     @property
     def total_steps(self) -> int:
@@ -108,6 +110,16 @@ def format_summary(outcome: SweepOutcome, keys: Sequence[str], plan: SweepPlan) 
             lines.append(f"  {t.trial_id:<13} {values}  {describe_params(t.params, keys)}")
         if outcome.choice_reason:
             lines.append(f"chosen from the front: {outcome.choice_reason}")
+    if outcome.exploits:
+        lines.append(f"population: {len(outcome.exploits)} exploit(s)")
+        lines.extend(f"  {line}" for line in outcome.exploits)
+    if outcome.went_back:
+        lines.append(
+            f"updates trained: {outcome.total_steps + outcome.went_back} (the final steps add "
+            f"up to {outcome.total_steps}: trials went on from checkpoints "
+            f"{abs(outcome.went_back)} updates {'behind' if outcome.went_back > 0 else 'ahead of'}"
+            " where they were)"
+        )
     if outcome.best is not None:
         lines.append(f"best trial (*): {outcome.best.trial_id}, MLflow run {outcome.best_run_id}")
         lines.append(f"best config: {outcome.best_config}  (python jobs/train.py --config ...)")

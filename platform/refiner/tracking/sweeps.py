@@ -103,6 +103,11 @@ class ChildRuns:
             tracker.set_tags(tags)
         tracker.finish(status)
 
+    def tags(self, run_name: str) -> dict[str, str]:
+        client = MlflowClient(self.tracking_uri)
+        run = find_run(client, self._experiment_id(client), run_name, self.parent_run_id)
+        return dict(run.data.tags) if run else {}
+
     def run_id(self, run_name: str) -> str | None:
         client = MlflowClient(self.tracking_uri)
         run = find_run(client, self._experiment_id(client), run_name, self.parent_run_id)
