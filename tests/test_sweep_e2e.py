@@ -57,7 +57,9 @@ def test_asha_sweep_mlflow_compare_evaluate(tmp_path: Path, local_ray, capsys) -
     assert parent.data.params["scheduler.type"] == "asha"
     assert parent.data.params["space.training.lr.grid"] == "[0.01, 0.005, 1e-07]"
     assert "best_loss" in parent.data.metrics
-    assert all(r.info.status == "FINISHED" for r in runs)
+    assert all(r.info.status == "FINISHED" for r in runs), [
+        (r.info.run_name, r.info.status, r.data.tags.get(STOPPED_TAG)) for r in runs
+    ]
     best = [c for c in children if c.data.tags.get(BEST_TAG) == "true"]
     assert [b.info.run_id for b in best] == [outcome.best_run_id]
     assert parent.data.tags["refiner.best_run_id"] == outcome.best_run_id
