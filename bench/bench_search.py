@@ -93,8 +93,9 @@ FRONT_SPACE = {  # what a trial's accuracy costs in steps: the step limit and th
 # The hypervolume's reference point: no accuracy, one step past the space's largest limit.
 FRONT_REFERENCE = (0.0, 1.0 + max(FRONT_SPACE["orchestration"]["max_steps_infer"]["choice"]))
 STEPS = "val_mean_steps"  # the second objective: inference steps, fewer is better
-# Sweeps recorded before the updates PBT trains again were counted (their updates are
-# the final steps' sum).
+# Sweeps recorded before PBT's exploits were counted, and before the updates it trains
+# again were (their updates are the final steps' sum).
+EXPLOITS_UNRECORDED: set[str] = set()
 WENT_BACK_UNRECORDED: set[str] = set()
 # The task: sudoku 4x4 needs whole-grid attention (sweep.yaml's parity uses a window of 1).
 TASK = ["task.size=4", "model.attention_window=null"]
@@ -516,7 +517,7 @@ def pbt_table(
                 "updates": pbt.total_steps + pbt.went_back,
                 "final_steps": pbt.total_steps,
                 "best": best[1],
-                "exploits": len(pbt.exploits),
+                "exploits": None if pbt.name in EXPLOITS_UNRECORDED else len(pbt.exploits),
             },
         }
         # An exploit goes on from the peer's latest checkpoint: updates trained again
@@ -528,7 +529,8 @@ def pbt_table(
         )
         lines.append(
             f"| {seed} | {len(asha.trials)}, {asha.total_steps}, {best[0]:.3f} | "
-            f"{len(pbt.trials)}, {updates}, {best[1]:.3f} | {len(pbt.exploits)} | "
+            f"{len(pbt.trials)}, {updates}, {best[1]:.3f} | "
+            f"{'not recorded' if pbt.name in EXPLOITS_UNRECORDED else len(pbt.exploits)} | "
             f"{best[1] - best[0]:+.3f} |"
         )
     won = sum(g > 0 for g in gains)
@@ -563,8 +565,10 @@ def recorded_runs(path: Path, args: argparse.Namespace) -> dict[str, dict]:
         ]
         outcome = SweepOutcome(record["sweep"], args.metric, args.mode, trials, None, None)
         exploits = record.get("exploits", [])
-        # Older records counted exploits only.
+        # Older records counted exploits only, or not at all.
         outcome.exploits = exploits if isinstance(exploits, list) else ["?"] * exploits
+        if "exploits" not in record:
+            EXPLOITS_UNRECORDED.add(record["sweep"])
         outcome.went_back = record.get("went_back", 0)
         if "went_back" not in record:
             WENT_BACK_UNRECORDED.add(record["sweep"])

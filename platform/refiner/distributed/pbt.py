@@ -73,6 +73,8 @@ class PopulationHistory:
 
 
 def population_history(tags_by_trial: Mapping[str, Mapping[str, str]]) -> PopulationHistory:
+    """Read back from each trial's run tags (trial id -> tags) what ``_seed_generation``
+    recorded."""
     lines, went_back = [], 0
     for trial_id, tags in tags_by_trial.items():
         generations = sorted(
@@ -162,11 +164,9 @@ def _seed_generation(
 ) -> str:
     """A new Train run for this trial, its storage holding a copy of ``start``."""
     generation = _next_generation(storage, name)
-    run_name = f"{name}-g{generation}"
+    run_name = _generation_run(name, generation)
     # Where the trial's previous Train run stopped: at the checkpoint Tune decided on.
-    reached = list_checkpoints(
-        f"{storage}/{name if generation == 1 else f'{name}-g{generation - 1}'}"
-    )
+    reached = list_checkpoints(f"{storage}/{_generation_run(name, generation - 1)}")
     left_at = reached[-1][0] if reached else None
     with start.as_directory() as directory:
         step = int(json.loads((Path(directory) / CHECKPOINT_META).read_text())["step"])
@@ -194,6 +194,11 @@ def _seed_generation(
         flush=True,
     )
     return run_name
+
+
+def _generation_run(name: str, generation: int) -> str:
+    """A trial's Train run per generation: its first run has the trial's name."""
+    return name if generation == 0 else f"{name}-g{generation}"
 
 
 def _next_generation(storage: str, name: str) -> int:

@@ -94,8 +94,7 @@ class ChildRuns:
 
     def close(self, run_name: str, status: str, tags: Mapping[str, str] | None = None) -> None:
         """End a trial's run from the sweep driver (a stopped trial's process is gone)."""
-        client = MlflowClient(self.tracking_uri)
-        run = find_run(client, self._experiment_id(client), run_name, self.parent_run_id)
+        run = self._find(run_name)
         if run is None:
             return
         tracker = MlflowTracker(self.tracking_uri, run.info.run_id)
@@ -104,17 +103,18 @@ class ChildRuns:
         tracker.finish(status)
 
     def tags(self, run_name: str) -> dict[str, str]:
-        client = MlflowClient(self.tracking_uri)
-        run = find_run(client, self._experiment_id(client), run_name, self.parent_run_id)
+        run = self._find(run_name)
         return dict(run.data.tags) if run else {}
 
     def run_id(self, run_name: str) -> str | None:
-        client = MlflowClient(self.tracking_uri)
-        run = find_run(client, self._experiment_id(client), run_name, self.parent_run_id)
+        run = self._find(run_name)
         return run.info.run_id if run else None
 
-    def _experiment_id(self, client: MlflowClient) -> str:
-        return get_or_create_experiment(client, self.experiment)
+    def _find(self, run_name: str) -> Run | None:
+        """The trial's live run under this sweep's parent."""
+        client = MlflowClient(self.tracking_uri)
+        experiment_id = get_or_create_experiment(client, self.experiment)
+        return find_run(client, experiment_id, run_name, self.parent_run_id)
 
 
 def record_best(
